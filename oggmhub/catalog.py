@@ -1,0 +1,345 @@
+"""The catalog: environments, their sizes and GPU variants, datasets and cohorts.
+
+One YAML file (``hub_config/catalog.yaml`` by default) is validated once, when it is
+loaded, against ``catalog_schema.yaml`` plus the rules a schema cannot express. Every
+problem is reported, each on one line naming the file, the line, the entry and the field::
+
+    hub_config/catalog.yaml:14: environments.oggm.sizes.small.memory.limit: 'lots' is ...
+
+Everything else (spawners, the image tool, notebook helpers) reads the resulting
+:class:`Catalog` and never re-declares what it holds.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+
+import jsonschema
+import yaml
+
+from .quantities import parse_memory
+
+DEFAULT_CATALOG_ENV = "OGGMHUB_CATALOG"
+
+
+class CatalogError(Exception):
+    """A catalog that cannot be used; ``problems`` holds one line per error."""
+
+    def __init__(self, path, problems):
+        self.path = path
+        self.problems = list(problems)
+        count = len(self.problems)
+        super().__init__(
+            f"{path}: {count} problem{'s' if count != 1 else ''}:\n  "
+            + "\n  ".join(self.problems)
+        )
+
+
+@dataclass(frozen=True)
+class Image:
+    name: str
+    tag: str
+
+    @property
+    def ref(self):
+        """The image reference a container runtime pulls, ``name:tag``."""
+        return f"{self.name}:{self.tag}"
+
+
+@dataclass(frozen=True)
+class Size:
+    name: str
+    display_name: str
+    cpu_guarantee: float
+    cpu_limit: float
+    mem_guarantee: int
+    mem_limit: int
+    default: bool = False
+
+
+@dataclass(frozen=True)
+class GpuVariant:
+    name: str
+    display_name: str
+    count: int
+    type: str
+    resource: str = "nvidia.com/gpu"
+    node_selector: dict = field(default_factory=dict)
+    tolerations: tuple = ()
+
+
+@dataclass(frozen=True)
+class Environment:
+    name: str
+    display_name: str
+    description: str
+    image: Image
+    sizes: dict
+    gpus: dict
+    datasets: tuple
+    env: dict
+    default: bool = False
+
+    @property
+    def default_size(self):
+        return next(s for s in self.sizes.values() if s.default)
+
+
+@dataclass(frozen=True)
+class Catalog:
+    path: str
+    environments: dict
+    datasets: dict
+    cohorts: dict
+
+    @property
+    def default_environment(self):
+        return next(e for e in self.environments.values() if e.default)
+
+
+def default_catalog_path():
+    """``$OGGMHUB_CATALOG`` if set, else ``hub_config/catalog.yaml`` in the working dir."""
+    return os.environ.get(DEFAULT_CATALOG_ENV) or os.path.join("hub_config", "catalog.yaml")
+
+
+@lru_cache(maxsize=1)
+def _schema():
+    text = resources.files("oggmhub").joinpath("catalog_schema.yaml").read_text()
+    schema = yaml.safe_load(text)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return schema
+
+
+def load_catalog(path=None):
+    """Load and validate the catalog at ``path``; raise :class:`CatalogError` if unusable."""
+    path = path or default_catalog_path()
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as e:
+        raise CatalogError(path, [f"{path}: cannot read the catalog: {e.strerror}"]) from None
+    data, lines, problems = _parse_yaml(path, text)
+    if data is not None:
+        problems += _schema_problems(data)
+        problems += _rule_problems(data)
+    if problems:
+        raise CatalogError(path, [_locate(path, lines, where, msg) for where, msg in problems])
+    return _build(path, data)
+
+
+def cached_catalog(path=None):
+    """:func:`load_catalog`, re-read only when the file changes (for per-spawn use)."""
+    path = os.path.abspath(path or default_catalog_path())
+    try:
+        st = os.stat(path)
+        stamp = (st.st_mtime_ns, st.st_size)
+    except OSError:
+        stamp = None
+    return _cached(path, stamp)
+
+
+@lru_cache(maxsize=8)
+def _cached(path, stamp):
+    return load_catalog(path)
+
+
+# --- parsing -------------------------------------------------------------------------
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A SafeLoader that records the line of every mapping key and refuses duplicates."""
+
+
+def _construct_mapping(loader, node, deep=False):
+    seen = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            loader.duplicates.append((key_node.start_mark.line + 1, key))
+        seen[key] = key_node.start_mark.line + 1
+    mapping = yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+    loader.key_lines[id(mapping)] = seen
+    return mapping
+
+
+_UniqueKeyLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping
+)
+
+
+def _parse_yaml(path, text):
+    """Return (data, line map, problems). The line map is {dotted path: line}."""
+    loader = _UniqueKeyLoader(text)
+    loader.duplicates, loader.key_lines = [], {}
+    try:
+        data = loader.get_single_data()
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else "the file"
+        return None, {}, [("", f"not valid YAML at {where}: {getattr(e, 'problem', e)}")]
+    finally:
+        loader.dispose()
+    lines = {}
+
+    def walk(obj, prefix):
+        if isinstance(obj, dict):
+            for key, line in loader.key_lines.get(id(obj), {}).items():
+                dotted = f"{prefix}.{key}" if prefix else str(key)
+                lines[dotted] = line
+                walk(obj.get(key), dotted)
+        elif isinstance(obj, list):
+            for i, item in enumerate(obj):
+                walk(item, f"{prefix}[{i}]")
+
+    walk(data, "")
+    problems = [
+        ("", f"line {line}: duplicate key {key!r} (the second would silently replace the first)")
+        for line, key in loader.duplicates
+    ]
+    if data is None:
+        problems.append(("", "the catalog is empty"))
+    elif not isinstance(data, dict):
+        problems.append(("", "the catalog must be a mapping with an 'environments' section"))
+        data = None
+    return data, lines, problems
+
+
+def _locate(path, lines, where, message):
+    line, parent = lines.get(where), where
+    while line is None and "." in parent:  # a missing field: point at its parent
+        parent = parent.rsplit(".", 1)[0]
+        line = lines.get(parent)
+    prefix = f"{path}:{line}" if line else path
+    return f"{prefix}: {where}: {message}" if where else f"{prefix}: {message}"
+
+
+def _dotted(parts):
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _schema_problems(data):
+    validator = jsonschema.Draft202012Validator(_schema())
+    problems = []
+    for error in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.path))):
+        where = _dotted(error.absolute_path)
+        schema = error.schema if isinstance(error.schema, dict) else {}
+        if error.validator == "additionalProperties":
+            allowed = sorted(schema.get("properties", {}))
+            for key in sorted(set(error.instance) - set(allowed)):
+                hint = difflib.get_close_matches(key, allowed, n=1)
+                did_you_mean = f" (did you mean {hint[0]!r}?)" if hint else ""
+                problems.append(
+                    (_dotted([*error.absolute_path, key]),
+                     f"unknown field {key!r}{did_you_mean}; allowed: {', '.join(allowed)}")
+                )
+        elif error.validator == "required":
+            missing = error.message.split("'")[1]
+            problems.append((where, f"missing required field {missing!r}"))
+        elif "propertyNames" in error.absolute_schema_path:
+            problems.append((_dotted([*error.absolute_path, error.instance]),
+                             f"invalid name {error.instance!r}: {schema.get('x-message', error.message)}"))
+        elif "x-message" in schema:
+            problems.append((where, f"{error.instance!r} is invalid: {schema['x-message']}"))
+        elif error.validator in ("minProperties",) and error.instance == {}:
+            problems.append((where, "must not be empty"))
+        else:
+            problems.append((where, error.message))
+    return problems
+
+
+def _rule_problems(data):
+    """The rules a JSON schema cannot express.
+
+    Parts that do not match the schema are skipped here: the schema already named them.
+    """
+    problems = []
+    environments = _mapping(data.get("environments"))
+    datasets = _mapping(data.get("datasets"))
+    defaults = [name for name, env in environments.items() if _mapping(env).get("default")]
+    if len(defaults) > 1:
+        problems.append(("environments", f"only one environment may be the default; found {', '.join(defaults)}"))
+    for name, env in environments.items():
+        where, env = f"environments.{name}", _mapping(env)
+        sizes = _mapping(env.get("sizes"))
+        default_sizes = [s for s, spec in sizes.items() if _mapping(spec).get("default")]
+        if len(sizes) > 1 and len(default_sizes) != 1:
+            found = ", ".join(default_sizes) or "none"
+            problems.append((f"{where}.sizes", f"mark exactly one size 'default: true' (found: {found})"))
+        for size_name, size in sizes.items():
+            for resource, parse in (("cpu", float), ("memory", parse_memory)):
+                spec = _mapping(_mapping(size).get(resource))
+                try:
+                    too_big = parse(spec["guarantee"]) > parse(spec["limit"])
+                except (KeyError, TypeError, ValueError):
+                    continue  # malformed: reported by the schema
+                if too_big:
+                    problems.append((f"{where}.sizes.{size_name}.{resource}", "the guarantee is larger than the limit"))
+        refs = env.get("datasets")
+        for i, dataset in enumerate(refs if isinstance(refs, list) else []):
+            if isinstance(dataset, str) and dataset not in datasets:
+                known = ", ".join(sorted(datasets)) or "none are declared"
+                problems.append((f"{where}.datasets[{i}]", f"unknown dataset {dataset!r}; the catalog's datasets: {known}"))
+    for name, cohort in _mapping(data.get("cohorts")).items():
+        refs = _mapping(cohort).get("environments")
+        for i, env in enumerate(refs if isinstance(refs, list) else []):
+            if isinstance(env, str) and env not in environments:
+                problems.append((f"cohorts.{name}.environments[{i}]", f"unknown environment {env!r}; choose from: {', '.join(environments)}"))
+    return problems
+
+
+def _mapping(value):
+    return value if isinstance(value, dict) else {}
+
+
+def _build(path, data):
+    environments = {}
+    has_default = any(env.get("default") for env in data["environments"].values())
+    for index, (name, spec) in enumerate(data["environments"].items()):
+        sizes = {}
+        single = len(spec["sizes"]) == 1
+        for size_name, size in spec["sizes"].items():
+            sizes[size_name] = Size(
+                name=size_name,
+                display_name=size["display_name"],
+                cpu_guarantee=float(size["cpu"]["guarantee"]),
+                cpu_limit=float(size["cpu"]["limit"]),
+                mem_guarantee=parse_memory(size["memory"]["guarantee"]),
+                mem_limit=parse_memory(size["memory"]["limit"]),
+                default=bool(size.get("default")) or single,
+            )
+        gpus = {
+            gpu_name: GpuVariant(
+                name=gpu_name,
+                display_name=gpu["display_name"],
+                count=gpu["count"],
+                type=gpu["type"],
+                resource=gpu.get("resource", "nvidia.com/gpu"),
+                node_selector=dict(gpu.get("node_selector", {})),
+                tolerations=tuple(dict(t) for t in gpu.get("tolerations", [])),
+            )
+            for gpu_name, gpu in (spec.get("gpus") or {}).items()
+        }
+        environments[name] = Environment(
+            name=name,
+            display_name=spec["display_name"],
+            description=spec["description"].strip(),
+            image=Image(**spec["image"]),
+            sizes=sizes,
+            gpus=gpus,
+            datasets=tuple(spec.get("datasets", [])),
+            env={k: str(v) if not isinstance(v, bool) else str(v).lower() for k, v in (spec.get("env") or {}).items()},
+            default=bool(spec.get("default")) or (not has_default and index == 0),
+        )
+    return Catalog(
+        path=path,
+        environments=environments,
+        datasets=dict(data.get("datasets") or {}),
+        cohorts=dict(data.get("cohorts") or {}),
+    )

@@ -1,0 +1,198 @@
+"""A user's choice of environment, size and GPU variant, validated against the catalog.
+
+This is the one code path both backends use: the spawn form's data and the REST API's
+JSON body both end up in :func:`resolve_choice`, and every refusal is a
+:class:`ChoiceError` (HTTP 400) that names the field and what is allowed.
+
+``user_options`` (what JupyterHub stores and reuses) always has the canonical shape::
+
+    {"profile": "oggm", "size": "small", "gpu": "none"}
+
+``profile`` is kubespawner's name for the environment, so that its picker template and
+the REST API speak the same language.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tornado import web
+
+NO_GPU = "none"
+OPTION_FIELDS = ("profile", "size", "gpu")
+# Form fields JupyterHub itself adds to a spawn form.
+_HUB_FORM_FIELDS = {"_xsrf"}
+
+
+class ChoiceError(web.HTTPError):
+    """A spawn request the catalog does not allow; shown to the user as it is."""
+
+    def __init__(self, field, message):
+        super().__init__(400, "%s", message, reason="Invalid server options")
+        self.field = field
+        self.message = message
+        # JupyterHub shows this text on the spawn page and in API error bodies.
+        self.jupyterhub_message = message
+
+    def __str__(self):
+        return self.message
+
+
+@dataclass(frozen=True)
+class SpawnChoice:
+    """What a user asked for, resolved to catalog objects."""
+
+    environment: object  # catalog.Environment
+    size: object  # catalog.Size
+    gpu: object = None  # catalog.GpuVariant or None
+
+    @property
+    def user_options(self):
+        """The canonical user_options JupyterHub stores for this choice."""
+        return {
+            "profile": self.environment.name,
+            "size": self.size.name,
+            "gpu": self.gpu.name if self.gpu else NO_GPU,
+        }
+
+    def describe(self):
+        """A one-line human description, e.g. ``OGGM, Small (1 CPU, 4 GB)``."""
+        text = f"{self.environment.display_name}, {self.size.display_name}"
+        return f"{text}, {self.gpu.display_name}" if self.gpu else text
+
+
+def _one_of(names):
+    return ", ".join(names) if names else "none are available"
+
+
+def resolve_choice(catalog, user_options, allowed_environments=None):
+    """Validate ``user_options`` (a dict, e.g. a REST API body) and resolve it.
+
+    Missing keys take the catalog's defaults (an empty body starts the default
+    environment at its default size, as JupyterHub's admin "start" button does).
+    ``allowed_environments`` narrows the catalog (e.g. to a cohort's environments).
+    Raises :class:`ChoiceError`.
+    """
+    if user_options is None:
+        user_options = {}
+    if not isinstance(user_options, dict):
+        raise ChoiceError(
+            "options",
+            "server options must be a JSON object such as "
+            '{"profile": "oggm", "size": "small"}',
+        )
+    unknown = sorted(set(user_options) - set(OPTION_FIELDS))
+    if unknown:
+        raise ChoiceError(
+            unknown[0],
+            f"unknown server option {unknown[0]!r}; allowed options: {', '.join(OPTION_FIELDS)}",
+        )
+    for key, value in user_options.items():
+        if value is not None and not isinstance(value, str):
+            raise ChoiceError(key, f"server option {key!r} must be a string, not {type(value).__name__}")
+
+    environments = {
+        name: env
+        for name, env in catalog.environments.items()
+        if allowed_environments is None or name in allowed_environments
+    }
+    env_name = user_options.get("profile") or None
+    if env_name is None:
+        default = catalog.default_environment
+        env_name = default.name if default.name in environments else next(iter(environments), None)
+    environment = environments.get(env_name)
+    if environment is None:
+        raise ChoiceError(
+            "profile",
+            f"unknown environment {env_name!r}; choose one of: {_one_of(list(environments))}",
+        )
+
+    size_name = user_options.get("size") or environment.default_size.name
+    size = environment.sizes.get(size_name)
+    if size is None:
+        raise ChoiceError(
+            "size",
+            f"size {size_name!r} is not offered for {environment.display_name}; "
+            f"choose one of: {_one_of(list(environment.sizes))}",
+        )
+
+    gpu_name = user_options.get("gpu") or NO_GPU
+    gpu = None
+    if gpu_name != NO_GPU:
+        gpu = environment.gpus.get(gpu_name)
+        if gpu is None:
+            raise ChoiceError(
+                "gpu",
+                f"GPU variant {gpu_name!r} is not offered for {environment.display_name}; "
+                f"choose one of: {_one_of([NO_GPU, *environment.gpus])}",
+            )
+    return SpawnChoice(environment=environment, size=size, gpu=gpu)
+
+
+def options_from_form(catalog, formdata, allowed_environments=None):
+    """Turn the picker's form data (``{field: [values]}``) into canonical user_options.
+
+    Stricter than the API: the form always sends the environment and each of its
+    options, so a missing, repeated or unknown field means the form was tampered with.
+    """
+    fields = {k: v for k, v in formdata.items() if k not in _HUB_FORM_FIELDS}
+    for key, values in fields.items():
+        if len(values) != 1:
+            raise ChoiceError(key, f"the form sent {len(values)} values for {key!r}; expected one")
+    env_names = list(catalog.environments)
+    prefixes = tuple(f"profile-option-{name}--" for name in env_names)
+    for key in fields:
+        if key == "profile":
+            continue
+        option = key.split("--", 1)[-1] if key.startswith(prefixes) else None
+        if option not in ("size", "gpu"):
+            raise ChoiceError(key, f"unexpected form field {key!r}")
+
+    if "profile" not in fields or not fields["profile"][0]:
+        raise ChoiceError("profile", f"choose an environment: one of {_one_of(env_names)}")
+    env_name = fields["profile"][0]
+    user_options = {"profile": env_name}
+    environment = catalog.environments.get(env_name)
+    if environment is not None:
+        expected = ["size"] + (["gpu"] if environment.gpus else [])
+        for option in expected:
+            key = f"profile-option-{env_name}--{option}"
+            if key not in fields:
+                raise ChoiceError(option, f"the form sent no {option} for {environment.display_name}")
+            user_options[option] = fields[key][0]
+    return resolve_choice(catalog, user_options, allowed_environments).user_options
+
+
+def profile_list(catalog, allowed_environments=None):
+    """The catalog as kubespawner's ``profile_list``, for its picker template.
+
+    Carries no ``kubespawner_override``: settings are applied by the spawner from the
+    resolved :class:`SpawnChoice`, merged into the base configuration.
+    """
+    profiles = []
+    for env in catalog.environments.values():
+        if allowed_environments is not None and env.name not in allowed_environments:
+            continue
+        options = {
+            "size": {
+                "display_name": "Size",
+                "choices": {
+                    size.name: {"display_name": size.display_name, "default": size.default}
+                    for size in env.sizes.values()
+                },
+            }
+        }
+        if env.gpus:
+            choices = {NO_GPU: {"display_name": "No GPU", "default": True}}
+            choices.update({g.name: {"display_name": g.display_name} for g in env.gpus.values()})
+            options["gpu"] = {"display_name": "GPU", "choices": choices}
+        profiles.append(
+            {
+                "slug": env.name,
+                "display_name": env.display_name,
+                "description": env.description,
+                "default": env.default,
+                "profile_options": options,
+            }
+        )
+    return profiles

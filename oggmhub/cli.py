@@ -1,0 +1,52 @@
+"""The ``oggmhub`` command: ``oggmhub catalog check [PATH]`` and, later, more verbs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .catalog import CatalogError, default_catalog_path, load_catalog
+
+
+def catalog_check(args):
+    """Validate a catalog: exit 0 if good, else print one line per problem and exit 1."""
+    path = args.path or default_catalog_path()
+    try:
+        catalog = load_catalog(path)
+    except CatalogError as e:
+        for problem in e.problems:
+            print(problem, file=sys.stderr)
+        count = len(e.problems)
+        print(f"{path}: {count} problem{'s' if count != 1 else ''}", file=sys.stderr)
+        return 1
+    envs = ", ".join(
+        f"{env.name} ({len(env.sizes)} sizes, {len(env.gpus)} GPU variants)"
+        for env in catalog.environments.values()
+    )
+    print(f"{path}: OK: environments {envs}; {len(catalog.datasets)} datasets; "
+          f"{len(catalog.cohorts)} cohorts")
+    return 0
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="oggmhub", description=__doc__.split(":")[0])
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"oggmhub {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    catalog = commands.add_parser("catalog", help="work with the catalog")
+    catalog_commands = catalog.add_subparsers(dest="catalog_command", metavar="ACTION", required=True)
+    check = catalog_commands.add_parser("check", help="validate a catalog file")
+    check.add_argument("path", nargs="?", help="catalog file (default: $OGGMHUB_CATALOG or hub_config/catalog.yaml)")
+    check.set_defaults(func=catalog_check)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
