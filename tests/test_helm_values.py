@@ -1,0 +1,84 @@
+"""helm-values/ against the zero-to-jupyterhub chart's own schema and defaults."""
+
+import copy
+import pathlib
+
+import jsonschema
+import pytest
+import yaml
+
+from oggmhub.catalog import load_catalog
+
+from conftest import CATALOG, REPO, SHARED
+
+Z2JH = SHARED / "z2jh"
+VALUES_FILES = sorted((REPO / "helm-values").glob("*.yaml"))
+
+
+def helm_merge(base, override):
+    """Merge values the way Helm does: maps merge recursively, everything else replaces."""
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = helm_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def installed_values(values_file):
+    """The chart's values after `helm install --values FILE --set-file <catalog>`."""
+    defaults = yaml.safe_load((Z2JH / "values.yaml").read_text())
+    values = helm_merge(defaults, yaml.safe_load(values_file.read_text()))
+    values["hub"]["extraFiles"]["oggmhub-catalog"]["stringData"] = CATALOG.read_text()
+    return values
+
+
+@pytest.fixture(scope="module")
+def z2jh_schema():
+    if not (Z2JH / "values.schema.yaml").exists():
+        pytest.fail(f"the chart's schema is missing: expected {Z2JH}/values.schema.yaml (shared/ beside the repo)")
+    return yaml.safe_load((Z2JH / "values.schema.yaml").read_text())
+
+
+def test_there_are_values_files():
+    assert [f.name for f in VALUES_FILES] == ["oggmhub.yaml"]
+
+
+@pytest.mark.parametrize("values_file", VALUES_FILES, ids=lambda p: p.name)
+def test_values_validate_against_the_chart_schema(values_file, z2jh_schema):
+    jsonschema.Draft7Validator(z2jh_schema).validate(installed_values(values_file))
+
+
+def test_schema_catches_a_misspelt_value(z2jh_schema):
+    """The check above can fail: a typo in our values is caught by the chart's schema."""
+    values = installed_values(VALUES_FILES[0])
+    values["singleuser"]["storage"]["dynamic"]["pvcNameTemplat"] = "x"
+    with pytest.raises(jsonschema.ValidationError, match="pvcNameTemplat"):
+        jsonschema.Draft7Validator(z2jh_schema).validate(values)
+
+
+def test_values_select_the_spawner_and_the_catalog(tmp_path):
+    values = installed_values(VALUES_FILES[0])
+    config = values["hub"]["config"]
+    assert config["JupyterHub"]["spawner_class"] == "oggmhub.spawner.OGGMHubSpawner"
+    mounted = values["hub"]["extraFiles"]["oggmhub-catalog"]
+    assert config["OGGMHubSpawner"]["catalog_path"] == mounted["mountPath"]
+    # what --set-file puts there is a catalog the hub can load
+    copy_on_hub = tmp_path / "catalog.yaml"
+    copy_on_hub.write_text(mounted["stringData"])
+    assert list(load_catalog(str(copy_on_hub)).environments) == ["oggm", "slicer", "fiji"]
+    single = values["singleuser"]
+    assert single["uid"] == 1000 and single["allowPrivilegeEscalation"] is False
+    assert single["profileList"] == []  # the picker comes from the catalog
+    assert single["storage"]["type"] == "dynamic"
+    assert single["storage"]["dynamic"]["pvcNameTemplate"] == "home-{username}"
+    assert values["cull"]["enabled"] is True
+
+
+def test_hub_image_installs_oggmhub():
+    dockerfile = (REPO / "images" / "hub" / "Dockerfile").read_text()
+    assert "FROM quay.io/jupyterhub/k8s-hub:" in dockerfile
+    assert "pip install --no-cache-dir /tmp/oggmhub" in dockerfile
+    values = yaml.safe_load(VALUES_FILES[0].read_text())
+    assert values["hub"]["image"]["name"].endswith("/hub")
