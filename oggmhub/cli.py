@@ -1,8 +1,14 @@
-"""The ``oggmhub`` command: ``oggmhub catalog check [PATH]`` and, later, more verbs."""
+"""The ``oggmhub`` command.
+
+Each concept registers its own verbs: a module listed in ``COMMAND_MODULES`` has a
+``register(commands)`` function that adds sub-parsers (with ``set_defaults(func=...)``,
+the function returning an exit code) to ``commands``.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
 from .catalog import CatalogError, default_catalog_path, load_catalog
@@ -28,18 +34,27 @@ def catalog_check(args):
     return 0
 
 
-def build_parser():
-    parser = argparse.ArgumentParser(prog="oggmhub", description=__doc__.split(":")[0])
-    from . import __version__
+# modules with a register(commands) function, in the order they appear in --help
+COMMAND_MODULES = ["oggmhub.cli"]
 
-    parser.add_argument("--version", action="version", version=f"oggmhub {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
+def register(commands):
+    """The ``catalog`` verbs."""
     catalog = commands.add_parser("catalog", help="work with the catalog")
     catalog_commands = catalog.add_subparsers(dest="catalog_command", metavar="ACTION", required=True)
     check = catalog_commands.add_parser("check", help="validate a catalog file")
     check.add_argument("path", nargs="?", help="catalog file (default: $OGGMHUB_CATALOG or hub_config/catalog.yaml)")
     check.set_defaults(func=catalog_check)
+
+
+def build_parser():
+    from . import __version__
+
+    parser = argparse.ArgumentParser(prog="oggmhub", description="oggmhub: environments, datasets and cohorts for JupyterHub")
+    parser.add_argument("--version", action="version", version=f"oggmhub {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(commands)
     return parser
 
 
