@@ -55,6 +55,20 @@ class SpawnChoice:
             "gpu": self.gpu.name if self.gpu else NO_GPU,
         }
 
+    def session_env(self):
+        """Variables telling notebook-side helpers what this session is and may use."""
+        env, size, gpu = self.environment, self.size, self.gpu
+        return {
+            "OGGMHUB_ENVIRONMENT": env.name,
+            "OGGMHUB_IMAGE": env.image.ref,
+            "OGGMHUB_SIZE": size.name,
+            "OGGMHUB_CPU_LIMIT": f"{size.cpu_limit:g}",
+            "OGGMHUB_MEM_LIMIT": str(size.mem_limit),
+            "OGGMHUB_GPU": gpu.name if gpu else NO_GPU,
+            "OGGMHUB_GPU_COUNT": str(gpu.count if gpu else 0),
+            "OGGMHUB_DATASETS": ",".join(env.datasets),
+        }
+
     def describe(self):
         """A one-line human description, e.g. ``OGGM, Small (1 CPU, 4 GB)``."""
         text = f"{self.environment.display_name}, {self.size.display_name}"

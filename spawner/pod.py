@@ -32,21 +32,6 @@ CHOICE_TRAITS = (
 )
 
 
-def session_env(choice):
-    """Variables telling notebook-side helpers what this session is and may use."""
-    env, size, gpu = choice.environment, choice.size, choice.gpu
-    return {
-        "OGGMHUB_ENVIRONMENT": env.name,
-        "OGGMHUB_IMAGE": env.image.ref,
-        "OGGMHUB_SIZE": size.name,
-        "OGGMHUB_CPU_LIMIT": f"{size.cpu_limit:g}",
-        "OGGMHUB_MEM_LIMIT": str(size.mem_limit),
-        "OGGMHUB_GPU": gpu.name if gpu else "none",
-        "OGGMHUB_GPU_COUNT": str(gpu.count if gpu else 0),
-        "OGGMHUB_DATASETS": ",".join(env.datasets),
-    }
-
-
 def home_volume(pvc_name_placeholder="{pvc_name}"):
     """The persistent home volume (kubespawner expands ``{pvc_name}``)."""
     return {"name": HOME_VOLUME, "persistentVolumeClaim": {"claimName": pvc_name_placeholder}}
@@ -77,7 +62,7 @@ def choice_settings(choice, base, home_mount_path="/home/jovyan"):
     env, size, gpu = choice.environment, choice.size, choice.gpu
 
     volumes, mounts = _with_home(base["volumes"], base["volume_mounts"], home_mount_path)
-    environment = {**base["environment"], **env.env, **session_env(choice)}
+    environment = {**base["environment"], **env.env, **choice.session_env()}
     labels = {
         **base["extra_labels"],
         "oggmhub.org/environment": env.name,
