@@ -9,11 +9,30 @@ Backends differ only in what ``apply_choice`` and ``start`` do.
 
 from __future__ import annotations
 
+import jinja2
 from traitlets import Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from .catalog import cached_catalog, default_catalog_path
 from .choice import options_from_form, profile_list, resolve_choice
+
+
+def render_picker(profiles, user_options=None):
+    """Render kubespawner's picker template for ``profiles`` (see choice.profile_list).
+
+    Both backends show this same form; the last choice in ``user_options`` is
+    pre-selected by the template.
+    """
+    profiles = [
+        {**p, "profile_options": {
+            name: {**opt, "unlisted_choice": {"enabled": False}}
+            for name, opt in p["profile_options"].items()
+        }}
+        for p in profiles
+    ]
+    env = jinja2.Environment(loader=jinja2.PackageLoader("kubespawner", "templates"), autoescape=True)
+    env.policies["json.dumps_kwargs"] = {"sort_keys": False}
+    return env.get_template("form.html").render(profile_list=profiles, user_options=user_options or {})
 
 
 class CatalogPickerMixin(LoggingConfigurable):

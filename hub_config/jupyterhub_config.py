@@ -1,0 +1,78 @@
+# The local hub: one machine, no Kubernetes, no Docker.
+#
+# Started by `oggmhub hub` (see README), which sets the variables below from its options.
+# Every setting can also be changed the usual JupyterHub way, in a file passed with
+# `oggmhub hub --config-extra FILE` or by editing this one.
+#
+#   OGGMHUB_DATA_DIR         hub database, cookie secret, homes, built environments (./data)
+#   OGGMHUB_IP, OGGMHUB_PORT where users reach the hub (127.0.0.1, 8000)
+#   OGGMHUB_HUB_PORT         the hub's internal port (8081); the proxy's API uses HUB_PORT+1
+#   OGGMHUB_CATALOG          the catalog (hub_config/catalog.yaml)
+#   OGGMHUB_ADMIN            the first admin's username (admin)
+#   OGGMHUB_IDLE_TIMEOUT     seconds of inactivity before a server is culled (3600; 0: never)
+import os
+import sys
+
+c = get_config()  # noqa: F821 (provided by JupyterHub)
+
+here = os.path.dirname(os.path.abspath(__file__))
+repo = os.path.dirname(here)
+data_dir = os.path.abspath(os.environ.get("OGGMHUB_DATA_DIR") or os.path.join(repo, "data"))
+os.makedirs(data_dir, mode=0o700, exist_ok=True)
+hub_port = int(os.environ.get("OGGMHUB_HUB_PORT", "8081"))
+
+# --- network: the proxy faces users, everything else stays on loopback ------------------
+c.JupyterHub.ip = os.environ.get("OGGMHUB_IP", "127.0.0.1")
+c.JupyterHub.port = int(os.environ.get("OGGMHUB_PORT", "8000"))
+c.JupyterHub.hub_ip = "127.0.0.1"
+c.JupyterHub.hub_port = hub_port
+c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{hub_port + 1}"
+c.ConfigurableHTTPProxy.command = [os.path.join(repo, "node_modules", ".bin", "configurable-http-proxy")]
+c.ConfigurableHTTPProxy.pid_file = os.path.join(data_dir, "proxy.pid")
+
+# --- state: survives hub restarts ----------------------------------------------------------
+c.JupyterHub.db_url = "sqlite:///" + os.path.join(data_dir, "jupyterhub.sqlite")
+c.JupyterHub.cookie_secret_file = os.path.join(data_dir, "jupyterhub_cookie_secret")
+# users' servers keep running while the hub restarts; the hub finds them again by pid
+c.JupyterHub.cleanup_servers = False
+
+# --- accounts: sign-up with admin approval; the first admin's password is printed once -----
+c.JupyterHub.authenticator_class = "oggmhub.localauth.LocalHubAuthenticator"
+c.Authenticator.admin_users = {os.environ.get("OGGMHUB_ADMIN", "admin")}
+c.Authenticator.allow_all = True  # NativeAuthenticator's approval is the gate
+c.NativeAuthenticator.open_signup = False
+c.NativeAuthenticator.minimum_password_length = 8
+c.NativeAuthenticator.check_common_password = True
+c.NativeAuthenticator.allowed_failed_logins = 10
+c.NativeAuthenticator.seconds_before_next_try = 60
+
+# --- servers: the chosen environment, built from images/<env>/, home under data_dir -------
+c.JupyterHub.spawner_class = "oggmhub.localspawner.LocalEnvSpawner"
+c.LocalEnvSpawner.catalog_path = os.path.abspath(
+    os.environ.get("OGGMHUB_CATALOG") or os.path.join(here, "catalog.yaml")
+)
+c.LocalEnvSpawner.data_dir = data_dir
+# the first start of an environment builds it (minutes); later starts take seconds
+c.Spawner.start_timeout = 1800
+c.Spawner.http_timeout = 120
+
+# --- idle culling --------------------------------------------------------------------------
+idle_timeout = int(os.environ.get("OGGMHUB_IDLE_TIMEOUT", "3600"))
+if idle_timeout > 0:
+    c.JupyterHub.services = [
+        {
+            "name": "idle-culler",
+            "command": [
+                sys.executable, "-m", "jupyterhub_idle_culler",
+                f"--timeout={idle_timeout}",
+                f"--cull-every={max(10, min(300, idle_timeout // 4))}",
+            ],
+        }
+    ]
+    c.JupyterHub.load_roles = [
+        {
+            "name": "idle-culler",
+            "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
+            "services": ["idle-culler"],
+        }
+    ]

@@ -1,0 +1,237 @@
+"""``LocalEnvSpawner``: the local backend's spawner (one machine, no Kubernetes, no Docker).
+
+Same picker, same validation and same messages as the Kubernetes spawner (both use
+:class:`~oggmhub.picker.CatalogPickerMixin`); the difference is how a server runs: as a
+local process, from a virtualenv built from ``images/<env>/`` the first time that
+environment is chosen (progress on the spawn page), with the user's persistent home
+under the hub's data directory.
+
+Isolation, honestly: every server runs as the hub's own system user. The hub serves a
+user only their own server, whose root is their home, but code a user runs (a terminal,
+a notebook) can read what that system user can read. Run the hub as a dedicated
+unprivileged user, and use the Kubernetes backend where users must not trust each other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import os
+import shlex
+import signal
+
+import psutil
+from jupyterhub.spawner import LocalProcessSpawner
+from kubespawner.slugs import safe_slug
+from traitlets import Unicode, default
+
+from .picker import CatalogPickerMixin, render_picker
+
+# the traits a choice sets; their configured values are the base every choice starts from
+_CHOICE_TRAITS = ("environment", "cpu_limit", "cpu_guarantee", "mem_limit", "mem_guarantee")
+
+
+def data_dir_default():
+    """``$OGGMHUB_DATA_DIR`` if set, else ``./data``."""
+    return os.path.abspath(os.environ.get("OGGMHUB_DATA_DIR") or "data")
+
+
+class LocalEnvSpawner(CatalogPickerMixin, LocalProcessSpawner):
+    """Run the chosen environment as a local process with a persistent home."""
+
+    data_dir = Unicode(
+        config=True,
+        help="""Directory holding homes, built environments and mounts.
+
+        Defaults to $OGGMHUB_DATA_DIR, else ./data. Homes live in <data_dir>/homes.""",
+    )
+
+    @default("data_dir")
+    def _default_data_dir(self):
+        return data_dir_default()
+
+    env_dir = Unicode(
+        config=True,
+        help="""Where environments built from images/<env>/ are cached.
+
+        Defaults to <data_dir>/envs. An environment is rebuilt only when its spec
+        changes.""",
+    )
+
+    @default("env_dir")
+    def _default_env_dir(self):
+        return os.path.join(self.data_dir, "envs")
+
+    images_dir = Unicode(
+        config=True,
+        help="""The folder of build contexts, one images/<env>/ per environment.
+
+        Defaults to the images/ folder next to the catalog's folder.""",
+    )
+
+    @default("images_dir")
+    def _default_images_dir(self):
+        return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(self.catalog_path))), "images")
+
+    @property
+    def home_dir(self):
+        """<data_dir>/homes/<safe username>: usernames that escape alike never share one."""
+        return os.path.join(self.data_dir, "homes", safe_slug(self.user.name))
+
+    @default("notebook_dir")
+    def _default_notebook_dir(self):
+        # the server's root is the user's home, never a parent of other users' homes
+        return self.home_dir
+
+    @default("default_url")
+    def _default_default_url(self):
+        return "/lab"
+
+    @default("options_form")
+    def _default_options_form(self):
+        return self._render_picker
+
+    # --- the picker ------------------------------------------------------------------
+
+    def _render_picker(self, spawner):
+        return render_picker(self.picker_profile_list(), self.user_options)
+
+    # --- the choice ------------------------------------------------------------------
+
+    _base_settings = None
+
+    def apply_choice(self, choice):
+        if self._base_settings is None:
+            self._base_settings = {n: copy.deepcopy(getattr(self, n)) for n in _CHOICE_TRAITS}
+        base = self._base_settings
+        size = choice.size
+        self.environment = {**base["environment"], **choice.environment.env, **choice.session_env()}
+        self.cpu_limit, self.cpu_guarantee = size.cpu_limit, size.cpu_guarantee
+        self.mem_limit, self.mem_guarantee = size.mem_limit, size.mem_guarantee
+
+    # --- process lifecycle -----------------------------------------------------------
+
+    _progress_queue = None
+
+    def _report(self, message):
+        """Send a line to the spawn page (safe to call from a build thread)."""
+        self.log.info("%s: %s", self._log_name, message)
+        if self._progress_queue is not None:
+            self._loop.call_soon_threadsafe(self._progress_queue.put_nowait, message)
+
+    async def progress(self):
+        if self.choice is not None:
+            yield {"progress": 1, "message": f"Starting {self.choice.describe()}"}
+        queue = self._progress_queue
+        while queue is not None:
+            message = await queue.get()
+            if message is None:
+                break
+            yield {"progress": 50, "message": message}
+
+    async def start(self):
+        await self.ensure_choice_applied()
+        self._loop = asyncio.get_running_loop()
+        self._progress_queue = asyncio.Queue()
+        try:
+            venv = await self._loop.run_in_executor(None, self._build_env)
+            os.makedirs(self.home_dir, mode=0o700, exist_ok=True)
+            self.cmd = [os.path.join(venv, "bin", "jupyterhub-singleuser")]
+            self._report("Starting the Jupyter server")
+            ip, port = await super().start()
+            self._record_process()
+            return ip, port
+        finally:
+            self._progress_queue.put_nowait(None)
+
+    def _build_env(self):
+        from .localenv import build_local_env
+
+        return build_local_env(
+            self.choice.environment.name,
+            self.catalog,
+            self.env_dir,
+            progress=self._report,
+            images_dir=self.images_dir,
+        )
+
+    def get_args(self):
+        args = super().get_args()
+        if os.geteuid() == 0:
+            args.append("--allow-root")  # the hub runs as root: its servers must too
+        return args
+
+    def make_preexec_fn(self, name):
+        home = self.home_dir
+
+        def preexec():  # runs in the child: no setuid, start in the home
+            os.chdir(home)
+
+        return preexec
+
+    def user_env(self, env):
+        env.update(USER=self.user.name, HOME=self.home_dir, SHELL="/bin/bash")
+        return env
+
+    # --- restart safety ----------------------------------------------------------------
+
+    _started_at = None
+
+    def _record_process(self):
+        try:
+            self._started_at = psutil.Process(self.pid).create_time()
+        except psutil.Error:
+            self._started_at = None
+
+    def get_state(self):
+        state = super().get_state()
+        if self.pid and self._started_at:
+            state["started_at"] = self._started_at
+        return state
+
+    def load_state(self, state):
+        super().load_state(state)
+        self._started_at = state.get("started_at")
+
+    def clear_state(self):
+        super().clear_state()
+        self._started_at = None
+
+    async def poll(self):
+        """Like LocalProcessSpawner.poll, but a reused pid is not taken for our server."""
+        if self.proc is None and self.pid and self._started_at:
+            try:
+                same = psutil.Process(self.pid).create_time() == self._started_at
+            except psutil.Error:
+                same = False
+            if not same:
+                self.log.info("%s's server (pid %s) is gone", self._log_name, self.pid)
+                self.clear_state()
+                return 0
+        return await super().poll()
+
+    async def _signal(self, sig):
+        """Signal the server's whole process group (kernels, Dask workers, terminals).
+
+        Signal 0 (a liveness check) asks about the server process itself.
+        """
+        try:
+            if sig == 0:
+                os.kill(self.pid, 0)
+            else:
+                os.killpg(self.pid, sig)
+        except ProcessLookupError:
+            return False
+        return True
+
+    async def stop(self, now=False):
+        pgid = self.pid
+        await super().stop(now=now)
+        if pgid:
+            try:  # whatever the server left behind in its session goes too
+                os.killpg(pgid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def __repr__(self):
+        return f"<LocalEnvSpawner {self._log_name} cmd={shlex.join(self.cmd or [])}>"

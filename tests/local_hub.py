@@ -1,0 +1,161 @@
+"""Start a real local hub (``oggmhub hub``: JupyterHub + configurable-http-proxy) for tests.
+
+Used by the local-hub tests and benchmarks. Everything listens on 127.0.0.1 on free
+ports; the hub runs as a subprocess exactly as the README's command runs it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import requests
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def free_port(count=1):
+    """A port p such that p..p+count-1 are free on 127.0.0.1 (best effort)."""
+    for _ in range(100):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port + count > 65535:
+            continue
+        socks = []
+        try:
+            for p in range(port, port + count):
+                s = socket.socket()
+                s.bind(("127.0.0.1", p))
+                socks.append(s)
+            return port
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no free ports")
+
+
+class LocalHub:
+    """A running local hub with helpers to sign up, log in and call the REST API."""
+
+    def __init__(self, data_dir, catalog=None, idle_timeout=0, env=None):
+        self.data_dir = str(data_dir)
+        self.catalog = catalog or os.path.join(REPO, "hub_config", "catalog.yaml")
+        self.idle_timeout = idle_timeout
+        self.env = env or {}
+        self.port = free_port()
+        self.hub_port = free_port(2)
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = os.path.join(self.data_dir, "hub.log")
+        self.proc = None
+        self.admin_password = None
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    def start(self, timeout=60):
+        os.makedirs(self.data_dir, exist_ok=True)
+        log = open(self.log_path, "ab")
+        command = [
+            sys.executable, "-m", "oggmhub", "hub",
+            "--port", str(self.port), "--hub-port", str(self.hub_port),
+            "--data-dir", self.data_dir, "--catalog", self.catalog,
+            "--idle-timeout", str(self.idle_timeout),
+        ]
+        self.proc = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+            env={**os.environ, **self.env}, start_new_session=True,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the hub exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                if requests.get(f"{self.url}/hub/api/", timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            time.sleep(0.3)
+        else:
+            raise RuntimeError(f"the hub did not answer within {timeout}s:\n{self.log()}")
+        found = re.findall(r"password: (\S+)", self.log())
+        if found:
+            self.admin_password = found[-1]
+        return self
+
+    def stop(self, sig=signal.SIGTERM, timeout=30):
+        """Stop the hub (its users' servers keep running: cleanup_servers is off)."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+    def log(self):
+        with open(self.log_path, errors="replace") as f:
+            return f.read()
+
+    # --- users -------------------------------------------------------------------------
+
+    def signup(self, username, password):
+        s = requests.Session()
+        s.get(f"{self.url}/hub/signup")
+        r = s.post(f"{self.url}/hub/signup", data={
+            "username": username, "signup_password": password,
+            "signup_password_confirmation": password, "_xsrf": s.cookies.get("_xsrf", ""),
+        })
+        r.raise_for_status()
+        return r.text
+
+    def login(self, username, password):
+        """A logged-in requests session, or raise if the login was refused."""
+        s = requests.Session()
+        s.get(f"{self.url}/hub/login")
+        r = s.post(f"{self.url}/hub/login", data={
+            "username": username, "password": password, "_xsrf": s.cookies.get("_xsrf", ""),
+        }, allow_redirects=True)
+        if "jupyterhub-hub-login" not in s.cookies:
+            raise PermissionError(f"login as {username} refused (status {r.status_code})")
+        s.get(f"{self.url}/hub/home")  # refresh _xsrf after the login redirect
+        s.headers["X-XSRFToken"] = s.cookies.get("_xsrf", "")
+        return s
+
+    def admin(self):
+        return self.login("admin", self.admin_password)
+
+    def approve(self, username):
+        r = self.admin().get(f"{self.url}/hub/authorize/{username}")
+        r.raise_for_status()
+
+    def new_user(self, username, password="correct-horse-42"):
+        """Sign up, get approved by the admin, log in: a session for a new user."""
+        self.signup(username, password)
+        self.approve(username)
+        return self.login(username, password)
+
+    # --- servers -----------------------------------------------------------------------
+
+    def api(self, session, method, path, **kwargs):
+        return session.request(method, f"{self.url}/hub/api{path}", **kwargs)
+
+    def wait_for_server(self, session, username, timeout=900):
+        """Wait until the user's server is ready; return the user model."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            model = self.api(session, "GET", f"/users/{username}").json()
+            server = model.get("servers", {}).get("")
+            if server and server.get("ready"):
+                return model
+            if not model.get("pending") and not server:
+                raise RuntimeError(f"{username}'s server failed to start:\n{self.log()[-4000:]}")
+            time.sleep(0.5)
+        raise TimeoutError(f"{username}'s server not ready in {timeout}s")

@@ -1,0 +1,63 @@
+"""The local hub over HTTP: accounts, approval, bad spawn requests (no browser needed)."""
+
+import pytest
+
+from local_hub import LocalHub
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    hub = LocalHub(tmp_path_factory.mktemp("hub")).start()
+    yield hub
+    hub.stop()
+
+
+@pytest.fixture(scope="module")
+def bob(hub):
+    session = hub.new_user("bob", "snow-line-7777")
+    session.username = "bob"
+    return session
+
+
+def test_first_admin_password_is_random_and_told_once(hub):
+    assert hub.admin_password and len(hub.admin_password) >= 12
+    assert hub.log().count(hub.admin_password) == 1
+    hub.admin()  # it works
+    with pytest.raises(PermissionError):
+        hub.login("admin", "admin")
+
+
+def test_sign_up_needs_admin_approval(hub):
+    hub.signup("ada", "glacier-flow-1")
+    with pytest.raises(PermissionError):
+        hub.login("ada", "glacier-flow-1")
+    hub.approve("ada")
+    session = hub.login("ada", "glacier-flow-1")
+    assert hub.api(session, "GET", "/user").json()["name"] == "ada"
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ({"profile": "matlab"}, "unknown environment 'matlab'; choose one of: oggm, slicer, fiji"),
+        ({"profile": "oggm", "size": "huge"}, "size 'huge' is not offered for OGGM; choose one of: small, medium, large"),
+        ({"profile": "oggm", "gpu": "t4"}, "GPU variant 't4' is not offered for OGGM"),
+        ({"profile": "oggm", "cmd": "/bin/sh"}, "unknown server option 'cmd'"),
+        ({"profile": 3}, "server option 'profile' must be a string"),
+    ],
+)
+def test_bad_spawn_requests_are_refused_with_the_reason(hub, bob, body, message):
+    session = bob
+    r = hub.api(session, "POST", f"/users/{session.username}/server", json=body)
+    assert r.status_code == 400, r.text
+    assert message in r.json()["message"]
+    model = hub.api(session, "GET", f"/users/{session.username}").json()
+    assert model["servers"] == {} and model["pending"] is None
+
+
+def test_malformed_body_is_refused(hub, bob):
+    session = bob
+    r = hub.api(session, "POST", f"/users/{session.username}/server", data=b"{not json",
+                headers={"Content-Type": "application/json"})
+    assert r.status_code == 400
+    assert hub.api(session, "GET", f"/users/{session.username}").json()["servers"] == {}
