@@ -194,10 +194,6 @@ def _now() -> str:
     return datetime.datetime.now(tz=datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _now_micro() -> str:
-    return datetime.datetime.now(tz=datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 # --------------------------------------------------------------------------------------
 # Label / field selectors
 # --------------------------------------------------------------------------------------

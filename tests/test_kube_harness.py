@@ -179,7 +179,7 @@ async def test_pod_create_409_forever_times_out(api, kubelet):
 @pytest.mark.parametrize("after", [False, True], ids=["hang-before-create", "hang-after-create"])
 async def test_pod_create_hang_once_is_retried(api, kubelet, after):
     api.inject_delay("create", "pods", seconds=5, after=after)
-    sp = spawner("hank")
+    sp = spawner("hank", k8s_api_request_retry_timeout=5)
     assert await sp.start() == "http://127.0.0.1:8888"
     assert api.names("pods", NS) == ["jupyter-hank"]  # exactly one pod, no orphan
     if after:  # the hung request did create it: the retry got 409, deleted it, recreated it
@@ -199,8 +199,12 @@ async def test_pod_create_hang_forever(api, kubelet, after):
     with pytest.raises(TimeoutError, match="Could not create pod default/jupyter-ivan"):
         await sp.start()
     if after:
-        # the last hung create did create the pod: start() leaves it behind ...
-        await wait_until(lambda: api.names("pods", NS) == ["jupyter-ivan"])
+        # Every hung create did create the pod; the next attempt got 409 and deleted it.
+        # If the retry deadline hits right after a hung attempt, start() leaves that pod behind ...
+        posts = [r for r in api.requests if r.method == "POST" and r.resource == "pods"]
+        assert posts[0].status is None and posts[1].status == 409
+        orphan = posts[-1].status is None  # the last attempt hung (the client gave up on it)
+        assert api.names("pods", NS) == (["jupyter-ivan"] if orphan else [])
     else:
         assert api.names("pods", NS) == []
     api.clear_faults()
@@ -229,7 +233,7 @@ async def test_pvc_create_faults(api, kubelet):
     await sp.stop()
 
     # a hang is retried after k8s_api_request_timeout
-    sp2 = spawner("kate")
+    sp2 = spawner("kate", k8s_api_request_retry_timeout=5)
     api.inject_delay("create", "persistentvolumeclaims", seconds=5)
     await sp2.start()
     assert api.names("persistentvolumeclaims", NS) == ["claim-kate"]
@@ -305,3 +309,19 @@ async def test_emulator_http_semantics(api):
         async with http.get(f"{api.url}/apis/kubernetes.dask.org/v1/namespaces/ns1/daskclusters") as r:
             assert r.status == 200
     assert api.count("create", "pods", status=409) == 1
+
+
+@pytest.mark.asyncio
+async def test_kubelet_hooks(api):
+    started, stopped = [], []
+
+    async def on_start(pod):  # where a later version runs the pod's command locally
+        started.append(pod["spec"]["containers"][0]["args"])
+        return {"podIP": "127.0.0.2"}
+
+    async with TestKubelet(api, on_start=on_start, on_stop=lambda pod: stopped.append(pod["metadata"]["name"])):
+        sp = spawner("lena")
+        assert await sp.start() == "http://127.0.0.2:8888"
+        assert started == [["jupyterhub-singleuser"]]
+        await sp.stop()
+        await wait_until(lambda: stopped == ["jupyter-lena"])
