@@ -11,14 +11,36 @@ What it adds to ``KubeSpawner``:
 
 from __future__ import annotations
 
+import asyncio
 import copy
+import json
 
+from kubernetes_asyncio.client.exceptions import ApiException
 from kubespawner import KubeSpawner
 from traitlets import Unicode, default
 
 from oggmhub.picker import CatalogPickerMixin
 
 from .pod import CHOICE_TRAITS, check_user_container, choice_settings
+
+
+class SpawnFailed(RuntimeError):
+    """A start that failed on the Kubernetes side, told in words a user can act on."""
+
+
+def start_failure_message(error):
+    """A clear, one-line message for a failed start, or None to keep the error as is."""
+    tail = "Nothing was left running; try again, and tell the hub's admins if it keeps failing."
+    if isinstance(error, ApiException):
+        try:
+            detail = json.loads(error.body).get("message") or error.reason
+        except (TypeError, ValueError, AttributeError):
+            detail = error.reason
+        return f"Kubernetes refused to start your server ({error.status} {error.reason}: {detail}). {tail}"
+    if isinstance(error, (TimeoutError, asyncio.TimeoutError)):
+        what = str(error) or "a request timed out"
+        return f"Kubernetes could not start your server in time ({what}). {tail}"
+    return None
 
 SAFE_CONTAINER_SECURITY_CONTEXT = {
     "runAsNonRoot": True,
@@ -99,14 +121,30 @@ class OGGMHubSpawner(CatalogPickerMixin, KubeSpawner):
         ).items():
             setattr(self, name, value)
 
+    async def _start(self):
+        await self.ensure_choice_applied()
+        # refuse an unsafe configuration before anything (even the home volume) is created
+        check_user_container(self.api.api_client.sanitize_for_serialization(await self.get_pod_manifest()))
+        try:
+            return await super()._start()
+        except Exception as error:
+            message = start_failure_message(error)
+            if message is None:
+                raise
+            self.log.error("Start of %s failed: %s", self._log_name, error)
+            await self._remove_pod_after_failure()
+            raise SpawnFailed(message) from error
+
+    async def _remove_pod_after_failure(self):
+        """Delete a pod a failed start may have created (a hung create may have landed)."""
+        try:
+            await self.stop(now=True)
+        except Exception:  # the API may still be failing; JupyterHub's stop() retries
+            self.log.exception("Could not remove the pod of %s's failed start", self._log_name)
+
     async def load_user_options(self):
         """Called by KubeSpawner's start(); the choice replaces profile overrides."""
         await self.ensure_choice_applied()
-
-    async def get_pod_manifest(self):
-        pod = await super().get_pod_manifest()
-        check_user_container(self.api.api_client.sanitize_for_serialization(pod))
-        return pod
 
     async def progress(self):
         if self.choice is not None:
