@@ -1,6 +1,6 @@
 """KubeSpawner (unmodified) against the kmock-based Kubernetes API emulator.
 
-Proves the harness in ``kube_harness.py``: start -> poll -> stop, PVC handling,
+Proves the harness in ``kube_harness/``: start -> poll -> stop, PVC handling,
 fault injection on pod/PVC creation (500, 409, hangs) and concurrency.
 """
 
