@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -87,6 +88,26 @@ class Environment:
     @property
     def default_size(self):
         return next(s for s in self.sizes.values() if s.default)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A read-only dataset; :mod:`oggmhub.datasets` opens, mounts and describes it.
+
+    ``credentials`` is a *reference* (``{"secret": NAME, "key": KEY}``, ``{"env": VAR}``
+    or ``{"ambient": True}``), empty for public data; never the credentials themselves.
+    """
+
+    name: str
+    title: str
+    source: str
+    mount_path: str
+    description: str = ""
+    licence: str = ""
+    citation: str = ""
+    doi: str = ""
+    endpoint: str = ""
+    credentials: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -286,11 +307,59 @@ def _rule_problems(data):
             if isinstance(dataset, str) and dataset not in datasets:
                 known = ", ".join(sorted(datasets)) or "none are declared"
                 problems.append((f"{where}.datasets[{i}]", f"unknown dataset {dataset!r}; the catalog's datasets: {known}"))
+    problems += _dataset_problems(datasets)
     for name, cohort in _mapping(data.get("cohorts")).items():
         refs = _mapping(cohort).get("environments")
         for i, env in enumerate(refs if isinstance(refs, list) else []):
             if isinstance(env, str) and env not in environments:
                 problems.append((f"cohorts.{name}.environments[{i}]", f"unknown environment {env!r}; choose from: {', '.join(environments)}"))
+    return problems
+
+
+_CREDENTIAL_HELP = (
+    "credentials are referenced, never written in the catalog: use credentials: "
+    "{secret: NAME} (a Kubernetes secret, optionally with key: KEY), {env: VAR} or {ambient: true}"
+)
+_CREDENTIAL_REFS = ("secret", "env", "ambient")
+
+
+def default_mount_path(name):
+    return f"/data/{name}"
+
+
+def _dataset_problems(datasets):
+    """Inline credentials, ambiguous credential references, clashing mount paths."""
+    problems, mounts = [], {}
+    # the schema lets fields that look like inline secrets through, for this message
+    inline = re.compile(next(iter(_schema()["$defs"]["dataset"]["patternProperties"])))
+    for name, spec in datasets.items():
+        where, spec = f"datasets.{name}", _mapping(spec)
+        for key in spec:
+            if isinstance(key, str) and inline.search(key):
+                problems.append((f"{where}.{key}", f"not allowed: {_CREDENTIAL_HELP}"))
+        creds = spec.get("credentials")
+        if isinstance(creds, dict):
+            for key in creds:
+                if key not in (*_CREDENTIAL_REFS, "key"):
+                    problems.append((f"{where}.credentials.{key}", f"not allowed: {_CREDENTIAL_HELP}"))
+            refs = [ref for ref in _CREDENTIAL_REFS if ref in creds]
+            if len(refs) != 1:
+                found = ", ".join(refs) or "none"
+                problems.append((f"{where}.credentials", f"give exactly one of secret, env or ambient (found: {found})"))
+            if "key" in creds and "secret" not in creds:
+                problems.append((f"{where}.credentials.key", "key names an entry of a Kubernetes secret: give secret: NAME too"))
+            source = spec.get("source")
+            if isinstance(source, str) and source.startswith(("/", "file://")):
+                problems.append((f"{where}.credentials", "a local source needs no credentials"))
+        source, endpoint = spec.get("source"), spec.get("endpoint")
+        if isinstance(source, str) and endpoint is not None and not source.startswith(("gs://", "s3://")):
+            problems.append((f"{where}.endpoint", "an endpoint applies to gs:// and s3:// sources only"))
+        path = spec.get("mount_path", default_mount_path(name))
+        if isinstance(path, str):
+            for other, other_path in mounts.items():
+                if path == other_path or path.startswith(other_path + "/") or other_path.startswith(path + "/"):
+                    problems.append((f"{where}.mount_path", f"{path} clashes with dataset {other!r} mounted at {other_path}; mount paths must not be equal or nested"))
+            mounts[name] = path
     return problems
 
 
@@ -340,6 +409,20 @@ def _build(path, data):
     return Catalog(
         path=path,
         environments=environments,
-        datasets=dict(data.get("datasets") or {}),
+        datasets={
+            name: Dataset(
+                name=name,
+                title=spec["title"],
+                source=spec["source"],
+                mount_path=spec.get("mount_path") or default_mount_path(name),
+                description=str(spec.get("description", "")).strip(),
+                licence=spec.get("licence", ""),
+                citation=str(spec.get("citation", "")).strip(),
+                doi=spec.get("doi", ""),
+                endpoint=spec.get("endpoint", "").rstrip("/"),
+                credentials=dict(spec.get("credentials") or {}),
+            )
+            for name, spec in (data.get("datasets") or {}).items()
+        },
         cohorts=dict(data.get("cohorts") or {}),
     )
