@@ -54,13 +54,14 @@ class LocalEnvSpawner(CatalogPickerMixin, LocalProcessSpawner):
         config=True,
         help="""Where environments built from images/<env>/ are cached.
 
-        Defaults to <data_dir>/envs. An environment is rebuilt only when its spec
-        changes.""",
+        Defaults to $OGGMHUB_ENV_CACHE if set, else <data_dir>/envs. An environment is
+        rebuilt only when its spec changes, into a new folder, so running servers keep
+        theirs.""",
     )
 
     @default("env_dir")
     def _default_env_dir(self):
-        return os.path.join(self.data_dir, "envs")
+        return os.environ.get("OGGMHUB_ENV_CACHE") or os.path.join(self.data_dir, "envs")
 
     images_dir = Unicode(
         config=True,
@@ -112,6 +113,7 @@ class LocalEnvSpawner(CatalogPickerMixin, LocalProcessSpawner):
     # --- process lifecycle -----------------------------------------------------------
 
     _progress_queue = None
+    _venv = None
 
     def _report(self, message):
         """Send a line to the spawn page (safe to call from a build thread)."""
@@ -134,9 +136,9 @@ class LocalEnvSpawner(CatalogPickerMixin, LocalProcessSpawner):
         self._loop = asyncio.get_running_loop()
         self._progress_queue = asyncio.Queue()
         try:
-            venv = await self._loop.run_in_executor(None, self._build_env)
+            venv = self._venv = str(await self._loop.run_in_executor(None, self._build_env))
             os.makedirs(self.home_dir, mode=0o700, exist_ok=True)
-            self.cmd = [os.path.join(venv, "bin", "jupyterhub-singleuser")]
+            self.cmd = self._start_script() + [os.path.join(venv, "bin", "jupyterhub-singleuser")]
             self._report("Starting the Jupyter server")
             ip, port = await super().start()
             self._record_process()
@@ -147,13 +149,27 @@ class LocalEnvSpawner(CatalogPickerMixin, LocalProcessSpawner):
     def _build_env(self):
         from .localenv import build_local_env
 
+        name = self.choice.environment.name
         return build_local_env(
-            self.choice.environment.name,
-            self.catalog,
-            self.env_dir,
-            progress=self._report,
-            images_dir=self.images_dir,
+            name, self.catalog, self.env_dir, progress=self._report,
+            context=os.path.join(self.images_dir, name),
         )
+
+    def _start_script(self):
+        """The context's repo2docker ``start`` script, which wraps every session's command."""
+        start = os.path.join(self.images_dir, self.choice.environment.name, "start")
+        return [start] if os.access(start, os.X_OK) else []
+
+    def get_env(self):
+        env = super().get_env()
+        venv = self._venv
+        # the environment's tools first, for terminals and `pip` as much as for kernels
+        env.update(
+            VIRTUAL_ENV=venv,
+            NB_PYTHON_PREFIX=venv,
+            PATH=os.pathsep.join([os.path.join(venv, "bin"), env.get("PATH", os.defpath)]),
+        )
+        return env
 
     def get_args(self):
         args = super().get_args()

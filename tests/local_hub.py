@@ -90,8 +90,27 @@ class LocalHub:
             self.admin_password = found[-1]
         return self
 
-    def stop(self, sig=signal.SIGTERM, timeout=30):
-        """Stop the hub (its users' servers keep running: cleanup_servers is off)."""
+    def stop_servers(self, timeout=60):
+        """Stop every user's server through the admin API (the hub leaves them running)."""
+        admin = self.admin()
+        for user in self.api(admin, "GET", "/users").json():
+            if user.get("servers"):
+                self.api(admin, "DELETE", f"/users/{user['name']}/server")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            users = self.api(admin, "GET", "/users").json()
+            if not any(u.get("servers") or u.get("pending") for u in users):
+                return
+            time.sleep(0.3)
+        raise TimeoutError("servers did not stop")
+
+    def stop(self, sig=signal.SIGTERM, timeout=30, servers=False):
+        """Stop the hub; with servers=True, its users' servers first.
+
+        Without, servers keep running (cleanup_servers is off), as in a hub restart.
+        """
+        if servers and self.proc and self.proc.poll() is None:
+            self.stop_servers()
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(sig)
             try:

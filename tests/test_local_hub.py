@@ -9,7 +9,7 @@ from local_hub import LocalHub
 def hub(tmp_path_factory):
     hub = LocalHub(tmp_path_factory.mktemp("hub")).start()
     yield hub
-    hub.stop()
+    hub.stop(servers=True)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,134 @@
+"""The local hub end to end in Chromium: sign up, approval, the picker, JupyterLab, a home
+that survives a switch of environment. Screenshots go to artifacts/.
+
+The OGGM environment is built from images/oggm/ on first use (cached in
+$OGGMHUB_ENV_CACHE, default ~/.cache/oggmhub/envs, so later runs reuse it).
+"""
+
+import os
+import re
+
+import pytest
+
+from browser import chromium, screenshot
+from local_hub import LocalHub
+from oggmhub.localenv import default_root
+
+# Stand-in for data the OGGM image downloads at build time and this machine cannot: salem
+# (imported by oggm) fetches its sample data into ~/.salem_cache on first import, and the
+# image's `start` script links a copy from the environment. With no internet here, the
+# one file salem checks for is put in the home instead. Nothing reads it.
+SALEM_DATA = "salem-sample-data-454bf696324000d198f574a1bf5bc56e3e489051"
+PASSWORD = "moraine-survey-2026"
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    hub = LocalHub(tmp_path_factory.mktemp("hub"), env={"OGGMHUB_ENV_CACHE": str(default_root())}).start()
+    yield hub
+    hub.stop(servers=True)
+
+
+def salem_stand_in(hub, username):
+    shapes = os.path.join(hub.data_dir, "homes", username, ".salem_cache", SALEM_DATA, "shapes", "world_borders")
+    os.makedirs(shapes, exist_ok=True)
+    open(os.path.join(shapes, "world_borders.shp"), "w").close()
+
+
+def run_cell(page, code):
+    """Type code into the active notebook's last cell, run it, return the output text."""
+    cells = page.locator(".jp-Notebook .jp-Cell")
+    cell = cells.nth(cells.count() - 1)  # fixed now: running it appends a new last cell
+    cell.locator(".cm-content").click()
+    page.keyboard.insert_text(code)
+    page.keyboard.press("Shift+Enter")
+    output = cell.locator(".jp-OutputArea-output")
+    try:
+        output.first.wait_for(timeout=180_000)
+    except Exception:
+        screenshot(page, "run-cell-failed")
+        raise
+    return output.all_inner_texts()
+
+
+def start_from_picker(page, hub, env, size):
+    page.goto(f"{hub.url}/hub/spawn")
+    page.locator(f"#profile-item-{env}").check()
+    page.select_option(f"#profile-option-{env}--size", size)
+    screenshot(page, f"picker-{env}")
+    page.get_by_role("button", name="Start").click()
+    page.wait_for_url(re.compile(r".*/user/ada/lab.*"), timeout=900_000)
+    page.locator(".jp-Launcher, .jp-NotebookPanel").first.wait_for(timeout=120_000)
+
+
+def new_notebook(page, hub):
+    page.goto(f"{hub.url}/user/ada/lab?reset")  # a fresh workspace shows the launcher
+    page.locator('.jp-LauncherCard[data-category="Notebook"]').first.click()
+    page.locator(".jp-Notebook .jp-Cell .cm-content").first.wait_for(timeout=60_000)
+    # wait for the kernel to be ready before typing
+    page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=120_000)
+
+
+def test_sign_up_approve_pick_oggm_and_keep_the_home_across_environments(hub):
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        # sign up
+        page.goto(f"{hub.url}/hub/signup")
+        page.fill("#username_input", "ada")
+        page.fill("#password_input", PASSWORD)
+        page.fill("#password_confirmation_input", PASSWORD)
+        page.locator("#signup_submit").click()
+        page.get_by_text("Your information has been sent to the admin").wait_for()
+        screenshot(page, "signup")
+
+        # not approved yet: login refused with the reason
+        page.goto(f"{hub.url}/hub/login")
+        page.fill("#username_input", "ada")
+        page.fill("#password_input", PASSWORD)
+        page.locator("#login_submit").click()
+        page.get_by_text("has not been authorized by an administrator yet").wait_for()
+
+        # the admin approves in their own browser session
+        admin = browser.new_page()
+        admin.goto(f"{hub.url}/hub/login")
+        admin.fill("#username_input", "admin")
+        admin.fill("#password_input", hub.admin_password)
+        admin.locator("#login_submit").click()
+        admin.wait_for_url(re.compile(r".*/hub/.*"))
+        admin.goto(f"{hub.url}/hub/authorize")
+        screenshot(admin, "authorize")
+        admin.goto(f"{hub.url}/hub/authorize/ada")
+        admin.close()
+
+        # log in, pick OGGM, and run it
+        page.goto(f"{hub.url}/hub/login")
+        page.fill("#username_input", "ada")
+        page.fill("#password_input", PASSWORD)
+        page.locator("#login_submit").click()
+        page.wait_for_url(re.compile(r".*/hub/(spawn|home).*"))
+        salem_stand_in(hub, "ada")
+        start_from_picker(page, hub, "oggm", "small")
+        screenshot(page, "jupyterlab-oggm")
+        new_notebook(page, hub)
+        out = run_cell(page, "import oggm, pathlib\n"
+                             "print('OGGM', oggm.__version__)\n"
+                             "pathlib.Path('glacier.txt').write_text(oggm.__version__)")
+        screenshot(page, "notebook-oggm")
+        assert any("OGGM 1.6.3" in text for text in out), out
+
+        # stop, and start another environment: the file is still in the home
+        page.goto(f"{hub.url}/hub/home")
+        page.locator("#stop").click()
+        for _ in range(60):  # "Your server is stopping" until it has
+            page.goto(f"{hub.url}/hub/spawn")
+            if page.locator("#profile-item-oggm").count():
+                break
+            page.wait_for_timeout(1000)
+        screenshot(page, "picker-again")
+        # the last choice is pre-selected
+        assert page.locator("#profile-item-oggm").is_checked()
+        start_from_picker(page, hub, "oggm", "medium")
+        new_notebook(page, hub)
+        out = run_cell(page, "import os\nprint(open('glacier.txt').read(), os.environ['OGGMHUB_SIZE'])")
+        screenshot(page, "notebook-after-restart")
+        assert any("1.6.3 medium" in text for text in out), out
