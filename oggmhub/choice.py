@@ -6,7 +6,9 @@ JSON body both end up in :func:`resolve_choice`, and every refusal is a
 
 ``user_options`` (what JupyterHub stores and reuses) always has the canonical shape::
 
-    {"profile": "oggm", "size": "small", "gpu": "none"}
+    {"profile": "oggm", "size": "small", "gpu": "none", "datasets": []}
+
+``datasets`` lists catalog datasets a user adds to the environment's own.
 
 ``profile`` is kubespawner's name for the environment, so that its picker template and
 the REST API speak the same language.
@@ -19,7 +21,7 @@ from dataclasses import dataclass
 from tornado import web
 
 NO_GPU = "none"
-OPTION_FIELDS = ("profile", "size", "gpu")
+OPTION_FIELDS = ("profile", "size", "gpu", "datasets")
 # Form fields JupyterHub itself adds to a spawn form.
 _HUB_FORM_FIELDS = {"_xsrf"}
 
@@ -45,6 +47,13 @@ class SpawnChoice:
     environment: object  # catalog.Environment
     size: object  # catalog.Size
     gpu: object = None  # catalog.GpuVariant or None
+    extra_datasets: tuple = ()  # catalog.Dataset objects added beyond the environment's
+    default_datasets: tuple = ()  # the environment's own catalog.Dataset objects
+
+    @property
+    def datasets(self):
+        """Every dataset this session mounts: the environment's, then the added ones."""
+        return self.default_datasets + self.extra_datasets
 
     @property
     def user_options(self):
@@ -53,6 +62,7 @@ class SpawnChoice:
             "profile": self.environment.name,
             "size": self.size.name,
             "gpu": self.gpu.name if self.gpu else NO_GPU,
+            "datasets": [d.name for d in self.extra_datasets],
         }
 
     def session_env(self):
@@ -66,7 +76,6 @@ class SpawnChoice:
             "OGGMHUB_MEM_LIMIT": str(size.mem_limit),
             "OGGMHUB_GPU": gpu.name if gpu else NO_GPU,
             "OGGMHUB_GPU_COUNT": str(gpu.count if gpu else 0),
-            "OGGMHUB_DATASETS": ",".join(env.datasets),
         }
 
     def describe(self):
@@ -102,7 +111,10 @@ def resolve_choice(catalog, user_options, allowed_environments=None):
             f"unknown server option {unknown[0]!r}; allowed options: {', '.join(OPTION_FIELDS)}",
         )
     for key, value in user_options.items():
-        if value is not None and not isinstance(value, str):
+        if key == "datasets":
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ChoiceError(key, "server option 'datasets' must be a list of dataset names")
+        elif value is not None and not isinstance(value, str):
             raise ChoiceError(key, f"server option {key!r} must be a string, not {type(value).__name__}")
 
     environments = {
@@ -140,7 +152,20 @@ def resolve_choice(catalog, user_options, allowed_environments=None):
                 f"GPU variant {gpu_name!r} is not offered for {environment.display_name}; "
                 f"choose one of: {_one_of([NO_GPU, *environment.gpus])}",
             )
-    return SpawnChoice(environment=environment, size=size, gpu=gpu)
+    extra = []
+    for name in user_options.get("datasets") or []:
+        dataset = catalog.datasets.get(name)
+        if dataset is None:
+            raise ChoiceError(
+                "datasets",
+                f"unknown dataset {name!r}; choose from: {_one_of(list(catalog.datasets))}",
+            )
+        if name not in environment.datasets and dataset not in extra:
+            extra.append(dataset)
+    return SpawnChoice(
+        environment=environment, size=size, gpu=gpu, extra_datasets=tuple(extra),
+        default_datasets=tuple(catalog.datasets[name] for name in environment.datasets),
+    )
 
 
 def options_from_form(catalog, formdata, allowed_environments=None):
@@ -150,6 +175,7 @@ def options_from_form(catalog, formdata, allowed_environments=None):
     options, so a missing, repeated or unknown field means the form was tampered with.
     """
     fields = {k: v for k, v in formdata.items() if k not in _HUB_FORM_FIELDS}
+    extra_datasets = fields.pop("datasets", [])
     for key, values in fields.items():
         if len(values) != 1:
             raise ChoiceError(key, f"the form sent {len(values)} values for {key!r}; expected one")
@@ -174,6 +200,7 @@ def options_from_form(catalog, formdata, allowed_environments=None):
             if key not in fields:
                 raise ChoiceError(option, f"the form sent no {option} for {environment.display_name}")
             user_options[option] = fields[key][0]
+    user_options["datasets"] = list(extra_datasets)
     return resolve_choice(catalog, user_options, allowed_environments).user_options
 
 

@@ -25,7 +25,9 @@ from jupyterhub.spawner import LocalProcessSpawner
 from kubespawner.slugs import safe_slug
 from traitlets import Unicode, default
 
-from .picker import CatalogPickerMixin, render_picker
+from . import datasets as datasets_api
+from . import mounts as dataset_mounts
+from .picker import CatalogPickerMixin
 
 # the traits a choice sets; their configured values are the base every choice starts from
 _CHOICE_TRAITS = ("environment", "cpu_limit", "cpu_guarantee", "mem_limit", "mem_guarantee")
@@ -79,6 +81,16 @@ class LocalEnvSpawner(CatalogPickerMixin, LocalProcessSpawner):
         """<data_dir>/homes/<safe username>: usernames that escape alike never share one."""
         return os.path.join(self.data_dir, "homes", safe_slug(self.user.name))
 
+    @property
+    def mount_root(self):
+        """Where this user's session mounts its datasets (each at its catalog mount path)."""
+        return os.path.join(self.data_dir, "mounts", safe_slug(self.user.name))
+
+    @property
+    def scratch_dir(self):
+        """Disposable per-user space (dataset caches), outside the persistent home."""
+        return os.path.join(self.data_dir, "scratch", safe_slug(self.user.name))
+
     @default("notebook_dir")
     def _default_notebook_dir(self):
         # the server's root is the user's home, never a parent of other users' homes
@@ -87,15 +99,6 @@ class LocalEnvSpawner(CatalogPickerMixin, LocalProcessSpawner):
     @default("default_url")
     def _default_default_url(self):
         return "/lab"
-
-    @default("options_form")
-    def _default_options_form(self):
-        return self._render_picker
-
-    # --- the picker ------------------------------------------------------------------
-
-    def _render_picker(self, spawner):
-        return render_picker(self.picker_profile_list(), self.user_options)
 
     # --- the choice ------------------------------------------------------------------
 
@@ -106,7 +109,15 @@ class LocalEnvSpawner(CatalogPickerMixin, LocalProcessSpawner):
             self._base_settings = {n: copy.deepcopy(getattr(self, n)) for n in _CHOICE_TRAITS}
         base = self._base_settings
         size = choice.size
-        self.environment = {**base["environment"], **choice.environment.env, **choice.session_env()}
+        session = {
+            **choice.environment.env,
+            **choice.session_env(),
+            **datasets_api.session_env(choice.datasets, mount_root=self.mount_root),
+            "OGGMHUB_SCRATCH": self.scratch_dir,
+        }
+        # paths into catalog mount points (e.g. OGGM_DOWNLOAD_CACHE) point at the local mounts
+        session = datasets_api.localize_env(session, choice.datasets, self.mount_root)
+        self.environment = {**base["environment"], **session}
         self.cpu_limit, self.cpu_guarantee = size.cpu_limit, size.cpu_guarantee
         self.mem_limit, self.mem_guarantee = size.mem_limit, size.mem_guarantee
 
@@ -138,9 +149,15 @@ class LocalEnvSpawner(CatalogPickerMixin, LocalProcessSpawner):
         try:
             venv = self._venv = str(await self._loop.run_in_executor(None, self._build_env))
             os.makedirs(self.home_dir, mode=0o700, exist_ok=True)
+            os.makedirs(self.scratch_dir, mode=0o700, exist_ok=True)
+            await self._loop.run_in_executor(None, self._mount_datasets)
             self.cmd = self._start_script() + [os.path.join(venv, "bin", "jupyterhub-singleuser")]
             self._report("Starting the Jupyter server")
-            ip, port = await super().start()
+            try:
+                ip, port = await super().start()
+            except BaseException:
+                self._unmount_datasets()
+                raise
             self._record_process()
             return ip, port
         finally:
@@ -154,6 +171,29 @@ class LocalEnvSpawner(CatalogPickerMixin, LocalProcessSpawner):
             name, self.catalog, self.env_dir, progress=self._report,
             context=os.path.join(self.images_dir, name),
         )
+
+    _mounts = ()
+
+    def _mount_datasets(self):
+        """Mount the session's datasets read-only; a failure names the dataset."""
+        dataset_mounts.cleanup_stale_mounts(self.mount_root)  # left by a crash, if any
+        datasets = self.choice.datasets
+        if not datasets:
+            return
+        ok, why = dataset_mounts.fuse_available()
+        if not ok:
+            self._report(f"Datasets are not mounted ({why}); oggmhub.datasets still opens them")
+            return
+        for dataset in datasets:
+            self._report(f"Mounting dataset {dataset.name} ({dataset.source}) read-only")
+        self._mounts = dataset_mounts.mount_datasets(datasets, self.mount_root)
+
+    def _unmount_datasets(self):
+        mounts, self._mounts = self._mounts, ()
+        try:
+            dataset_mounts.unmount_datasets(mounts)
+        finally:
+            dataset_mounts.cleanup_stale_mounts(self.mount_root)
 
     def _start_script(self):
         """The context's repo2docker ``start`` script, which wraps every session's command."""
@@ -248,6 +288,7 @@ class LocalEnvSpawner(CatalogPickerMixin, LocalProcessSpawner):
                 os.killpg(pgid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        self._unmount_datasets()
 
     def __repr__(self):
         return f"<LocalEnvSpawner {self._log_name} cmd={shlex.join(self.cmd or [])}>"

@@ -17,11 +17,26 @@ from .catalog import cached_catalog, default_catalog_path
 from .choice import options_from_form, profile_list, resolve_choice
 
 
-def render_picker(profiles, user_options=None):
-    """Render kubespawner's picker template for ``profiles`` (see choice.profile_list).
+_DATASETS_TEMPLATE = """
+<div class="form-group" id="oggmhub-datasets">
+  <h3>Add datasets</h3>
+  <p>Mounted read-only next to the environment's own.</p>
+  {%- for d in datasets %}
+  <div class="checkbox"><label>
+    <input type="checkbox" name="datasets" value="{{ d.name }}"{% if d.name in chosen %} checked{% endif %}>
+    {{ d.title }}{% if d.description %} <small>{{ d.description }}</small>{% endif %}
+  </label></div>
+  {%- endfor %}
+</div>
+"""
+
+
+def render_picker(profiles, user_options=None, datasets=()):
+    """Render kubespawner's picker template for ``profiles`` (see choice.profile_list),
+    followed by checkboxes to add ``datasets`` (catalog Dataset objects).
 
     Both backends show this same form; the last choice in ``user_options`` is
-    pre-selected by the template.
+    pre-selected.
     """
     profiles = [
         {**p, "profile_options": {
@@ -32,7 +47,13 @@ def render_picker(profiles, user_options=None):
     ]
     env = jinja2.Environment(loader=jinja2.PackageLoader("kubespawner", "templates"), autoescape=True)
     env.policies["json.dumps_kwargs"] = {"sort_keys": False}
-    return env.get_template("form.html").render(profile_list=profiles, user_options=user_options or {})
+    user_options = user_options or {}
+    html = env.get_template("form.html").render(profile_list=profiles, user_options=user_options)
+    if datasets:
+        html += env.from_string(_DATASETS_TEMPLATE).render(
+            datasets=datasets, chosen=user_options.get("datasets") or []
+        )
+    return html
 
 
 class CatalogPickerMixin(LoggingConfigurable):
@@ -68,6 +89,15 @@ class CatalogPickerMixin(LoggingConfigurable):
     def picker_profile_list(self, spawner=None):
         """The catalog as kubespawner's profile_list (for the picker template)."""
         return profile_list(self.catalog, self.allowed_environments())
+
+    @default("options_form")
+    def _default_options_form(self):
+        return type(self)._render_picker  # called with the spawner, when the form is shown
+
+    def _render_picker(self):
+        return render_picker(
+            self.picker_profile_list(), self.user_options, list(self.catalog.datasets.values())
+        )
 
     @default("options_from_form")
     def _default_options_from_form(self):

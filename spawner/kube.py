@@ -59,6 +59,15 @@ class OGGMHubSpawner(CatalogPickerMixin, KubeSpawner):
         help="Where the persistent home volume is mounted in the user container.",
     )
 
+    dataset_mounter_image = Unicode(
+        "ghcr.io/oggmhub/mounter:0.1.0",
+        config=True,
+        help="""Image of the sidecar that mounts a session's datasets read-only (FUSE).
+
+        The only container of a user's pod with FUSE privileges; built from
+        images/mounter/. The user's container sees the mounts, never the privileges.""",
+    )
+
     # --- safe, persistent defaults (each still configurable the kubespawner way) -----
 
     @default("uid")
@@ -101,11 +110,6 @@ class OGGMHubSpawner(CatalogPickerMixin, KubeSpawner):
     def _default_default_url(self):
         return "/lab"
 
-    @default("profile_list")
-    def _default_profile_list(self):
-        # a callable, so the form follows catalog edits without a hub restart
-        return self.picker_profile_list
-
     # --- the choice -------------------------------------------------------------------
 
     _base_settings = None
@@ -117,7 +121,7 @@ class OGGMHubSpawner(CatalogPickerMixin, KubeSpawner):
                 name: copy.deepcopy(getattr(self, name)) for name in CHOICE_TRAITS
             }
         for name, value in choice_settings(
-            choice, self._base_settings, self.home_mount_path
+            choice, self._base_settings, self.home_mount_path, self.dataset_mounter_image
         ).items():
             setattr(self, name, value)
 

@@ -13,6 +13,10 @@ from __future__ import annotations
 
 import copy
 
+from oggmhub.datasets import session_env
+
+from .datasets import pod_settings
+
 HOME_VOLUME = "home"
 # The traits a choice sets; the spawner snapshots their configured values as the base.
 CHOICE_TRAITS = (
@@ -29,6 +33,7 @@ CHOICE_TRAITS = (
     "extra_resource_limits",
     "extra_resource_guarantees",
     "extra_labels",
+    "init_containers",
 )
 
 
@@ -56,13 +61,22 @@ def _add_named(base, extra):
     return [*base, *(item for item in extra if item.get("name") not in names)]
 
 
-def choice_settings(choice, base, home_mount_path="/home/jovyan"):
-    """Return the trait values for ``choice`` merged over ``base`` (a dict of traits)."""
+def choice_settings(choice, base, home_mount_path="/home/jovyan", mounter_image=None):
+    """Return the trait values for ``choice`` merged over ``base`` (a dict of traits).
+
+    The session's datasets are mounted by a sidecar running ``mounter_image``
+    (:mod:`oggmhub.spawner.datasets`).
+    """
     base = copy.deepcopy(base)
     env, size, gpu = choice.environment, choice.size, choice.gpu
 
     volumes, mounts = _with_home(base["volumes"], base["volume_mounts"], home_mount_path)
-    environment = {**base["environment"], **env.env, **choice.session_env()}
+    # kubespawner expands {placeholders} in these traits: dataset JSON must stay literal
+    data = _literal(pod_settings(choice.datasets, mounter_image, home_mount_path=home_mount_path)
+                    if choice.datasets else {})
+    volumes = _add_named(volumes, data.get("volumes", []))
+    mounts = _add_named(mounts, data.get("volume_mounts", []))
+    environment = {**base["environment"], **env.env, **choice.session_env(), **_literal(session_env(choice.datasets))}
     labels = {
         **base["extra_labels"],
         "oggmhub.org/environment": env.name,
@@ -92,7 +106,19 @@ def choice_settings(choice, base, home_mount_path="/home/jovyan"):
         "extra_resource_limits": limits,
         "extra_resource_guarantees": guarantees,
         "extra_labels": labels,
+        "init_containers": _add_named(base["init_containers"], data.get("init_containers", [])),
     }
+
+
+def _literal(value):
+    """``value`` with braces doubled in every string, so kubespawner's expansion keeps them."""
+    if isinstance(value, str):
+        return value.replace("{", "{{").replace("}", "}}")
+    if isinstance(value, dict):
+        return {k: _literal(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_literal(v) for v in value]
+    return value
 
 
 class UnsafePodError(RuntimeError):

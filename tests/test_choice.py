@@ -7,7 +7,8 @@ from oggmhub.choice import ChoiceError, options_from_form, profile_list, resolve
 
 def test_empty_options_start_the_default_environment_at_its_default_size(catalog):
     choice = resolve_choice(catalog, {})
-    assert choice.user_options == {"profile": "oggm", "size": "small", "gpu": "none"}
+    assert choice.user_options == {"profile": "oggm", "size": "small", "gpu": "none", "datasets": []}
+    assert [d.name for d in choice.datasets] == ["oggm-mirror"]  # the environment's own
 
 
 def test_a_full_choice_resolves_to_catalog_objects(catalog):
@@ -64,9 +65,24 @@ def all_selects(**chosen):
 
 def test_form_data_from_the_picker(catalog):
     data = all_selects(profile="slicer", **{"profile-option-slicer--size": "large", "profile-option-slicer--gpu": "t4"})
-    assert options_from_form(catalog, data) == {"profile": "slicer", "size": "large", "gpu": "t4"}
+    assert options_from_form(catalog, data) == {"profile": "slicer", "size": "large", "gpu": "t4", "datasets": []}
     data = all_selects(profile="oggm")
-    assert options_from_form(catalog, data) == {"profile": "oggm", "size": "small", "gpu": "none"}
+    assert options_from_form(catalog, data) == {"profile": "oggm", "size": "small", "gpu": "none", "datasets": []}
+    data["datasets"] = ["oggm-mirror"]  # a checkbox: may be sent for any environment
+    data["profile"] = ["fiji"]
+    assert options_from_form(catalog, data)["datasets"] == ["oggm-mirror"]
+
+
+def test_users_may_add_catalog_datasets(catalog):
+    choice = resolve_choice(catalog, {"profile": "fiji", "datasets": ["oggm-mirror"]})
+    assert [d.name for d in choice.datasets] == ["oggm-mirror"]
+    assert choice.user_options["datasets"] == ["oggm-mirror"]
+    # adding one the environment mounts anyway changes nothing
+    assert resolve_choice(catalog, {"profile": "oggm", "datasets": ["oggm-mirror"]}).extra_datasets == ()
+    with pytest.raises(ChoiceError, match="unknown dataset 'era6'; choose from: oggm-mirror"):
+        resolve_choice(catalog, {"profile": "fiji", "datasets": ["era6"]})
+    with pytest.raises(ChoiceError, match="'datasets' must be a list of dataset names"):
+        resolve_choice(catalog, {"profile": "fiji", "datasets": "oggm-mirror"})
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ from oggmhub.spawner.pod import CHOICE_TRAITS, UnsafePodError, check_user_contai
 
 def base(**overrides):
     values = {name: {} for name in CHOICE_TRAITS}
-    values.update(volumes=[], volume_mounts=[], tolerations=[], image="base:1", cpu_guarantee=None,
+    values.update(volumes=[], volume_mounts=[], tolerations=[], init_containers=[], image="base:1", cpu_guarantee=None,
                   cpu_limit=None, mem_guarantee=None, mem_limit=None)
     values.update(overrides)
     return values
@@ -58,7 +58,7 @@ def test_profile_settings_add_to_the_base_and_never_drop_it(catalog):
 def test_an_existing_home_claim_is_kept_not_doubled(catalog):
     z2jh_home = {"name": "volume-{user_server}", "persistentVolumeClaim": {"claimName": "{pvc_name}"}}
     configured = base(volumes=[z2jh_home], volume_mounts=[{"name": "volume-{user_server}", "mountPath": "/home/jovyan"}])
-    s = choice_settings(resolve_choice(catalog, {}), configured)
+    s = choice_settings(resolve_choice(catalog, {"profile": "fiji"}), configured)
     assert s["volumes"] == [z2jh_home]
     assert len(s["volume_mounts"]) == 1
 

@@ -6,6 +6,7 @@ whose state the tests inspect. Manifests are validated with kubernetes-validate
 """
 
 import asyncio
+import json
 
 import kubernetes_validate
 import pytest
@@ -95,6 +96,28 @@ async def test_start_poll_stop_each_environment(api, kubelet, options, image, cp
     assert await spawner.poll() is not None
     assert api.objects("pods", NS) == []
     assert api.names("persistentvolumeclaims", NS) == ["home-alice"]  # a stop keeps the home
+
+
+async def test_datasets_are_mounted_by_a_sidecar_the_user_container_stays_unprivileged(api, kubelet):
+    spawner = hub_spawner("alice")
+    await spawn(spawner, {"profile": "fiji", "datasets": ["oggm-mirror"]})
+    [pod] = api.objects("pods", NS)
+    validate(pod)
+    [mounter] = pod["spec"]["initContainers"]
+    assert mounter["image"] == spawner.dataset_mounter_image
+    assert mounter["securityContext"]["privileged"] is True
+    container = notebook_container(pod)
+    data_mount = next(m for m in container["volumeMounts"] if m["mountPath"] == "/data")
+    assert data_mount["readOnly"] is True and data_mount["mountPropagation"] == "HostToContainer"
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["OGGMHUB_DATASETS"] == "oggm-mirror"
+    assert json.loads(env["OGGMHUB_DATASETS_JSON"])[0]["mount_path"] == "/data/oggm-mirror"
+    await spawner.stop()
+    # a later spawn without datasets has no sidecar
+    await spawn(spawner, {"profile": "fiji"})
+    [pod] = api.objects("pods", NS)
+    assert not pod["spec"].get("initContainers")
+    await spawner.stop()
 
 
 async def test_home_is_created_once_and_reused_across_restarts_and_environments(api, kubelet):
