@@ -8,6 +8,8 @@
 #   OGGMHUB_IP, OGGMHUB_PORT where users reach the hub (127.0.0.1, 8000)
 #   OGGMHUB_HUB_PORT         the hub's internal port (8081); the proxy's API uses HUB_PORT+1
 #   OGGMHUB_CATALOG          the catalog (hub_config/catalog.yaml)
+#   OGGMHUB_IMAGES           the environments' build contexts, one folder each (images/)
+#   OGGMHUB_ENV_CACHE        where built environments are kept (<data dir>/envs)
 #   OGGMHUB_ADMIN            the first admin's username (admin)
 #   OGGMHUB_IDLE_TIMEOUT     seconds of inactivity before a server is culled (3600; 0: never)
 import os
@@ -52,6 +54,7 @@ c.LocalEnvSpawner.catalog_path = os.path.abspath(
     os.environ.get("OGGMHUB_CATALOG") or os.path.join(here, "catalog.yaml")
 )
 c.LocalEnvSpawner.data_dir = data_dir
+c.LocalEnvSpawner.images_dir = os.path.abspath(os.environ.get("OGGMHUB_IMAGES") or os.path.join(repo, "images"))
 # the first start of an environment builds it (minutes); later starts take seconds
 c.Spawner.start_timeout = 1800
 c.Spawner.http_timeout = 120

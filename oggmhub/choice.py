@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tornado import web
+from .errors import UserFacingError
 
 NO_GPU = "none"
 OPTION_FIELDS = ("profile", "size", "gpu", "datasets")
@@ -26,18 +26,12 @@ OPTION_FIELDS = ("profile", "size", "gpu", "datasets")
 _HUB_FORM_FIELDS = {"_xsrf"}
 
 
-class ChoiceError(web.HTTPError):
-    """A spawn request the catalog does not allow; shown to the user as it is."""
+class ChoiceError(UserFacingError):
+    """A spawn request the catalog does not allow; names the field and what is allowed."""
 
     def __init__(self, field, message):
-        super().__init__(400, "%s", message, reason="Invalid server options")
+        super().__init__(400, message, reason="Invalid server options")
         self.field = field
-        self.message = message
-        # JupyterHub shows this text on the spawn page and in API error bodies.
-        self.jupyterhub_message = message
-
-    def __str__(self):
-        return self.message
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,8 @@ from traitlets import Unicode, default
 
 from . import datasets as datasets_api
 from . import mounts as dataset_mounts
+from .errors import SpawnFailed
+from .localenv import LocalEnvError, build_local_env
 from .picker import CatalogPickerMixin
 
 # the traits a choice sets; their configured values are the base every choice starts from
@@ -147,10 +149,13 @@ class LocalEnvSpawner(CatalogPickerMixin, LocalProcessSpawner):
         self._loop = asyncio.get_running_loop()
         self._progress_queue = asyncio.Queue()
         try:
-            venv = self._venv = str(await self._loop.run_in_executor(None, self._build_env))
-            os.makedirs(self.home_dir, mode=0o700, exist_ok=True)
-            os.makedirs(self.scratch_dir, mode=0o700, exist_ok=True)
-            await self._loop.run_in_executor(None, self._mount_datasets)
+            try:
+                venv = self._venv = str(await self._loop.run_in_executor(None, self._build_env))
+                os.makedirs(self.home_dir, mode=0o700, exist_ok=True)
+                os.makedirs(self.scratch_dir, mode=0o700, exist_ok=True)
+                await self._loop.run_in_executor(None, self._mount_datasets)
+            except (LocalEnvError, dataset_mounts.MountError) as e:
+                raise SpawnFailed(str(e)) from e
             self.cmd = self._start_script() + [os.path.join(venv, "bin", "jupyterhub-singleuser")]
             self._report("Starting the Jupyter server")
             try:
@@ -164,8 +169,6 @@ class LocalEnvSpawner(CatalogPickerMixin, LocalProcessSpawner):
             self._progress_queue.put_nowait(None)
 
     def _build_env(self):
-        from .localenv import build_local_env
-
         name = self.choice.environment.name
         return build_local_env(
             name, self.catalog, self.env_dir, progress=self._report,

@@ -19,13 +19,10 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from kubespawner import KubeSpawner
 from traitlets import Unicode, default
 
+from oggmhub.errors import SpawnFailed
 from oggmhub.picker import CatalogPickerMixin
 
 from .pod import CHOICE_TRAITS, check_user_container, choice_settings
-
-
-class SpawnFailed(RuntimeError):
-    """A start that failed on the Kubernetes side, told in words a user can act on."""
 
 
 def start_failure_message(error):

@@ -16,6 +16,11 @@ import time
 
 import requests
 
+# salem (imported by oggm) fetches sample data into ~/.salem_cache on first import; the
+# OGGM image downloads it at build time and its `start` script links it into the home.
+# This machine has no internet, so tests put the one file salem checks for in the home
+# instead (see LocalHub.salem_stand_in). Nothing reads it.
+SALEM_DATA = "salem-sample-data-454bf696324000d198f574a1bf5bc56e3e489051"
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -45,11 +50,13 @@ def free_port(count=1):
 class LocalHub:
     """A running local hub with helpers to sign up, log in and call the REST API."""
 
-    def __init__(self, data_dir, catalog=None, idle_timeout=0, env=None):
+    def __init__(self, data_dir, catalog=None, idle_timeout=0, env=None, images_dir=None):
         self.data_dir = str(data_dir)
         self.catalog = catalog or os.path.join(REPO, "hub_config", "catalog.yaml")
         self.idle_timeout = idle_timeout
-        self.env = env or {}
+        self.env = dict(env or {})
+        if images_dir:
+            self.env["OGGMHUB_IMAGES"] = images_dir
         self.port = free_port()
         self.hub_port = free_port(2)
         self.url = f"http://127.0.0.1:{self.port}"
@@ -160,6 +167,13 @@ class LocalHub:
         self.signup(username, password)
         self.approve(username)
         return self.login(username, password)
+
+    def salem_stand_in(self, username):
+        """Stand in for salem's sample data in a user's home (see SALEM_DATA)."""
+        shapes = os.path.join(self.data_dir, "homes", username, ".salem_cache", SALEM_DATA,
+                              "shapes", "world_borders")
+        os.makedirs(shapes, exist_ok=True)
+        open(os.path.join(shapes, "world_borders.shp"), "w").close()
 
     # --- servers -----------------------------------------------------------------------
 

@@ -61,3 +61,16 @@ def test_malformed_body_is_refused(hub, bob):
                 headers={"Content-Type": "application/json"})
     assert r.status_code == 400
     assert hub.api(session, "GET", f"/users/{session.username}").json()["servers"] == {}
+
+
+def test_an_environment_this_machine_cannot_build_says_what_is_missing(hub, bob):
+    r = hub.api(bob, "POST", "/users/bob/server", json={"profile": "slicer"})
+    if r.status_code in (201, 202):  # the hub answered before the build gave up
+        with pytest.raises(RuntimeError):
+            hub.wait_for_server(bob, "bob", timeout=600)
+        message = hub.log()
+    else:
+        assert r.status_code == 500
+        message = r.json()["message"]
+    assert "slicer" in message and ("apt-get install" in message or "download" in message), message[-2000:]
+    assert hub.api(bob, "GET", "/users/bob").json()["servers"] == {}

@@ -5,7 +5,6 @@ The OGGM environment is built from images/oggm/ on first use (cached in
 $OGGMHUB_ENV_CACHE, default ~/.cache/oggmhub/envs, so later runs reuse it).
 """
 
-import os
 import re
 
 import pytest
@@ -14,11 +13,6 @@ from browser import chromium, screenshot
 from local_hub import LocalHub
 from oggmhub.localenv import default_root
 
-# Stand-in for data the OGGM image downloads at build time and this machine cannot: salem
-# (imported by oggm) fetches its sample data into ~/.salem_cache on first import, and the
-# image's `start` script links a copy from the environment. With no internet here, the
-# one file salem checks for is put in the home instead. Nothing reads it.
-SALEM_DATA = "salem-sample-data-454bf696324000d198f574a1bf5bc56e3e489051"
 PASSWORD = "moraine-survey-2026"
 
 
@@ -27,12 +21,6 @@ def hub(tmp_path_factory):
     hub = LocalHub(tmp_path_factory.mktemp("hub"), env={"OGGMHUB_ENV_CACHE": str(default_root())}).start()
     yield hub
     hub.stop(servers=True)
-
-
-def salem_stand_in(hub, username):
-    shapes = os.path.join(hub.data_dir, "homes", username, ".salem_cache", SALEM_DATA, "shapes", "world_borders")
-    os.makedirs(shapes, exist_ok=True)
-    open(os.path.join(shapes, "world_borders.shp"), "w").close()
 
 
 def run_cell(page, code):
@@ -106,7 +94,7 @@ def test_sign_up_approve_pick_oggm_and_keep_the_home_across_environments(hub):
         page.fill("#password_input", PASSWORD)
         page.locator("#login_submit").click()
         page.wait_for_url(re.compile(r".*/hub/(spawn|home).*"))
-        salem_stand_in(hub, "ada")
+        hub.salem_stand_in("ada")
         start_from_picker(page, hub, "oggm", "small")
         screenshot(page, "jupyterlab-oggm")
         new_notebook(page, hub)
