@@ -47,22 +47,44 @@ def free_port(count=1):
     raise RuntimeError("no free ports")
 
 
+def _xsrf(session):
+    """The session's newest _xsrf cookie (JupyterHub may set one per path)."""
+    values = [c.value for c in session.cookies if c.name == "_xsrf"]
+    return values[-1] if values else ""
+
+
 class LocalHub:
     """A running local hub with helpers to sign up, log in and call the REST API."""
 
     def __init__(self, data_dir, catalog=None, idle_timeout=0, env=None, images_dir=None):
         self.data_dir = str(data_dir)
-        self.catalog = catalog or os.path.join(REPO, "hub_config", "catalog.yaml")
         self.idle_timeout = idle_timeout
         self.env = dict(env or {})
         if images_dir:
             self.env["OGGMHUB_IMAGES"] = images_dir
+        self.catalog = catalog or self._offline_catalog()
         self.port = free_port()
         self.hub_port = free_port(2)
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = os.path.join(self.data_dir, "hub.log")
         self.proc = None
         self.admin_password = None
+
+    def _offline_catalog(self):
+        """The repository's catalog, with OGGM's mirror in a local folder instead of a
+        bucket this machine cannot reach (a local path is a catalog source like any other)."""
+        import yaml
+
+        with open(os.path.join(REPO, "hub_config", "catalog.yaml")) as f:
+            catalog = yaml.safe_load(f)
+        mirror = os.path.join(os.path.dirname(os.path.abspath(self.data_dir)), "oggm-mirror")
+        os.makedirs(mirror, exist_ok=True)
+        catalog["datasets"]["oggm-mirror"]["source"] = mirror
+        path = os.path.join(os.path.dirname(os.path.abspath(self.data_dir)), "catalog.yaml")
+        with open(path, "w") as f:
+            yaml.safe_dump(catalog, f, sort_keys=False)
+        self.env.setdefault("OGGMHUB_IMAGES", os.path.join(REPO, "images"))
+        return path
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -137,7 +159,7 @@ class LocalHub:
         s.get(f"{self.url}/hub/signup")
         r = s.post(f"{self.url}/hub/signup", data={
             "username": username, "signup_password": password,
-            "signup_password_confirmation": password, "_xsrf": s.cookies.get("_xsrf", ""),
+            "signup_password_confirmation": password, "_xsrf": _xsrf(s),
         })
         r.raise_for_status()
         return r.text
@@ -147,12 +169,12 @@ class LocalHub:
         s = requests.Session()
         s.get(f"{self.url}/hub/login")
         r = s.post(f"{self.url}/hub/login", data={
-            "username": username, "password": password, "_xsrf": s.cookies.get("_xsrf", ""),
+            "username": username, "password": password, "_xsrf": _xsrf(s),
         }, allow_redirects=True)
         if "jupyterhub-hub-login" not in s.cookies:
             raise PermissionError(f"login as {username} refused (status {r.status_code})")
         s.get(f"{self.url}/hub/home")  # refresh _xsrf after the login redirect
-        s.headers["X-XSRFToken"] = s.cookies.get("_xsrf", "")
+        s.headers["X-XSRFToken"] = _xsrf(s)
         return s
 
     def admin(self):

@@ -7,7 +7,7 @@ from local_hub import LocalHub
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
-    hub = LocalHub(tmp_path_factory.mktemp("hub")).start()
+    hub = LocalHub(tmp_path_factory.mktemp("hub") / "data").start()
     yield hub
     hub.stop(servers=True)
 

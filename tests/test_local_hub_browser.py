@@ -18,7 +18,7 @@ PASSWORD = "moraine-survey-2026"
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
-    hub = LocalHub(tmp_path_factory.mktemp("hub"), env={"OGGMHUB_ENV_CACHE": str(default_root())}).start()
+    hub = LocalHub(tmp_path_factory.mktemp("hub") / "data", env={"OGGMHUB_ENV_CACHE": str(default_root())}).start()
     yield hub
     hub.stop(servers=True)
 
