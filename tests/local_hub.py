@@ -56,13 +56,14 @@ def _xsrf(session):
 class LocalHub:
     """A running local hub with helpers to sign up, log in and call the REST API."""
 
-    def __init__(self, data_dir, catalog=None, idle_timeout=0, env=None, images_dir=None):
+    def __init__(self, data_dir, catalog=None, idle_timeout=0, env=None, images_dir=None, config=None):
         self.data_dir = str(data_dir)
         self.idle_timeout = idle_timeout
         self.env = dict(env or {})
         if images_dir:
             self.env["OGGMHUB_IMAGES"] = images_dir
         self.catalog = catalog or self._offline_catalog()
+        self.config = config
         self.port = free_port()
         self.hub_port = free_port(2)
         self.url = f"http://127.0.0.1:{self.port}"
@@ -96,7 +97,7 @@ class LocalHub:
             "--port", str(self.port), "--hub-port", str(self.hub_port),
             "--data-dir", self.data_dir, "--catalog", self.catalog,
             "--idle-timeout", str(self.idle_timeout),
-        ]
+        ] + (["--config", self.config] if self.config else [])
         self.proc = subprocess.Popen(
             command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
             env={**os.environ, **self.env}, start_new_session=True,
