@@ -86,6 +86,9 @@ def main(args):
                     stop(hub, sessions[id(hub)], "bench")
                     if i:
                         times[id(hub)].append(elapsed)
+        except BaseException:
+            print(simple.log()[-3000:], file=sys.stderr)
+            raise
         finally:
             ours.stop(servers=True)
             simple.stop(servers=True)

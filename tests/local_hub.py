@@ -132,7 +132,8 @@ class LocalHub:
             if not any(u.get("servers") or u.get("pending") for u in users):
                 return
             time.sleep(0.3)
-        raise TimeoutError("servers did not stop")
+        busy = {u["name"]: (u.get("servers"), u.get("pending")) for u in users if u.get("servers") or u.get("pending")}
+        raise TimeoutError(f"servers did not stop: {busy}")
 
     def stop(self, sig=signal.SIGTERM, timeout=30, servers=False):
         """Stop the hub; with servers=True, its users' servers first.
@@ -171,7 +172,7 @@ class LocalHub:
         s.get(f"{self.url}/hub/login")
         r = s.post(f"{self.url}/hub/login", data={
             "username": username, "password": password, "_xsrf": _xsrf(s),
-        }, allow_redirects=True)
+        }, allow_redirects=False)  # following it could start a server (no options form)
         if "jupyterhub-hub-login" not in s.cookies:
             raise PermissionError(f"login as {username} refused (status {r.status_code})")
         s.get(f"{self.url}/hub/home")  # refresh _xsrf after the login redirect
