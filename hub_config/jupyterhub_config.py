@@ -59,6 +59,13 @@ c.LocalEnvSpawner.images_dir = os.path.abspath(os.environ.get("OGGMHUB_IMAGES") 
 c.Spawner.start_timeout = 1800
 c.Spawner.http_timeout = 120
 
+# --- cohorts: organisers' pages (/hub/cohorts) and API, state in the hub's database -------
+from oggmhub.cohort_service import configure_hub  # noqa: E402
+
+configure_hub(c)
+c.Cohorts.catalog_path = c.LocalEnvSpawner.catalog_path
+c.Cohorts.homes_dir = os.path.join(data_dir, "homes")  # exports of members' homes go beside it
+
 # --- idle culling --------------------------------------------------------------------------
 idle_timeout = int(os.environ.get("OGGMHUB_IDLE_TIMEOUT", "3600"))
 if idle_timeout > 0:

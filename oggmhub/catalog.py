@@ -60,6 +60,7 @@ class Size:
     mem_guarantee: int
     mem_limit: int
     default: bool = False
+    dask: dict = field(default_factory=dict)  # Dask limits over the environment's (dask_limits.py)
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,7 @@ class GpuVariant:
     resource: str = "nvidia.com/gpu"
     node_selector: dict = field(default_factory=dict)
     tolerations: tuple = ()
+    image: Image | None = None  # a CUDA-capable build of the environment, if it has one
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,7 @@ class Environment:
     datasets: tuple
     env: dict
     default: bool = False
+    dask: dict = field(default_factory=dict)  # per-user Dask limits (see dask_limits.py)
 
     @property
     def default_size(self):
@@ -302,6 +305,9 @@ def _rule_problems(data):
                     continue  # malformed: reported by the schema
                 if too_big:
                     problems.append((f"{where}.sizes.{size_name}.{resource}", "the guarantee is larger than the limit"))
+        for path, dask in [("", env.get("dask")), *((f".sizes.{n}", _mapping(s).get("dask")) for n, s in sizes.items())]:
+            if isinstance(_mapping(dask).get("gpus"), int) and dask["gpus"] > 0 and not env.get("gpus"):
+                problems.append((f"{where}{path}.dask.gpus", "GPU workers need a GPU variant: add one under this environment's gpus, or set 0"))
         refs = env.get("datasets")
         for i, dataset in enumerate(refs if isinstance(refs, list) else []):
             if isinstance(dataset, str) and dataset not in datasets:
@@ -310,9 +316,22 @@ def _rule_problems(data):
     problems += _dataset_problems(datasets)
     for name, cohort in _mapping(data.get("cohorts")).items():
         refs = _mapping(cohort).get("environments")
-        for i, env in enumerate(refs if isinstance(refs, list) else []):
-            if isinstance(env, str) and env not in environments:
+        for i, ref in enumerate(refs if isinstance(refs, list) else []):
+            env, _, sizes = ref.partition("=") if isinstance(ref, str) else ("", "", "")
+            if env and env not in environments:
                 problems.append((f"cohorts.{name}.environments[{i}]", f"unknown environment {env!r}; choose from: {', '.join(environments)}"))
+            offered = list(_mapping(_mapping(environments.get(env)).get("sizes")))
+            for size in filter(None, sizes.split(",")):
+                if env in environments and size not in offered:
+                    problems.append((f"cohorts.{name}.environments[{i}]", f"size {size!r} is not offered for {env}; choose from: {', '.join(offered)}"))
+        start, end = _mapping(cohort).get("start"), _mapping(cohort).get("end")
+        if isinstance(start, str) and isinstance(end, str):
+            from .cohorts import CohortError, parse_time
+            try:
+                if parse_time(end, "end") <= parse_time(start, "start"):
+                    problems.append((f"cohorts.{name}.end", f"the window ends ({end}) before it starts ({start})"))
+            except CohortError:
+                pass  # malformed: reported by the schema
     return problems
 
 
@@ -382,6 +401,7 @@ def _build(path, data):
                 mem_guarantee=parse_memory(size["memory"]["guarantee"]),
                 mem_limit=parse_memory(size["memory"]["limit"]),
                 default=bool(size.get("default")) or single,
+                dask=dict(size.get("dask") or {}),
             )
         gpus = {
             gpu_name: GpuVariant(
@@ -392,6 +412,7 @@ def _build(path, data):
                 resource=gpu.get("resource", "nvidia.com/gpu"),
                 node_selector=dict(gpu.get("node_selector", {})),
                 tolerations=tuple(dict(t) for t in gpu.get("tolerations", [])),
+                image=Image(**gpu["image"]) if gpu.get("image") else None,
             )
             for gpu_name, gpu in (spec.get("gpus") or {}).items()
         }
@@ -405,6 +426,7 @@ def _build(path, data):
             datasets=tuple(spec.get("datasets", [])),
             env={k: str(v) if not isinstance(v, bool) else str(v).lower() for k, v in (spec.get("env") or {}).items()},
             default=bool(spec.get("default")) or (not has_default and index == 0),
+            dask=dict(spec.get("dask") or {}),
         )
     return Catalog(
         path=path,

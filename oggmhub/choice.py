@@ -82,12 +82,24 @@ def _one_of(names):
     return ", ".join(names) if names else "none are available"
 
 
-def resolve_choice(catalog, user_options, allowed_environments=None):
+def _allowed_sizes(env, allowed_environments):
+    """The sizes of ``env`` allowed by ``allowed_environments`` (see resolve_choice)."""
+    sizes = allowed_environments.get(env.name) if isinstance(allowed_environments, dict) else None
+    return {n: s for n, s in env.sizes.items() if sizes is None or n in sizes}
+
+
+def _allowed_gpus(env, max_gpus):
+    return {n: g for n, g in env.gpus.items() if max_gpus is None or g.count <= max_gpus}
+
+
+def resolve_choice(catalog, user_options, allowed_environments=None, max_gpus=None):
     """Validate ``user_options`` (a dict, e.g. a REST API body) and resolve it.
 
     Missing keys take the catalog's defaults (an empty body starts the default
     environment at its default size, as JupyterHub's admin "start" button does).
-    ``allowed_environments`` narrows the catalog (e.g. to a cohort's environments).
+    ``allowed_environments`` narrows the catalog (e.g. to a cohort's environments): a
+    collection of environment names, or a dict of environment name to the allowed size
+    names (None: all of them). ``max_gpus`` drops GPU variants with more GPUs.
     Raises :class:`ChoiceError`.
     """
     if user_options is None:
@@ -127,24 +139,27 @@ def resolve_choice(catalog, user_options, allowed_environments=None):
             f"unknown environment {env_name!r}; choose one of: {_one_of(list(environments))}",
         )
 
-    size_name = user_options.get("size") or environment.default_size.name
-    size = environment.sizes.get(size_name)
+    sizes = _allowed_sizes(environment, allowed_environments)
+    default_size = environment.default_size.name
+    size_name = user_options.get("size") or (default_size if default_size in sizes else next(iter(sizes)))
+    size = sizes.get(size_name)
     if size is None:
         raise ChoiceError(
             "size",
             f"size {size_name!r} is not offered for {environment.display_name}; "
-            f"choose one of: {_one_of(list(environment.sizes))}",
+            f"choose one of: {_one_of(list(sizes))}",
         )
 
     gpu_name = user_options.get("gpu") or NO_GPU
     gpu = None
     if gpu_name != NO_GPU:
-        gpu = environment.gpus.get(gpu_name)
+        gpus = _allowed_gpus(environment, max_gpus)
+        gpu = gpus.get(gpu_name)
         if gpu is None:
             raise ChoiceError(
                 "gpu",
                 f"GPU variant {gpu_name!r} is not offered for {environment.display_name}; "
-                f"choose one of: {_one_of([NO_GPU, *environment.gpus])}",
+                f"choose one of: {_one_of([NO_GPU, *gpus])}",
             )
     extra = []
     for name in user_options.get("datasets") or []:
@@ -162,7 +177,7 @@ def resolve_choice(catalog, user_options, allowed_environments=None):
     )
 
 
-def options_from_form(catalog, formdata, allowed_environments=None):
+def options_from_form(catalog, formdata, allowed_environments=None, max_gpus=None):
     """Turn the picker's form data (``{field: [values]}``) into canonical user_options.
 
     Stricter than the API: the form always sends the environment and each of its
@@ -188,45 +203,49 @@ def options_from_form(catalog, formdata, allowed_environments=None):
     user_options = {"profile": env_name}
     environment = catalog.environments.get(env_name)
     if environment is not None:
-        expected = ["size"] + (["gpu"] if environment.gpus else [])
+        expected = ["size"] + (["gpu"] if _allowed_gpus(environment, max_gpus) else [])
         for option in expected:
             key = f"profile-option-{env_name}--{option}"
             if key not in fields:
                 raise ChoiceError(option, f"the form sent no {option} for {environment.display_name}")
             user_options[option] = fields[key][0]
     user_options["datasets"] = list(extra_datasets)
-    return resolve_choice(catalog, user_options, allowed_environments).user_options
+    return resolve_choice(catalog, user_options, allowed_environments, max_gpus).user_options
 
 
-def profile_list(catalog, allowed_environments=None):
+def profile_list(catalog, allowed_environments=None, max_gpus=None):
     """The catalog as kubespawner's ``profile_list``, for its picker template.
 
     Carries no ``kubespawner_override``: settings are applied by the spawner from the
     resolved :class:`SpawnChoice`, merged into the base configuration.
     """
     profiles = []
-    for env in catalog.environments.values():
-        if allowed_environments is not None and env.name not in allowed_environments:
-            continue
+    shown = [e for e in catalog.environments.values()
+             if allowed_environments is None or e.name in allowed_environments]
+    default_env = catalog.default_environment if catalog.default_environment in shown else (shown or [None])[0]
+    for env in shown:
+        sizes = _allowed_sizes(env, allowed_environments)
+        default_size = env.default_size.name if env.default_size.name in sizes else next(iter(sizes))
         options = {
             "size": {
                 "display_name": "Size",
                 "choices": {
-                    size.name: {"display_name": size.display_name, "default": size.default}
-                    for size in env.sizes.values()
+                    size.name: {"display_name": size.display_name, "default": size.name == default_size}
+                    for size in sizes.values()
                 },
             }
         }
-        if env.gpus:
+        gpus = _allowed_gpus(env, max_gpus)
+        if gpus:
             choices = {NO_GPU: {"display_name": "No GPU", "default": True}}
-            choices.update({g.name: {"display_name": g.display_name} for g in env.gpus.values()})
+            choices.update({g.name: {"display_name": g.display_name} for g in gpus.values()})
             options["gpu"] = {"display_name": "GPU", "choices": choices}
         profiles.append(
             {
                 "slug": env.name,
                 "display_name": env.display_name,
                 "description": env.description,
-                "default": env.default,
+                "default": env is default_env,
                 "profile_options": options,
             }
         )

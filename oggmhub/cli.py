@@ -35,7 +35,7 @@ def catalog_check(args):
 
 
 # modules with a register(commands) function, in the order they appear in --help
-COMMAND_MODULES = ["oggmhub.cli", "oggmhub.localhub", "oggmhub.images", "oggmhub.datasets_cli"]
+COMMAND_MODULES = ["oggmhub.cli", "oggmhub.localhub", "oggmhub.images", "oggmhub.datasets_cli", "oggmhub.cohort_cli"]
 
 
 def register(commands):

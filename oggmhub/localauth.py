@@ -3,6 +3,11 @@
 The first admin's password is created on the hub's first start and printed to the
 operator once; it is never a default, never in docs or code, and never written to disk
 in clear (NativeAuthenticator keeps a bcrypt hash in the hub's database).
+
+A student who signs up with a cohort's join code (the optional ``join_code`` field, or
+``/hub/signup?join_code=CODE``) during the cohort's window is approved at once and lands
+in the cohort. A wrong or expired code, or a full cohort, is refused with the reason and
+creates no account at all.
 """
 
 from __future__ import annotations
@@ -15,6 +20,9 @@ from jupyterhub.utils import maybe_future
 from nativeauthenticator import NativeAuthenticator
 from nativeauthenticator import handlers as native_handlers
 from nativeauthenticator.orm import UserInfo
+
+from . import cohort_store
+from .cohorts import CohortError, JoinError
 
 BANNER = """
 ==============================================================================
@@ -52,12 +60,74 @@ class LoginHandler(native_handlers.LoginHandler):
         return super()._render(login_error=login_error, username=username)
 
 
+class SignUpHandler(native_handlers.SignUpHandler):
+    """NativeAuthenticator's sign-up, with an optional cohort join code."""
+
+    def render_template(self, name, sync=False, **ns):
+        if name == "signup.html":  # the same form, with the join code field
+            name = "oggmhub-signup.html"
+            ns.setdefault("join_code", self.get_argument("join_code", ""))
+        return super().render_template(name, sync=sync, **ns)
+
+    async def post(self):
+        code = self.get_body_argument("join_code", "").strip()
+        if not code or not self.authenticator.enable_signup:
+            return await super().post()
+        username = self.authenticator.normalize_username(self.get_body_argument("username", ""))
+        password = self.get_body_argument("signup_password", strip=False)
+        message = None
+        try:
+            group, cohort = cohort_store.find_by_join_code(self.db, code)
+        except JoinError as e:
+            message = f"Sign-up refused: {e}. No account was created."
+        else:
+            if password != self.get_body_argument("signup_password_confirmation", strip=False):
+                message = "Your password did not match the confirmation. Please try again."
+            elif self.authenticator.user_exists(username):
+                message = f"The username {username!r} is already in use. Please choose another."
+        if message is None:
+            message = self._join(username, password, group, cohort)
+        if message is not None:
+            self.set_status(400)
+            html = await self.render_template("signup.html", alert="alert-danger", result_message=message,
+                                              join_code=code, username=username)
+        else:
+            title = f" ({cohort.title})" if cohort.title else ""
+            html = await self.render_template(
+                "signup.html", alert="alert-success", join_code="",
+                result_message=f"Welcome to cohort {cohort.name}{title}! You can now log in.",
+            )
+        self.finish(html)
+
+    def _join(self, username, password, group, cohort):
+        """Create the approved account and its cohort membership; None, or why not (nothing created)."""
+        email = self.get_body_argument("email", "", strip=False)
+        info = self.authenticator.create_user(username, password, email=email, is_authorized=True)
+        if info is None:
+            return (f"Sign-up refused: the username must not contain spaces, commas or slashes, and the "
+                    f"password needs at least {self.authenticator.minimum_password_length} characters "
+                    "and must not be a common one. No account was created.")
+        try:
+            cohort_store.join(self.db, cohort.name, username)
+        except CohortError as e:  # filled up meanwhile, or a username a group cannot hold
+            self.db.delete(info)
+            self.db.commit()
+            return f"Sign-up refused: {e}. No account was created."
+        except Exception:
+            self.db.rollback()
+            self.db.delete(info)
+            self.db.commit()
+            raise
+        self.log.info("%s signed up with the join code of cohort %s", username, cohort.name)
+        return None
+
+
 class LocalHubAuthenticator(NativeAuthenticator):
     """NativeAuthenticator that creates each configured admin's credentials once."""
 
     def get_handlers(self, app):
-        return [(r"/login", LoginHandler) if route == r"/login" else (route, handler)
-                for route, handler in super().get_handlers(app)]
+        replace = {r"/login": LoginHandler, r"/signup": SignUpHandler}
+        return [(route, replace.get(route, handler)) for route, handler in super().get_handlers(app)]
 
     async def add_user(self, user):
         await maybe_future(super().add_user(user))

@@ -18,6 +18,7 @@ import asyncio
 import copy
 import os
 import shlex
+import shutil
 import signal
 
 import psutil
@@ -25,7 +26,9 @@ from jupyterhub.spawner import LocalProcessSpawner
 from kubespawner.slugs import safe_slug
 from traitlets import Unicode, default
 
+from . import dask_limits
 from . import datasets as datasets_api
+from . import materials as cohort_materials
 from . import mounts as dataset_mounts
 from .errors import SpawnFailed
 from .localenv import LocalEnvError, build_local_env
@@ -115,6 +118,8 @@ class LocalEnvSpawner(CatalogPickerMixin, LocalProcessSpawner):
             **choice.environment.env,
             **choice.session_env(),
             **datasets_api.session_env(choice.datasets, mount_root=self.mount_root),
+            **dask_limits.session_env(choice.environment, choice.size, "local"),
+            "OGGMHUB_DASK_REGISTRY": self.dask_registry,
             "OGGMHUB_SCRATCH": self.scratch_dir,
         }
         # paths into catalog mount points (e.g. OGGM_DOWNLOAD_CACHE) point at the local mounts
@@ -153,17 +158,27 @@ class LocalEnvSpawner(CatalogPickerMixin, LocalProcessSpawner):
                 venv = self._venv = str(await self._loop.run_in_executor(None, self._build_env))
                 os.makedirs(self.home_dir, mode=0o700, exist_ok=True)
                 os.makedirs(self.scratch_dir, mode=0o700, exist_ok=True)
-                await self._loop.run_in_executor(None, self._mount_datasets)
-            except (LocalEnvError, dataset_mounts.MountError) as e:
+                await self._loop.run_in_executor(None, self._pull_materials)
+            except LocalEnvError as e:
                 raise SpawnFailed(str(e)) from e
             self.cmd = self._start_script() + [os.path.join(venv, "bin", "jupyterhub-singleuser")]
+            # mounts come up while the server starts (each is a process of its own, ~1 s);
+            # start() returns, and the hub routes to the server, only once both are ready
+            mounting = self._loop.run_in_executor(None, self._mount_datasets)
             self._report("Starting the Jupyter server")
             try:
                 ip, port = await super().start()
-            except BaseException:
-                self._unmount_datasets()
+                self._record_process()
+                await mounting
+            except BaseException as e:
+                await asyncio.gather(mounting, return_exceptions=True)
+                if self.pid:
+                    await self.stop(now=True)  # also unmounts
+                else:
+                    self._unmount_datasets()
+                if isinstance(e, dataset_mounts.MountError):
+                    raise SpawnFailed(str(e)) from e
                 raise
-            self._record_process()
             return ip, port
         finally:
             self._progress_queue.put_nowait(None)
@@ -174,6 +189,12 @@ class LocalEnvSpawner(CatalogPickerMixin, LocalProcessSpawner):
             name, self.catalog, self.env_dir, progress=self._report,
             context=os.path.join(self.images_dir, name),
         )
+
+    def _pull_materials(self):
+        """Sync the cohort's materials into the home (nbgitpuller from the environment if it has it)."""
+        for item in self.cohort_materials:
+            cohort_materials.pull(item, self.home_dir, search_path=os.path.join(self._venv, "bin"),
+                                  progress=self._report)
 
     _mounts = ()
 
@@ -270,7 +291,8 @@ class LocalEnvSpawner(CatalogPickerMixin, LocalProcessSpawner):
         return await super().poll()
 
     async def _signal(self, sig):
-        """Signal the server's whole process group (kernels, Dask workers, terminals).
+        """Signal the server's whole process group (kernels and terminals start their own
+        sessions: :meth:`stop` ends those, and their Dask workers, by process tree).
 
         Signal 0 (a liveness check) asks about the server process itself.
         """
@@ -283,15 +305,61 @@ class LocalEnvSpawner(CatalogPickerMixin, LocalProcessSpawner):
             return False
         return True
 
+    @property
+    def dask_registry(self):
+        """Where this server's Dask clusters are recorded (:class:`oggmhub.dask.Registry`)."""
+        return os.path.join(self.scratch_dir, "dask", self.name or "default")
+
+    def _session_processes(self):
+        """The server's process tree (kernels start sessions of their own, with their Dask
+        workers) and the processes its Dask clusters recorded."""
+        from .dask import Registry
+
+        procs = []
+        if self.pid:
+            try:
+                procs = psutil.Process(self.pid).children(recursive=True)
+            except psutil.Error:
+                pass
+        for entry in Registry(self.dask_registry).entries():
+            for pid, created in entry.get("processes", []):
+                try:
+                    proc = psutil.Process(pid)
+                    if created is None or proc.create_time() == created:
+                        procs.append(proc)
+                except psutil.Error:
+                    continue
+        return procs
+
     async def stop(self, now=False):
         pgid = self.pid
+        leftovers = self._session_processes()  # found while the server still holds them
         await super().stop(now=now)
         if pgid:
             try:  # whatever the server left behind in its session goes too
                 os.killpg(pgid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        await asyncio.get_running_loop().run_in_executor(None, _end_processes, leftovers)
+        shutil.rmtree(self.dask_registry, ignore_errors=True)
         self._unmount_datasets()
 
     def __repr__(self):
         return f"<LocalEnvSpawner {self._log_name} cmd={shlex.join(self.cmd or [])}>"
+
+
+def _end_processes(procs, grace=3):
+    """SIGTERM ``procs`` (psutil processes) still running, then SIGKILL what outlives ``grace`` s."""
+    alive = [p for p in procs if p.is_running()]  # is_running: the same process, not a reused pid
+    for proc in alive:
+        try:
+            proc.terminate()
+        except psutil.Error:
+            pass
+    _, alive = psutil.wait_procs(alive, timeout=grace)
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(alive, timeout=grace)

@@ -9,12 +9,27 @@ Backends differ only in what ``apply_choice`` and ``start`` do.
 
 from __future__ import annotations
 
+import html
+
 import jinja2
+from tornado import web
 from traitlets import Unicode, default
 from traitlets.config import LoggingConfigurable
 
+from . import cohorts
 from .catalog import cached_catalog, default_catalog_path
 from .choice import options_from_form, profile_list, resolve_choice
+
+
+class CohortAccessError(web.HTTPError):
+    """A cohort member's spawn refused (outside the window, over a limit); shown as it is."""
+
+    def __init__(self, message):
+        super().__init__(403, "%s", message, reason="Not allowed by your cohort")
+        self.message = self.jupyterhub_message = message
+
+    def __str__(self):
+        return self.message
 
 
 _DATASETS_TEMPLATE = """
@@ -82,19 +97,53 @@ class CatalogPickerMixin(LoggingConfigurable):
     def catalog(self):
         return cached_catalog(self.catalog_path)
 
+    # the cohort materials of the current (or last) spawn (cohorts.Materials objects)
+    cohort_materials = ()
+
+    def cohort_policy(self):
+        """The user's :class:`~oggmhub.cohorts.MemberPolicy` now, or None for a non-member."""
+        return cohorts.member_policy(cohorts.user_cohorts(getattr(self, "user", None)))
+
     def allowed_environments(self):
-        """The environment names this user may pick, or None for all of them."""
-        return None
+        """The environments (name -> allowed sizes, None: all) this user may pick, or None for all."""
+        policy = self.cohort_policy()
+        return None if policy is None else policy.environments
+
+    def max_gpus(self):
+        """The most GPUs one of this user's servers may have, or None for no limit."""
+        policy = self.cohort_policy()
+        return None if policy is None else policy.limits["gpus"]
+
+    def check_cohort_access(self, policy):
+        """Raise :class:`CohortAccessError` if the user's cohorts refuse this spawn."""
+        if policy is None:
+            return
+        if policy.refusal:
+            raise CohortAccessError(policy.refusal)
+        others = [s for s in getattr(self.user, "spawners", {}).values() if s is not self and s.active]
+        if len(others) >= policy.limits["servers"]:
+            raise CohortAccessError(
+                f"your cohort allows {policy.limits['servers']} server(s) at once and you have "
+                f"{len(others)} running; stop one first"
+            )
+
+    def apply_cohort(self, policy):
+        """Add the member's limits to the session; backends also pull the materials."""
+        self.environment = {**self.environment, **policy.session_env()}
+        self.cohort_materials = policy.materials
 
     def picker_profile_list(self, spawner=None):
         """The catalog as kubespawner's profile_list (for the picker template)."""
-        return profile_list(self.catalog, self.allowed_environments())
+        return profile_list(self.catalog, self.allowed_environments(), self.max_gpus())
 
     @default("options_form")
     def _default_options_form(self):
         return type(self)._render_picker  # called with the spawner, when the form is shown
 
     def _render_picker(self):
+        policy = self.cohort_policy()
+        if policy is not None and policy.refusal:
+            return f'<div class="alert alert-warning" id="oggmhub-cohort-refusal">{html.escape(policy.refusal)}</div>'
         return render_picker(
             self.picker_profile_list(), self.user_options, list(self.catalog.datasets.values())
         )
@@ -104,7 +153,7 @@ class CatalogPickerMixin(LoggingConfigurable):
         return self._catalog_options_from_form
 
     def _catalog_options_from_form(self, formdata):
-        return options_from_form(self.catalog, formdata, self.allowed_environments())
+        return options_from_form(self.catalog, formdata, self.allowed_environments(), self.max_gpus())
 
     @default("apply_user_options")
     def _default_apply_user_options(self):
@@ -112,7 +161,13 @@ class CatalogPickerMixin(LoggingConfigurable):
 
     async def _apply_catalog_choice(self, user_options):
         """JupyterHub's apply_user_options hook: validate, then let the backend apply."""
-        choice = resolve_choice(self.catalog, user_options, self.allowed_environments())
+        policy = self.cohort_policy()
+        self.check_cohort_access(policy)
+        choice = resolve_choice(
+            self.catalog, user_options,
+            None if policy is None else policy.environments,
+            None if policy is None else policy.limits["gpus"],
+        )
         # store the canonical form, so that the picker pre-selects it next time
         if user_options != choice.user_options:
             self.user_options = choice.user_options
@@ -120,6 +175,9 @@ class CatalogPickerMixin(LoggingConfigurable):
                 self.orm_spawner.user_options = choice.user_options
         self.choice = choice
         self.apply_choice(choice)
+        self.cohort_materials = ()
+        if policy is not None:
+            self.apply_cohort(policy)
         self._applied_options = dict(self.user_options)
 
     async def ensure_choice_applied(self):

@@ -1,0 +1,103 @@
+"""Cohorts end to end in Chromium: an admin creates a cohort on the Cohorts page; a student
+signs up with its join code, sees only the cohort's environment and sizes, starts a server
+and finds the materials in the home; the organiser pre-warms and watches the progress.
+Screenshots go to artifacts/.
+"""
+
+import re
+import subprocess
+from datetime import timedelta
+
+import pytest
+
+from browser import chromium, screenshot
+from local_hub import LocalHub
+from oggmhub.cohorts import now_utc
+from oggmhub.localenv import default_root
+
+PASSWORD = "firn-density-2026"
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    hub = LocalHub(tmp_path_factory.mktemp("hub"), env={"OGGMHUB_ENV_CACHE": str(default_root())}).start()
+    yield hub
+    hub.stop(servers=True)
+
+
+@pytest.fixture(scope="module")
+def materials_repo(tmp_path_factory):
+    root = tmp_path_factory.mktemp("materials")
+    src = root / "src"
+    subprocess.run(["git", "init", "-q", "-b", "main", str(src)], check=True)
+    (src / "01-glacier-flowline.ipynb").write_text('{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}')
+    git = ["git", "-C", str(src), "-c", "user.email=t@example.org", "-c", "user.name=t"]
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "materials"], check=True)
+    subprocess.run(["git", "clone", "-q", "--bare", str(src), str(root / "tutorials.git")], check=True)
+    return f"file://{root / 'tutorials.git'}"
+
+
+def login(page, hub, username, password):
+    page.goto(f"{hub.url}/hub/login")
+    page.fill("#username_input", username)
+    page.fill("#password_input", password)
+    page.locator("#login_submit").click()
+    page.wait_for_url(re.compile(r".*/hub/(spawn|home).*"))
+
+
+def test_organiser_creates_a_cohort_a_student_joins_with_the_code_and_finds_the_materials(hub, materials_repo):
+    now = now_utc()
+    with chromium() as browser:
+        organiser = browser.new_page(viewport={"width": 1280, "height": 1000})
+        login(organiser, hub, "admin", hub.admin_password)
+        organiser.goto(f"{hub.url}/hub/home")
+        organiser.locator("#oggmhub-cohorts-link").click()
+        organiser.fill("#cohort-name", "summer-school")
+        organiser.fill("#cohort-title", "Glacier modelling summer school")
+        organiser.fill("#cohort-start", (now - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%MZ"))
+        organiser.fill("#cohort-end", (now + timedelta(days=5)).strftime("%Y-%m-%dT%H:%MZ"))
+        organiser.check("#env-oggm")
+        organiser.check("#size-oggm-small")
+        organiser.fill("#cohort-max-members", "30")
+        organiser.fill("#cohort-materials", materials_repo)
+        screenshot(organiser, "cohort-create")
+        organiser.locator("#create-cohort-submit").click()
+        code = organiser.locator("#join-code").inner_text().strip()
+        screenshot(organiser, "cohort-created")
+        assert re.fullmatch(r"[0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]{4}", code), code
+
+        # the student signs up with the code from the link the organiser hands out
+        student = browser.new_page(viewport={"width": 1280, "height": 900})
+        student.goto(f"{hub.url}/hub/signup?join_code={code}")
+        assert student.input_value("#join_code_input") == code
+        student.fill("#username_input", "noor")
+        student.fill("#password_input", PASSWORD)
+        student.fill("#password_confirmation_input", PASSWORD)
+        student.locator("#signup_submit").click()
+        student.get_by_text("Welcome to cohort summer-school").wait_for()
+        screenshot(student, "cohort-signup")
+
+        # no approval needed; only the cohort's environment and size are offered
+        login(student, hub, "noor", PASSWORD)
+        student.goto(f"{hub.url}/hub/spawn")
+        student.locator("#profile-item-oggm").wait_for()
+        assert student.locator("#profile-item-fiji").count() == 0
+        assert student.locator("#profile-item-slicer").count() == 0
+        sizes = student.locator("#profile-option-oggm--size option").evaluate_all("os => os.map(o => o.value)")
+        assert sizes == ["small"]
+        screenshot(student, "cohort-picker")
+        student.get_by_role("button", name="Start").click()
+        student.wait_for_url(re.compile(r".*/user/noor/lab.*"), timeout=600_000)
+        folder = student.locator('.jp-DirListing-item[data-file-type="directory"]', has_text="tutorials")
+        folder.wait_for(timeout=120_000)
+        folder.dblclick()
+        student.locator(".jp-DirListing-item", has_text="01-glacier-flowline.ipynb").wait_for(timeout=60_000)
+        screenshot(student, "cohort-materials")
+
+        # the organiser pre-warms: the running server counts as ready, progress is shown
+        organiser.goto(f"{hub.url}/hub/cohorts/summer-school")
+        assert organiser.locator('tr[data-member="noor"] .server-state').inner_text() == "ready"
+        organiser.locator("#prewarm-submit").click()
+        organiser.get_by_text("Pre-warm finished: 1 of 1 ready").wait_for(timeout=60_000)
+        screenshot(organiser, "cohort-prewarm")
