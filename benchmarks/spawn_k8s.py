@@ -22,7 +22,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "tests"))
 
-from kube_harness import KubeAPI, TestKubelet, configure_kubespawner, make_spawner, reset_kubespawner  # noqa: E402
+from kube_harness import KubeAPI, hub_start, TestKubelet, configure_kubespawner, make_spawner, reset_kubespawner  # noqa: E402
 
 CATALOG = os.path.join(REPO, "hub_config", "catalog.yaml")
 COMMON = dict(k8s_api_request_timeout=10, k8s_api_request_retry_timeout=60, start_timeout=120)
@@ -41,13 +41,6 @@ def oggmhub_spawner(name):
     from oggmhub.spawner import OGGMHubSpawner
 
     return make_spawner(name, spawner_class=OGGMHubSpawner, catalog_path=CATALOG, **COMMON)
-
-
-async def hub_start(spawner, options):
-    """What JupyterHub does on the hub side: apply the options, then start()."""
-    spawner.user_options = options
-    await spawner._run_apply_user_options(options)
-    await spawner.start()
 
 
 async def timed_start(spawner, options):

@@ -11,7 +11,7 @@ import pytest_asyncio
 from tornado import web
 
 from conftest import CATALOG
-from kube_harness import KubeAPI, TestKubelet, configure_kubespawner, make_spawner, reset_kubespawner
+from kube_harness import hub_start, KubeAPI, TestKubelet, configure_kubespawner, make_spawner, reset_kubespawner
 from oggmhub.catalog import load_catalog
 from oggmhub.cohorts import now_utc, validate_spec
 from oggmhub.spawner import OGGMHubSpawner
@@ -43,10 +43,7 @@ def member(name, **spec):
     return spawner, cohort
 
 
-async def spawn(spawner, options):
-    spawner.user_options = options
-    await spawner._run_apply_user_options(options)
-    return await spawner.start()
+spawn = hub_start  # what JupyterHub does to start a server
 
 
 async def test_a_member_starts_only_the_cohorts_choices_with_the_materials_and_limits(api):

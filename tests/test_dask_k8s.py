@@ -18,7 +18,7 @@ import pytest
 import pytest_asyncio
 
 from conftest import CATALOG
-from kube_harness import KubeAPI, TestKubelet, configure_kubespawner, make_spawner, reset_kubespawner, wait_until
+from kube_harness import hub_start, KubeAPI, TestKubelet, configure_kubespawner, make_spawner, reset_kubespawner, wait_until
 from oggmhub import dask as oggmhub_dask
 from oggmhub import dask_limits
 from oggmhub.choice import resolve_choice
@@ -98,10 +98,7 @@ def hub_spawner(name="alice", servername="", **traits):
                         catalog_path=str(CATALOG), **traits)
 
 
-async def spawn(spawner, options):
-    spawner.user_options = options
-    await spawner._run_apply_user_options(options)
-    return await spawner.start()
+spawn = hub_start  # what JupyterHub does to start a server
 
 
 def container(pod, name="notebook"):

@@ -17,7 +17,7 @@ import pytest_asyncio
 import yaml
 
 from conftest import CATALOG
-from kube_harness import KubeAPI, TestKubelet, configure_kubespawner, make_spawner, reset_kubespawner
+from kube_harness import hub_start, KubeAPI, TestKubelet, configure_kubespawner, make_spawner, reset_kubespawner
 from oggmhub import dask_limits
 from oggmhub.catalog import CatalogError, load_catalog
 from oggmhub.errors import SpawnFailed
@@ -73,10 +73,7 @@ def hub_spawner(catalog_path, name="alice", **traits):
     return make_spawner(name, spawner_class=OGGMHubSpawner, catalog_path=catalog_path, **{**FAST, **traits})
 
 
-async def spawn(spawner, options):
-    spawner.user_options = options
-    await spawner._run_apply_user_options(options)
-    return await spawner.start()
+spawn = hub_start  # what JupyterHub does to start a server
 
 
 def notebook(pod):

@@ -1,7 +1,6 @@
 """helm-values/ against the zero-to-jupyterhub chart's own schema and defaults."""
 
 import copy
-import pathlib
 
 import jsonschema
 import pytest

@@ -9,37 +9,17 @@ import json
 
 import aiohttp
 import pytest
-import pytest_asyncio
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from kube_harness import (
-    KubeAPI,
     TestKubelet,
-    configure_kubespawner,
     make_spawner,
-    reset_kubespawner,
     wait_until,
 )
 
 NS = "default"
 # Integer traits: 1 s per API request, 2 s of retries, 5 s to become ready.
 FAST = dict(k8s_api_request_timeout=1, k8s_api_request_retry_timeout=2, start_timeout=5)
-
-
-@pytest_asyncio.fixture
-async def api(tmp_path):
-    async with KubeAPI() as api:
-        await configure_kubespawner(api, tmp_path / "kubeconfig")
-        try:
-            yield api
-        finally:
-            await reset_kubespawner()  # stop class-level reflectors before the server goes
-
-
-@pytest_asyncio.fixture
-async def kubelet(api):
-    async with TestKubelet(api) as kubelet:
-        yield kubelet
 
 
 def spawner(name="alice", **traits):

@@ -10,11 +10,10 @@ import json
 
 import kubernetes_validate
 import pytest
-import pytest_asyncio
 from tornado import web
 
 from conftest import CATALOG
-from kube_harness import KubeAPI, TestKubelet, configure_kubespawner, make_spawner, reset_kubespawner
+from kube_harness import hub_start, make_spawner
 from oggmhub.spawner import OGGMHubSpawner
 from oggmhub.spawner.kube import SpawnFailed
 from oggmhub.spawner.pod import UnsafePodError
@@ -23,31 +22,11 @@ NS = "default"
 FAST = dict(k8s_api_request_timeout=1, k8s_api_request_retry_timeout=2, start_timeout=10)
 
 
-@pytest_asyncio.fixture
-async def api(tmp_path):
-    async with KubeAPI() as api:
-        await configure_kubespawner(api, tmp_path / "kubeconfig")
-        try:
-            yield api
-        finally:
-            await reset_kubespawner()
-
-
-@pytest_asyncio.fixture
-async def kubelet(api):
-    async with TestKubelet(api) as kubelet:
-        yield kubelet
-
-
 def hub_spawner(name="alice", **traits):
     return make_spawner(name, spawner_class=OGGMHubSpawner, catalog_path=str(CATALOG), **{**FAST, **traits})
 
 
-async def spawn(spawner, options):
-    """What JupyterHub does: store the options, run apply_user_options, then start()."""
-    spawner.user_options = options
-    await spawner._run_apply_user_options(options)
-    return await spawner.start()
+spawn = hub_start  # what JupyterHub does to start a server
 
 
 def validate(manifest):

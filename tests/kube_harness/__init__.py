@@ -53,6 +53,7 @@ from .spawners import (
     FakeOrmSpawner,
     FakeUser,
     configure_kubespawner,
+    hub_start,
     make_spawner,
     reset_kubespawner,
     reset_kubespawner_clients,
@@ -70,6 +71,7 @@ __all__ = [
     "configure_kubespawner",
     "reset_kubespawner",
     "reset_kubespawner_clients",
+    "hub_start",
     "make_spawner",
     "wait_until",
 ]

@@ -164,3 +164,10 @@ def make_spawner(username: str, *, servername: str = "", user_id: int = 1, confi
     traits.setdefault("orm_spawner", FakeOrmSpawner(servername))  # Spawner.name comes from here
     return spawner_class(hub=hub if hub is not None else Hub(), user=FakeUser(username, id=user_id),
                          config=cfg, **traits)
+
+
+async def hub_start(spawner, options):
+    """What JupyterHub does to start a server: store the options, apply them, start()."""
+    spawner.user_options = options
+    await spawner._run_apply_user_options(options)
+    return await spawner.start()
