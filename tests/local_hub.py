@@ -140,8 +140,13 @@ class LocalHub:
 
         Without, servers keep running (cleanup_servers is off), as in a hub restart.
         """
-        if servers and self.proc and self.proc.poll() is None:
-            self.stop_servers()
+        try:
+            if servers and self.proc and self.proc.poll() is None:
+                self.stop_servers()
+        finally:
+            self._stop_hub(sig, timeout)
+
+    def _stop_hub(self, sig, timeout):
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(sig)
             try:
