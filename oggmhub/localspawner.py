@@ -15,7 +15,6 @@ unprivileged user, and use the Kubernetes backend where users must not trust eac
 from __future__ import annotations
 
 import asyncio
-import copy
 import os
 import shlex
 import shutil
@@ -107,12 +106,8 @@ class LocalEnvSpawner(CatalogPickerMixin, LocalProcessSpawner):
 
     # --- the choice ------------------------------------------------------------------
 
-    _base_settings = None
-
     def apply_choice(self, choice):
-        if self._base_settings is None:
-            self._base_settings = {n: copy.deepcopy(getattr(self, n)) for n in _CHOICE_TRAITS}
-        base = self._base_settings
+        base = self.base_settings(_CHOICE_TRAITS)
         size = choice.size
         session = {
             **choice.environment.env,

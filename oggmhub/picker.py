@@ -9,6 +9,8 @@ Backends differ only in what ``apply_choice`` and ``start`` do.
 
 from __future__ import annotations
 
+import copy
+
 import html
 
 import jinja2
@@ -184,6 +186,18 @@ class CatalogPickerMixin(LoggingConfigurable):
         """Apply the choice if the hub did not run apply_user_options (e.g. direct start())."""
         if self._applied_options != self.user_options or self.choice is None:
             await self._apply_catalog_choice(self.user_options or {})
+
+    _base_settings = None
+
+    def base_settings(self, names):
+        """The configured values of traits ``names``, snapshotted before the first choice.
+
+        Every choice is applied on top of this base, so nothing from an earlier choice
+        (a GPU, a dataset) survives into the next spawn of the same spawner object.
+        """
+        if self._base_settings is None:
+            self._base_settings = {name: copy.deepcopy(getattr(self, name)) for name in names}
+        return self._base_settings
 
     def apply_choice(self, choice):
         """Set the backend's settings from ``choice``; implemented by each backend."""

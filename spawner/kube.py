@@ -197,15 +197,9 @@ class OGGMHubSpawner(CatalogPickerMixin, KubeSpawner):
 
     # --- the choice -------------------------------------------------------------------
 
-    _base_settings = None
-
     def apply_choice(self, choice):
         """Merge the choice into the configured base (snapshotted once, reused after)."""
-        if self._base_settings is None:
-            self._base_settings = {
-                name: copy.deepcopy(getattr(self, name)) for name in CHOICE_TRAITS
-            }
-        settings = choice_settings(choice, self._base_settings, self.home_mount_path, self.dataset_mounter_image)
+        settings = choice_settings(choice, self.base_settings(CHOICE_TRAITS), self.home_mount_path, self.dataset_mounter_image)
         if choice.gpu is not None and choice.gpu.image is not None:  # the variant's CUDA build
             settings["image"] = settings["environment"]["OGGMHUB_IMAGE"] = choice.gpu.image.ref
         backend = "kubernetes" if self.dask_kubernetes else "local"
