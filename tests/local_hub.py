@@ -78,10 +78,12 @@ class LocalHub:
 
         with open(os.path.join(REPO, "hub_config", "catalog.yaml")) as f:
             catalog = yaml.safe_load(f)
-        mirror = os.path.join(os.path.dirname(os.path.abspath(self.data_dir)), "oggm-mirror")
+        # beside the data directory, never shared with another hub's
+        folder = os.path.abspath(self.data_dir).rstrip("/") + "-config"
+        mirror = os.path.join(folder, "oggm-mirror")
         os.makedirs(mirror, exist_ok=True)
         catalog["datasets"]["oggm-mirror"]["source"] = mirror
-        path = os.path.join(os.path.dirname(os.path.abspath(self.data_dir)), "catalog.yaml")
+        path = os.path.join(folder, "catalog.yaml")
         with open(path, "w") as f:
             yaml.safe_dump(catalog, f, sort_keys=False)
         self.env.setdefault("OGGMHUB_IMAGES", os.path.join(REPO, "images"))
