@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shlex
+import secrets
 import shutil
 import signal
 
@@ -32,6 +33,11 @@ from . import mounts as dataset_mounts
 from .errors import SpawnFailed
 from .localenv import LocalEnvError, build_local_env
 from .picker import CatalogPickerMixin
+
+# Every process of one server session carries this variable, with a value of its own:
+# what double-forks out of the server's process tree (a desktop's message bus and its
+# settings daemons) is still found, and ended, when the server stops.
+SESSION_MARKER = "OGGMHUB_SESSION"
 
 # the traits a choice sets; their configured values are the base every choice starts from
 _CHOICE_TRAITS = ("environment", "cpu_limit", "cpu_guarantee", "mem_limit", "mem_guarantee")
@@ -146,6 +152,7 @@ class LocalEnvSpawner(CatalogPickerMixin, LocalProcessSpawner):
 
     async def start(self):
         await self.ensure_choice_applied()
+        self._session = secrets.token_hex(8)  # a new marker for every start
         self._loop = asyncio.get_running_loop()
         self._progress_queue = asyncio.Queue()
         try:
@@ -228,6 +235,8 @@ class LocalEnvSpawner(CatalogPickerMixin, LocalProcessSpawner):
             NB_PYTHON_PREFIX=venv,
             PATH=os.pathsep.join([os.path.join(venv, "bin"), env.get("PATH", os.defpath)]),
         )
+        if self._session:
+            env[SESSION_MARKER] = self._session
         return env
 
     def get_args(self):
@@ -251,6 +260,7 @@ class LocalEnvSpawner(CatalogPickerMixin, LocalProcessSpawner):
     # --- restart safety ----------------------------------------------------------------
 
     _started_at = None
+    _session = None  # this start's SESSION_MARKER value
 
     def _record_process(self):
         try:
@@ -262,15 +272,19 @@ class LocalEnvSpawner(CatalogPickerMixin, LocalProcessSpawner):
         state = super().get_state()
         if self.pid and self._started_at:
             state["started_at"] = self._started_at
+        if self.pid and self._session:
+            state["session"] = self._session
         return state
 
     def load_state(self, state):
         super().load_state(state)
         self._started_at = state.get("started_at")
+        self._session = state.get("session")
 
     def clear_state(self):
         super().clear_state()
         self._started_at = None
+        self._session = None
 
     async def poll(self):
         """Like LocalProcessSpawner.poll, but a reused pid is not taken for our server."""
@@ -307,7 +321,8 @@ class LocalEnvSpawner(CatalogPickerMixin, LocalProcessSpawner):
 
     def _session_processes(self):
         """The server's process tree (kernels start sessions of their own, with their Dask
-        workers) and the processes its Dask clusters recorded."""
+        workers), the processes that left it but carry its SESSION_MARKER (a desktop's
+        daemons), and the processes its Dask clusters recorded."""
         from .dask import Registry
 
         procs = []
@@ -316,6 +331,8 @@ class LocalEnvSpawner(CatalogPickerMixin, LocalProcessSpawner):
                 procs = psutil.Process(self.pid).children(recursive=True)
             except psutil.Error:
                 pass
+        if self._session:
+            procs.extend(_marked_processes(self._session, exclude={p.pid for p in procs}))
         for entry in Registry(self.dask_registry).entries():
             for pid, created in entry.get("processes", []):
                 try:
@@ -341,6 +358,20 @@ class LocalEnvSpawner(CatalogPickerMixin, LocalProcessSpawner):
 
     def __repr__(self):
         return f"<LocalEnvSpawner {self._log_name} cmd={shlex.join(self.cmd or [])}>"
+
+
+def _marked_processes(session, exclude=()):
+    """This user's processes whose environment has SESSION_MARKER=``session``."""
+    found = []
+    for proc in psutil.process_iter():
+        if proc.pid in exclude or proc.pid == os.getpid():
+            continue
+        try:
+            if proc.environ().get(SESSION_MARKER) == session:
+                found.append(proc)
+        except psutil.Error:  # gone, or another user's
+            continue
+    return found
 
 
 def _end_processes(procs, grace=3):

@@ -90,6 +90,33 @@ def test_software_lives_in_the_environment_not_in_home(env):
             assert pkg in images_apt(env), f"{env} desktop needs {pkg}"
 
 
+@pytest.mark.parametrize("env", ["slicer", "fiji"])
+def test_the_desktop_session_gets_the_environments_menu(env, tmp_path):
+    """TigerVNC's vncserver drops XDG_DATA_DIRS; the start script hands the desktop
+    oggmhub's session script, and a copy of the menu path for it to put back."""
+    prefix, home = tmp_path / "env", tmp_path / "home"
+    home.mkdir()
+    result = subprocess.run(
+        [str(REPO / "images" / env / "start"), "env"], capture_output=True, text=True, check=True,
+        env={"PATH": os.environ["PATH"], "HOME": str(home), "NB_PYTHON_PREFIX": str(prefix)},
+    )
+    seen = dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
+    assert seen["JUPYTER_REMOTE_DESKTOP_PROXY_XSTARTUP"] == f"{prefix}/share/oggmhub/xstartup"
+    assert seen["OGGMHUB_XDG_DATA_DIRS"] == seen["XDG_DATA_DIRS"]
+    assert seen["XDG_DATA_DIRS"].split(":")[0] == f"{prefix}/share"
+
+
+def test_oggmhubs_wheel_installs_the_desktop_session_script(tmp_path):
+    import zipfile
+
+    wheel = images.build_wheel(tmp_path)
+    with zipfile.ZipFile(wheel) as zf:
+        entry = next(i for i in zf.infolist() if i.filename.endswith(".data/data/share/oggmhub/xstartup"))
+        assert (entry.external_attr >> 16) & 0o111, "vncserver executes it: it must be executable"
+        script = zf.read(entry).decode()
+    assert 'XDG_DATA_DIRS="$OGGMHUB_XDG_DATA_DIRS"' in script and "xfce4-session" in script
+
+
 def images_apt(env):
     from oggmhub.localenv import apt_packages
 
