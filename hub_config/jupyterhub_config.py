@@ -12,6 +12,7 @@
 #   OGGMHUB_ENV_CACHE        where built environments are kept (<data dir>/envs)
 #   OGGMHUB_ADMIN            the first admin's username (admin)
 #   OGGMHUB_IDLE_TIMEOUT     seconds of inactivity before a server is culled (3600; 0: never)
+#   OGGMHUB_COHORT_CHECK_INTERVAL  seconds between checks that stop servers of ended cohorts (60; 0: never)
 import os
 import sys
 
@@ -62,7 +63,7 @@ c.Spawner.http_timeout = 120
 # --- cohorts: organisers' pages (/hub/cohorts) and API, state in the hub's database -------
 from oggmhub.cohort_service import configure_hub  # noqa: E402
 
-configure_hub(c)
+configure_hub(c, window_check_interval=int(os.environ.get("OGGMHUB_COHORT_CHECK_INTERVAL", "60")))
 c.Cohorts.catalog_path = c.LocalEnvSpawner.catalog_path
 c.Cohorts.homes_dir = os.path.join(data_dir, "homes")  # exports of members' homes go beside it
 
@@ -70,6 +71,7 @@ c.Cohorts.homes_dir = os.path.join(data_dir, "homes")  # exports of members' hom
 idle_timeout = int(os.environ.get("OGGMHUB_IDLE_TIMEOUT", "3600"))
 if idle_timeout > 0:
     c.JupyterHub.services = [
+        *c.JupyterHub.get("services", []),
         {
             "name": "idle-culler",
             "command": [
@@ -80,6 +82,7 @@ if idle_timeout > 0:
         }
     ]
     c.JupyterHub.load_roles = [
+        *c.JupyterHub.get("load_roles", []),
         {
             "name": "idle-culler",
             "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],

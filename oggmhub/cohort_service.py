@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import time
 from functools import partial
 
@@ -88,11 +89,23 @@ class Cohorts(LoggingConfigurable):
     )
 
 
-def configure_hub(c):
-    """Add the cohort API and pages, their templates and the 'Cohorts' link to a hub's config."""
+def configure_hub(c, window_check_interval=60):
+    """Add the cohort API and pages, their templates and the 'Cohorts' link to a hub's
+    config, and the ``cohort-window`` service that stops members' servers when their
+    window ends (checked every ``window_check_interval`` seconds; 0: not at all)."""
     c.JupyterHub.extra_handlers = [*c.JupyterHub.get("extra_handlers", []), *handlers()]
     c.JupyterHub.template_paths = [TEMPLATES, *c.JupyterHub.get("template_paths", [])]
     c.JupyterHub.template_vars = {**c.JupyterHub.get("template_vars", {}), "oggmhub_cohorts_link": cohorts_link}
+    if window_check_interval:
+        from .cohort_window import SCOPES
+
+        c.JupyterHub.services = [*c.JupyterHub.get("services", []), {
+            "name": "cohort-window",
+            "command": [sys.executable, "-m", "oggmhub.cohort_window", f"--interval={window_check_interval}"],
+        }]
+        c.JupyterHub.load_roles = [*c.JupyterHub.get("load_roles", []), {
+            "name": "cohort-window", "scopes": SCOPES, "services": ["cohort-window"],
+        }]
 
 
 def cohorts_link(user):

@@ -16,9 +16,8 @@ from datetime import timedelta
 import pytest
 import requests
 
-from local_hub import REPO, LocalHub
+from local_hub import REPO, materials_repo, running_hub
 from oggmhub.cohorts import now_utc, parse_time
-from oggmhub.localenv import default_root
 
 PASSWORD = "ice-core-2026-x"
 NOW = now_utc()
@@ -27,9 +26,9 @@ OPEN = ["--start", (NOW - timedelta(hours=1)).isoformat(), "--end", (NOW + timed
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
-    hub = LocalHub(tmp_path_factory.mktemp("hub"), env={"OGGMHUB_ENV_CACHE": str(default_root())}).start()
-    yield hub
-    hub.stop(servers=True)
+    # the cohort-window service checks every second
+    with running_hub(tmp_path_factory.mktemp("hub"), env={"OGGMHUB_COHORT_CHECK_INTERVAL": "1"}) as hub:
+        yield hub
 
 
 @pytest.fixture(scope="module")
@@ -38,17 +37,8 @@ def token(hub):
 
 
 @pytest.fixture(scope="module")
-def materials_repo(tmp_path_factory):
-    """A bare git repository with a notebook, reached by a file:// URL (no network)."""
-    root = tmp_path_factory.mktemp("materials")
-    src = root / "src"
-    git = ["git", "-c", "user.email=t@example.org", "-c", "user.name=t"]
-    subprocess.run(["git", "init", "-q", "-b", "main", str(src)], check=True)
-    (src / "01-glacier-flowline.ipynb").write_text('{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}')
-    subprocess.run([*git, "-C", str(src), "add", "."], check=True)
-    subprocess.run([*git, "-C", str(src), "commit", "-qm", "materials"], check=True)
-    subprocess.run(["git", "clone", "-q", "--bare", str(src), str(root / "tutorials.git")], check=True)
-    return f"file://{root / 'tutorials.git'}"
+def materials(tmp_path_factory):
+    return materials_repo(tmp_path_factory.mktemp("materials"))
 
 
 def cli(hub, token, *args):
@@ -160,7 +150,8 @@ def test_a_join_code_signs_up_approved_into_the_cohort_and_bad_codes_create_no_u
 
 
 def test_an_expired_code_is_refused_and_creates_no_user(hub, token):
-    soon = (now_utc() + timedelta(seconds=2)).isoformat()
+    # a window that ends while the test waits; wide enough for a slow `cohort create`
+    soon = (now_utc() + timedelta(seconds=12)).isoformat()
     rc, out, err = cli(hub, token, "create", "short", "--env", "oggm", "--start", NOW.isoformat(), "--end", soon)
     assert rc == 0, err
     code = out.split("join code: ")[1].split()[0]
@@ -174,6 +165,26 @@ def test_an_expired_code_is_refused_and_creates_no_user(hub, token):
     r = hub.api(hub.admin(), "POST", "/users/sam/server", json={})
     assert r.status_code == 403, r.text
     assert "Your server can only start during your cohort's window: cohort 'short' ended on" in r.json()["message"]
+
+
+def test_a_running_server_stops_when_its_cohorts_window_ends(hub, token):
+    end = now_utc() + timedelta(seconds=40)  # long enough to join and start a server
+    rc, out, err = cli(hub, token, "create", "evening", "--env", "oggm", "--start", NOW.isoformat(), "--end", end.isoformat())
+    assert rc == 0, err
+    assert signup(hub, "owl", out.split("join code: ")[1].split()[0]).status_code == 200
+    owl = hub.login("owl", PASSWORD)
+    assert hub.api(owl, "POST", "/users/owl/server", json={}).status_code in (201, 202)
+    hub.wait_for_server(owl, "owl")
+    assert now_utc() < end, "the server took longer to start than the window lasted; widen it"
+    time.sleep(2)
+    assert "" in hub.api(owl, "GET", "/users/owl").json()["servers"], "stopped while the window was open"
+
+    deadline = time.monotonic() + (end - now_utc()).total_seconds() + 30
+    while hub.api(owl, "GET", "/users/owl").json()["servers"] and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert hub.api(owl, "GET", "/users/owl").json()["servers"] == {}, "the server outlived its cohort's window"
+    assert now_utc() >= end
+    assert "stopping owl's server: cohort 'evening' ended on" in hub.log()
 
 
 # --- enforcement and organisers ------------------------------------------------------------------
@@ -216,8 +227,8 @@ def test_an_organiser_manages_only_their_own_cohort(hub, token):
 # --- pre-warm, materials, closing ------------------------------------------------------------------
 
 
-def test_prewarm_pulls_the_materials_and_close_exports_before_deleting_homes(hub, token, materials_repo, tmp_path):
-    create(hub, token, "workshop", "--env", "oggm=small", "--materials", materials_repo, "--no-join-code")
+def test_prewarm_pulls_the_materials_and_close_exports_before_deleting_homes(hub, token, materials, tmp_path):
+    create(hub, token, "workshop", "--env", "oggm=small", "--materials", materials, "--no-join-code")
     assert cli(hub, token, "add", "workshop", "pia", "rui")[0] == 0
     rc, out, err = cli(hub, token, "prewarm", "workshop", "--concurrency", "2", "--json")
     assert rc == 0, out + err + hub.log()[-3000:]

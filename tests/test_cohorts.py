@@ -149,6 +149,26 @@ def test_member_policy_is_the_union_of_open_cohorts_and_names_the_window_when_no
     assert a.window_text() in late.refusal
 
 
+def test_servers_stop_when_all_their_users_cohorts_have_ended_or_closed():
+    from oggmhub.cohort_window import servers_to_stop
+
+    ended = cohort(name="ended").with_changes(start=NOW - timedelta(days=2), end=NOW - timedelta(hours=1))
+    closed = cohort(name="closed").with_changes(closed_at=NOW - timedelta(minutes=5))
+    running = cohort(name="running")
+    upcoming = cohort(name="upcoming", start=(NOW + timedelta(days=1)).isoformat(), end=(NOW + timedelta(days=2)).isoformat())
+
+    def group(c, *members):
+        return {"name": c.group, "users": list(members), "properties": c.to_properties()}
+
+    groups = [group(ended, "ana", "ben", "cy"), group(closed, "dee"), group(running, "ben"),
+              group(upcoming, "cy"), {"name": "staff", "users": ["eve"], "properties": {}}]
+    stop = servers_to_stop(groups, ["ana", "ben", "cy", "dee", "eve", "fay"], now=NOW)
+    assert sorted(stop) == ["ana", "dee"]  # ben's other cohort runs, cy's opens later; eve and fay are in none
+    assert stop["ana"].startswith("cohort 'ended' ended on") and ended.window_text() in stop["ana"]
+    assert stop["dee"].startswith("cohort 'closed' was closed on")
+    assert servers_to_stop(groups, [], now=NOW) == {}
+
+
 def test_choices_narrowed_to_a_cohort(catalog):
     allowed = {"oggm": ("small", "medium")}
     assert resolve_choice(catalog, {}, allowed).user_options["size"] == "small"
@@ -228,3 +248,7 @@ def test_the_chart_values_enable_the_cohort_pages_on_kubernetes():
     assert c.JupyterHub.template_paths[0] == TEMPLATES
     assert c.Cohorts.catalog_path == values["hub"]["config"]["OGGMHubSpawner"]["catalog_path"]
     assert not c.Cohorts.get("homes_dir")  # PVC homes: no exports, no deletion by the hub
+    # the service that stops members' servers when a window ends runs beside the hub there too
+    service = next(s for s in c.JupyterHub.services if s["name"] == "cohort-window")
+    assert service["command"][1:3] == ["-m", "oggmhub.cohort_window"]
+    assert any(r["services"] == ["cohort-window"] and "delete:servers" in r["scopes"] for r in c.JupyterHub.load_roles)
