@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -38,3 +39,12 @@ def screenshot(page, name):
     path = os.path.join(ARTIFACTS, f"{name}.png")
     page.screenshot(path=path, full_page=True)
     return path
+
+
+def login(page, hub, username, password):
+    """Log in on the hub's login page; wait until the hub has taken the user in."""
+    page.goto(f"{hub.url}/hub/login")
+    page.fill("#username_input", username)
+    page.fill("#password_input", password)
+    page.locator("#login_submit").click()
+    page.wait_for_url(re.compile(r".*/(hub/(spawn|home)|user/).*"))

@@ -6,6 +6,7 @@ ports; the hub runs as a subprocess exactly as the README's command runs it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -45,6 +46,36 @@ def free_port(count=1):
             for s in socks:
                 s.close()
     raise RuntimeError("no free ports")
+
+
+@contextlib.contextmanager
+def running_hub(data_dir, env=None, **kwargs):
+    """A started :class:`LocalHub` that builds environments into the shared cache
+    (``OGGMHUB_ENV_CACHE``, so test modules reuse one OGGM build); stopped, with its
+    users' servers, afterwards."""
+    from oggmhub.localenv import default_root
+
+    hub = LocalHub(data_dir, env={"OGGMHUB_ENV_CACHE": str(default_root()), **(env or {})}, **kwargs).start()
+    try:
+        yield hub
+    finally:
+        hub.stop(servers=True)
+
+
+def materials_repo(root):
+    """A bare git repository with one notebook under ``root``; its file:// URL (cohort
+    materials with no network)."""
+    root = os.fspath(root)
+    src = os.path.join(root, "src")
+    git = ["git", "-C", src, "-c", "user.email=t@example.org", "-c", "user.name=t"]
+    subprocess.run(["git", "init", "-q", "-b", "main", src], check=True)
+    with open(os.path.join(src, "01-glacier-flowline.ipynb"), "w") as f:
+        f.write('{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}')
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "materials"], check=True)
+    bare = os.path.join(root, "tutorials.git")
+    subprocess.run(["git", "clone", "-q", "--bare", src, bare], check=True)
+    return f"file://{bare}"
 
 
 def _xsrf(session):

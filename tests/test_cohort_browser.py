@@ -5,48 +5,29 @@ Screenshots go to artifacts/.
 """
 
 import re
-import subprocess
 from datetime import timedelta
 
 import pytest
 
-from browser import chromium, screenshot
-from local_hub import LocalHub
+from browser import chromium, login, screenshot
+from local_hub import materials_repo, running_hub
 from oggmhub.cohorts import now_utc
-from oggmhub.localenv import default_root
 
 PASSWORD = "firn-density-2026"
 
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
-    hub = LocalHub(tmp_path_factory.mktemp("hub"), env={"OGGMHUB_ENV_CACHE": str(default_root())}).start()
-    yield hub
-    hub.stop(servers=True)
+    with running_hub(tmp_path_factory.mktemp("hub")) as hub:
+        yield hub
 
 
 @pytest.fixture(scope="module")
-def materials_repo(tmp_path_factory):
-    root = tmp_path_factory.mktemp("materials")
-    src = root / "src"
-    subprocess.run(["git", "init", "-q", "-b", "main", str(src)], check=True)
-    (src / "01-glacier-flowline.ipynb").write_text('{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}')
-    git = ["git", "-C", str(src), "-c", "user.email=t@example.org", "-c", "user.name=t"]
-    subprocess.run([*git, "add", "."], check=True)
-    subprocess.run([*git, "commit", "-qm", "materials"], check=True)
-    subprocess.run(["git", "clone", "-q", "--bare", str(src), str(root / "tutorials.git")], check=True)
-    return f"file://{root / 'tutorials.git'}"
+def materials(tmp_path_factory):
+    return materials_repo(tmp_path_factory.mktemp("materials"))
 
 
-def login(page, hub, username, password):
-    page.goto(f"{hub.url}/hub/login")
-    page.fill("#username_input", username)
-    page.fill("#password_input", password)
-    page.locator("#login_submit").click()
-    page.wait_for_url(re.compile(r".*/hub/(spawn|home).*"))
-
-
-def test_organiser_creates_a_cohort_a_student_joins_with_the_code_and_finds_the_materials(hub, materials_repo):
+def test_organiser_creates_a_cohort_a_student_joins_with_the_code_and_finds_the_materials(hub, materials):
     now = now_utc()
     with chromium() as browser:
         organiser = browser.new_page(viewport={"width": 1280, "height": 1000})
@@ -60,7 +41,7 @@ def test_organiser_creates_a_cohort_a_student_joins_with_the_code_and_finds_the_
         organiser.check("#env-oggm")
         organiser.check("#size-oggm-small")
         organiser.fill("#cohort-max-members", "30")
-        organiser.fill("#cohort-materials", materials_repo)
+        organiser.fill("#cohort-materials", materials)
         screenshot(organiser, "cohort-create")
         organiser.locator("#create-cohort-submit").click()
         code = organiser.locator("#join-code").inner_text().strip()

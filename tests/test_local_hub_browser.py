@@ -9,18 +9,16 @@ import re
 
 import pytest
 
-from browser import chromium, screenshot
-from local_hub import LocalHub
-from oggmhub.localenv import default_root
+from browser import chromium, login, screenshot
+from local_hub import running_hub
 
 PASSWORD = "moraine-survey-2026"
 
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
-    hub = LocalHub(tmp_path_factory.mktemp("hub") / "data", env={"OGGMHUB_ENV_CACHE": str(default_root())}).start()
-    yield hub
-    hub.stop(servers=True)
+    with running_hub(tmp_path_factory.mktemp("hub") / "data") as hub:
+        yield hub
 
 
 def run_cell(page, code):
@@ -78,22 +76,14 @@ def test_sign_up_approve_pick_oggm_and_keep_the_home_across_environments(hub):
 
         # the admin approves in their own browser session
         admin = browser.new_page()
-        admin.goto(f"{hub.url}/hub/login")
-        admin.fill("#username_input", "admin")
-        admin.fill("#password_input", hub.admin_password)
-        admin.locator("#login_submit").click()
-        admin.wait_for_url(re.compile(r".*/hub/.*"))
+        login(admin, hub, "admin", hub.admin_password)
         admin.goto(f"{hub.url}/hub/authorize")
         screenshot(admin, "authorize")
         admin.goto(f"{hub.url}/hub/authorize/ada")
         admin.close()
 
         # log in, pick OGGM, and run it
-        page.goto(f"{hub.url}/hub/login")
-        page.fill("#username_input", "ada")
-        page.fill("#password_input", PASSWORD)
-        page.locator("#login_submit").click()
-        page.wait_for_url(re.compile(r".*/hub/(spawn|home).*"))
+        login(page, hub, "ada", PASSWORD)
         hub.salem_stand_in("ada")
         start_from_picker(page, hub, "oggm", "small")
         screenshot(page, "jupyterlab-oggm")

@@ -19,9 +19,8 @@ import psutil
 import pytest
 
 import fiji_stand_in
-from browser import chromium, screenshot
-from local_hub import LocalHub
-from oggmhub.localenv import default_root
+from browser import chromium, login, screenshot
+from local_hub import running_hub
 from oggmhub.localspawner import SESSION_MARKER
 
 PASSWORD = "stack-of-slices-42"
@@ -30,10 +29,8 @@ PASSWORD = "stack-of-slices-42"
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
     images = fiji_stand_in.make_images_dir(tmp_path_factory.mktemp("images"))
-    hub = LocalHub(tmp_path_factory.mktemp("hub") / "data", images_dir=images,
-                   env={"OGGMHUB_ENV_CACHE": str(default_root())}).start()
-    yield hub
-    hub.stop(servers=True)
+    with running_hub(tmp_path_factory.mktemp("hub") / "data", images_dir=images) as hub:
+        yield hub
 
 
 @pytest.fixture(scope="module")
@@ -108,11 +105,7 @@ def test_desktop_in_the_browser_shows_xfce_and_starts_fiji(hub, fiji_server):
     home = os.path.join(hub.data_dir, "homes", "grace")
     with chromium() as browser:
         page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.goto(f"{hub.url}/hub/login")
-        page.fill("#username_input", "grace")
-        page.fill("#password_input", PASSWORD)
-        page.locator("#login_submit").click()
-        page.wait_for_url(re.compile(r".*/(hub|user)/.*"))
+        login(page, hub, "grace", PASSWORD)
 
         # JupyterLab's launcher has a Desktop tile; it opens the desktop in a new tab
         lab = page
