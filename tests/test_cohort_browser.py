@@ -58,6 +58,8 @@ def test_organiser_creates_a_cohort_a_student_joins_with_the_code_and_finds_the_
         student.locator("#signup_submit").click()
         student.get_by_text("Welcome to cohort summer-school").wait_for()
         screenshot(student, "cohort-signup")
+        # the code travelled in the link's query: JupyterHub's access log scrubs it
+        assert "join_code=[secret]" in hub.log() and code not in hub.log()
 
         # no approval needed; only the cohort's environment and size are offered
         login(student, hub, "noor", PASSWORD)
