@@ -125,6 +125,12 @@ async def remove_members(client, name, usernames):
     return await client.request("DELETE", _cohort(name) + "/members", {"usernames": list(usernames)})
 
 
+async def change_organisers(client, name, add=(), remove=()):
+    """Add and remove organisers (hub admins only); the new list."""
+    body = {"add": list(add), "remove": list(remove)}
+    return (await client.request("POST", _cohort(name) + "/organisers", body))["organisers"]
+
+
 async def new_join_code(client, name):
     return (await client.request("POST", _cohort(name) + "/join-code", {}))["join_code"]
 

@@ -169,6 +169,14 @@ def remove(args):
     return _run(args, go)
 
 
+def organisers(args):
+    async def go(client):
+        names = await cohort_api.change_organisers(client, args.name, args.add, args.remove)
+        print(f"organisers of cohort {args.name}: {', '.join(names) or 'none (hub admins only)'}")
+
+    return _run(args, go)
+
+
 def join_code(args):
     async def go(client):
         code = await cohort_api.new_join_code(client, args.name)
@@ -325,6 +333,12 @@ def register(commands):
     p.add_argument("name")
     p.add_argument("usernames", nargs="+")
     p.set_defaults(func=remove)
+
+    p = actions.add_parser("organisers", parents=[common], help="add or remove organisers (hub admins)")
+    p.add_argument("name")
+    p.add_argument("--add", nargs="+", default=[], metavar="USER", help="users who become organisers")
+    p.add_argument("--remove", nargs="+", default=[], metavar="USER", help="organisers who stop being ones")
+    p.set_defaults(func=organisers)
 
     p = actions.add_parser("join-code", parents=[common], help="make a new join code (the old one stops working)")
     p.add_argument("name")

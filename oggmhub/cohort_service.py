@@ -344,6 +344,16 @@ class CohortMembersAPIHandler(_API):
         self.send({"removed": removed, "stopped": stopped})
 
 
+class CohortOrganisersAPIHandler(_API):
+    def post(self, name):
+        self.require_manage(name)
+        if not self.is_admin():
+            raise web.HTTPError(403, f"only hub admins change the organisers of cohort {name!r}")
+        body = self.body()
+        organisers = cohort_store.change_organisers(self.db, name, body.get("add") or (), body.get("remove") or ())
+        self.send({"organisers": organisers})
+
+
 class CohortJoinCodeAPIHandler(_API):
     def post(self, name):
         self.require_manage(name)
@@ -548,6 +558,7 @@ def handlers():
         (r"/api/cohorts", CohortListAPIHandler),
         (rf"/api/cohorts/{NAME}", CohortAPIHandler),
         (rf"/api/cohorts/{NAME}/members", CohortMembersAPIHandler),
+        (rf"/api/cohorts/{NAME}/organisers", CohortOrganisersAPIHandler),
         (rf"/api/cohorts/{NAME}/join-code", CohortJoinCodeAPIHandler),
         (rf"/api/cohorts/{NAME}/close", CohortCloseAPIHandler),
         (rf"/api/cohorts/{NAME}/exports", CohortExportsAPIHandler),

@@ -176,6 +176,33 @@ def remove_members(db, name, usernames):
     return list(dict.fromkeys(usernames))
 
 
+def change_organisers(db, name, add=(), remove=()):
+    """Add and remove organisers (their role follows); all or nothing. The new list.
+
+    Added organisers get a hub account if they have none; removed ones keep theirs (and
+    any membership), only the organiser role goes.
+    """
+    group, cohort = load(db, name)
+    add = [check_username(u, "add") for u in dict.fromkeys(add)]
+    remove = list(dict.fromkeys(remove))
+    problems = [f"remove: {u!r} is not an organiser of cohort {name!r}" for u in remove if u not in cohort.organisers]
+    problems += [f"add and remove both name {u!r}" for u in add if u in remove]
+    if not add and not remove:
+        problems.append("give organisers to add or to remove")
+    if problems:
+        raise CohortError(problems)
+    organisers = tuple(u for u in (*cohort.organisers, *add) if u not in remove)
+    cohort = cohort.with_changes(organisers=tuple(dict.fromkeys(organisers)))
+    with _transaction(db):
+        role = _grant_organiser_role(db, cohort)
+        for username in remove:
+            user = orm.User.find(db, username)
+            if user is not None and role in user.roles:
+                roles.strip_role(db, entity=user, role=role, commit=False)
+        save(group, cohort)
+    return list(cohort.organisers)
+
+
 def new_join_code(db, name):
     """A new join code for the cohort (the old one stops working); shown once."""
     group, cohort = load(db, name)
