@@ -168,6 +168,12 @@ def test_an_expired_code_is_refused_and_creates_no_user(hub, token):
 
 
 def test_a_running_server_stops_when_its_cohorts_window_ends(hub, token):
+    from oggmhub.catalog import load_catalog
+    from oggmhub.localenv import build_local_env, default_root
+
+    # built first (minutes on a cold cache), so that the window below times a start, not a build
+    build_local_env("oggm", load_catalog(os.path.join(REPO, "hub_config", "catalog.yaml")), default_root(),
+                    context=os.path.join(REPO, "images", "oggm"))
     end = now_utc() + timedelta(seconds=40)  # long enough to join and start a server
     rc, out, err = cli(hub, token, "create", "evening", "--env", "oggm", "--start", NOW.isoformat(), "--end", end.isoformat())
     assert rc == 0, err
@@ -225,6 +231,26 @@ def test_an_organiser_manages_only_their_own_cohort(hub, token):
 
 
 # --- pre-warm, materials, closing ------------------------------------------------------------------
+
+
+def test_admins_change_a_cohorts_organisers_and_the_role_follows(hub, token):
+    zoe = hub.new_user("zoe", PASSWORD)
+    zoe_token = hub.api(zoe, "POST", "/users/zoe/tokens", json={"note": "t"}).json()["token"]
+    assert cli(hub, zoe_token, "show", "glaciers")[0] == 1
+    rc, out, err = cli(hub, token, "organisers", "glaciers", "--add", "zoe")
+    assert rc == 0 and out.strip() == "organisers of cohort glaciers: olga, zoe", err
+    assert cli(hub, zoe_token, "show", "glaciers")[0] == 0
+    # an organiser does not choose the other organisers
+    rc, out, err = cli(hub, zoe_token, "organisers", "glaciers", "--remove", "olga")
+    assert rc == 1 and "only hub admins change the organisers of cohort 'glaciers'" in err
+    # a bad request names what was wrong and changes nothing (no account is made for ivy)
+    rc, out, err = cli(hub, token, "organisers", "glaciers", "--add", "ivy", "--remove", "nobody")
+    assert rc == 1 and "remove: 'nobody' is not an organiser of cohort 'glaciers'" in err
+    assert hub.api(hub.admin(), "GET", "/users/ivy").status_code == 404
+    rc, out, err = cli(hub, token, "organisers", "glaciers", "--remove", "zoe")
+    assert rc == 0 and out.strip() == "organisers of cohort glaciers: olga", err
+    rc, out, err = cli(hub, zoe_token, "show", "glaciers")
+    assert rc == 1 and "only hub admins and the organisers of cohort 'glaciers' may manage it" in err
 
 
 def test_prewarm_pulls_the_materials_and_close_exports_before_deleting_homes(hub, token, materials, tmp_path):

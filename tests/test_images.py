@@ -60,7 +60,8 @@ def test_every_requirement_is_pinned_and_the_common_tools_are_there(env):
     assert not unpinned, f"images/{env}/requirements.txt: not pinned with ==: {unpinned}"
     names = {r.split("==")[0].lower().replace("_", "-"): r.split("==")[1] for r in requirements}
     assert names["jupyterhub"].split(".")[0] == HUB_JUPYTERHUB_MAJOR, "jupyterhub-singleuser must match the hub"
-    for tool in ("jupyterlab", "jupyter-server-proxy", "dask-labextension", "nbgitpuller", "ipykernel"):
+    for tool in ("jupyterlab", "jupyter-server-proxy", "dask-labextension", "nbgitpuller", "ipykernel",
+                 "dask-kubernetes"):  # oggmhub.dask's KubeCluster runs in the notebook
         assert tool in names, f"images/{env} lacks {tool}"
     if env != "oggm":
         assert "jupyter-remote-desktop-proxy" in names

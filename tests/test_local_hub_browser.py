@@ -87,6 +87,13 @@ def test_sign_up_approve_pick_oggm_and_keep_the_home_across_environments(hub):
         hub.salem_stand_in("ada")
         start_from_picker(page, hub, "oggm", "small")
         screenshot(page, "jupyterlab-oggm")
+        # the environment's JupyterLab asks about no news and checks for no updates
+        notification = page.request.get(
+            f"{hub.url}/user/ada/lab/api/settings/@jupyterlab/apputils-extension:notification").json()
+        defaults = {k: v.get("default") for k, v in notification["schema"]["properties"].items()}
+        assert defaults["fetchNews"] == "false" and defaults["checkForUpdates"] is False, defaults
+        page.wait_for_timeout(2000)
+        assert page.get_by_text("official Jupyter news").count() == 0
         new_notebook(page, hub)
         out = run_cell(page, "import oggm, pathlib\n"
                              "print('OGGM', oggm.__version__)\n"

@@ -85,6 +85,18 @@ def test_catalog_oggm_settings_are_oggms_own_variables(oggm_env):
         assert f"'{name}'" in source, f"OGGM does not read {name}"
 
 
+def test_the_oggm_environment_has_what_notebook_dask_and_jupyterlab_need(oggm_env):
+    """KubeCluster for oggmhub.dask on Kubernetes; JupyterLab's no-news defaults."""
+    import json
+
+    _, venv = oggm_env
+    result = subprocess.run([str(venv / "bin" / "python"), "-c", "from dask_kubernetes.operator import KubeCluster"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    overrides = json.loads((venv / "share/jupyter/lab/settings/overrides.json").read_text())
+    assert overrides["@jupyterlab/apputils-extension:notification"]["fetchNews"] == "false"
+
+
 @pytest.mark.parametrize("name, kernel", [
     ("oggm-getting-started.ipynb", "python3"),
     ("slicer-getting-started.ipynb", "slicer-5.8"),
