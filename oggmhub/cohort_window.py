@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import logging
 import os
+import signal
 from urllib.parse import quote
 
 from .cohort_api import HubAPIError, HubClient
@@ -98,6 +99,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.interval <= 0:
         parser.error(f"--interval must be a positive number of seconds, not {args.interval}")
+    # the hub stops its services with SIGINT first: honour it even where a parent shell
+    # started the hub with SIGINT ignored (a background job), so shutdown is not held up
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     logging.basicConfig(level=logging.INFO, format="[%(levelname)1.1s %(asctime)s cohort-window] %(message)s")
     api_url = os.environ.get("JUPYTERHUB_API_URL")
     if not api_url:
