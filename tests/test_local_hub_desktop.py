@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 import time
 
-import psutil
 import pytest
 
 import fiji_stand_in
 from browser import chromium, login, screenshot
+from desktop_probe import canvas_colours, desktop_server, marked, window_names
 from local_hub import running_hub
 from oggmhub.localspawner import SESSION_MARKER
 
@@ -41,54 +40,6 @@ def fiji_server(hub):
     assert r.status_code in (201, 202), r.text
     hub.wait_for_server(session, "grace")
     return session
-
-
-def desktop_server(home):
-    """The TigerVNC server whose X authority lives in ``home`` (one per user), or None."""
-    auth = os.path.join(home, ".Xauthority")
-    for proc in psutil.process_iter(["name", "cmdline"]):
-        if proc.info["name"] == "Xtigervnc" and auth in (proc.info["cmdline"] or []):
-            return proc
-    return None
-
-
-def window_names(display, home):
-    """Names of the windows on ``display``, as the X server lists them (none when the
-    listing fails: a window closing while xwininfo walks the tree makes it fail)."""
-    listing = subprocess.run(
-        ["xwininfo", "-root", "-tree"], capture_output=True, text=True,
-        env={**os.environ, "DISPLAY": display, "XAUTHORITY": os.path.join(home, ".Xauthority")},
-    )
-    return re.findall(r'0x[0-9a-f]+ "([^"]*)"', listing.stdout) if listing.returncode == 0 else []
-
-
-def marked(session):
-    """Processes carrying a server session's marker (see LocalEnvSpawner)."""
-    found = []
-    for proc in psutil.process_iter():
-        try:
-            if proc.environ().get(SESSION_MARKER) == session:
-                found.append(f"{proc.pid} {proc.name()}")
-        except psutil.Error:
-            continue
-    return found
-
-
-def canvas_colours(page):
-    """How many distinct colours the noVNC canvas shows (sampled on a grid): a black or
-    empty framebuffer has one, a drawn desktop has many."""
-    return page.evaluate("""() => {
-        const canvas = document.querySelector('#screen canvas');
-        if (!canvas || !canvas.width) return 0;
-        const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
-        const seen = new Set();
-        for (let y = 0; y < canvas.height; y += 7)
-            for (let x = 0; x < canvas.width; x += 7) {
-                const i = 4 * (y * canvas.width + x);
-                seen.add((data[i] << 16) | (data[i + 1] << 8) | data[i + 2]);
-            }
-        return seen.size;
-    }""")
 
 
 def wait_until(check, timeout, what):
