@@ -35,23 +35,13 @@ sys.path.insert(0, os.path.join(REPO, "tests"))
 import fiji_stand_in  # noqa: E402
 from browser import chromium, login  # noqa: E402
 from desktop_probe import canvas_colours, desktop_server, memory_bytes, session_processes  # noqa: E402
-from local_hub import running_hub  # noqa: E402
+from local_hub import running_hub, wait_until  # noqa: E402
 from oggmhub.catalog import load_catalog  # noqa: E402
 from oggmhub.localenv import build_local_env, default_root  # noqa: E402
 from oggmhub.localspawner import SESSION_MARKER  # noqa: E402
 
 PASSWORD = "benchmark-desktop-1"
 MIB = 2**20
-
-
-def wait_for(check, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise TimeoutError(what)
 
 
 def server_session(hub, username):
@@ -84,7 +74,7 @@ def one_round(hub, browser, session, username):
     page.goto(f"{hub.url}/user/{username}/desktop/")
     page.locator("#status", has_text="Connected").wait_for(timeout=120_000)
     connected = time.monotonic() - t1
-    wait_for(lambda: canvas_colours(page) > 20, 120, "the desktop was never drawn")
+    wait_until(lambda: canvas_colours(page) > 20, 120, "the desktop was never drawn", every=0.05)
     drawn = time.monotonic() - t1
     time.sleep(3)  # let the session's daemons settle before weighing it
     home = os.path.join(hub.data_dir, "homes", username)
@@ -93,7 +83,7 @@ def one_round(hub, browser, session, username):
     page.close()
 
     hub.api(session, "DELETE", f"/users/{username}/server")
-    wait_for(lambda: not hub.api(session, "GET", f"/users/{username}").json()["servers"], 120,
+    wait_until(lambda: not hub.api(session, "GET", f"/users/{username}").json()["servers"], 120,
              "the server did not stop")
     leftovers = len(session_processes(marker))
     return {

@@ -78,6 +78,18 @@ def materials_repo(root):
     return f"file://{bare}"
 
 
+def wait_until(check, timeout, what, every=0.2):
+    """``check()``'s first truthy value, asked every ``every`` s; TimeoutError naming
+    ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(every)
+    raise TimeoutError(f"{what} (waited {timeout} s)")
+
+
 def _xsrf(session):
     """The session's newest _xsrf cookie (JupyterHub may set one per path)."""
     values = [c.value for c in session.cookies if c.name == "_xsrf"]

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import os
 import re
-import time
 
 import pytest
 
 import fiji_stand_in
 from browser import chromium, login, screenshot
 from desktop_probe import canvas_colours, desktop_server, marked, window_names
-from local_hub import running_hub
+from local_hub import running_hub, wait_until
 from oggmhub.localspawner import SESSION_MARKER
 
 PASSWORD = "stack-of-slices-42"
@@ -40,16 +39,6 @@ def fiji_server(hub):
     assert r.status_code in (201, 202), r.text
     hub.wait_for_server(session, "grace")
     return session
-
-
-def wait_until(check, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(1)
-    raise TimeoutError(f"{what} (waited {timeout}s)")
 
 
 def test_desktop_in_the_browser_shows_xfce_and_starts_fiji(hub, fiji_server):
