@@ -34,8 +34,13 @@ sed "s|@FIJI@|$fiji/fiji-linux-x64|g" fiji.desktop > "${NB_PYTHON_PREFIX}/share/
 """
 
 
-def make_images_dir(dest):
-    """``dest/fiji``: the stand-in Fiji context; returns ``dest`` (an images folder)."""
+def make_images_dir(dest, also=()):
+    """``dest/fiji``: the stand-in Fiji context, and a link to the repository's context of
+    each environment in ``also`` (unchanged: same hash, same cached build); returns
+    ``dest`` (an images folder)."""
+    os.makedirs(dest, exist_ok=True)
+    for name in also:
+        os.symlink(os.path.join(REPO, "images", name), os.path.join(dest, name))
     context = os.path.join(dest, "fiji")
     shutil.copytree(os.path.join(REPO, "images", "fiji"), context)
     postbuild = os.path.join(context, "postBuild")

@@ -1,5 +1,5 @@
 """The local hub end to end in Chromium: sign up, approval, the picker, JupyterLab, a home
-that survives a switch of environment. Screenshots go to artifacts/.
+that survives a switch of environment (OGGM, then Fiji). Screenshots go to artifacts/.
 
 The OGGM environment is built from images/oggm/ on first use (cached in
 $OGGMHUB_ENV_CACHE, default ~/.cache/oggmhub/envs, so later runs reuse it).
@@ -9,6 +9,7 @@ import re
 
 import pytest
 
+import fiji_stand_in
 from browser import chromium, login, screenshot
 from local_hub import running_hub
 
@@ -17,7 +18,9 @@ PASSWORD = "moraine-survey-2026"
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
-    with running_hub(tmp_path_factory.mktemp("hub") / "data") as hub:
+    # OGGM from the repository; Fiji with Debian's ImageJ standing in for its download
+    images = fiji_stand_in.make_images_dir(tmp_path_factory.mktemp("images") / "images", also=["oggm"])
+    with running_hub(tmp_path_factory.mktemp("hub") / "data", images_dir=images) as hub:
         yield hub
 
 
@@ -112,8 +115,11 @@ def test_sign_up_approve_pick_oggm_and_keep_the_home_across_environments(hub):
         screenshot(page, "picker-again")
         # the last choice is pre-selected
         assert page.locator("#profile-item-oggm").is_checked()
-        start_from_picker(page, hub, "oggm", "medium")
+        start_from_picker(page, hub, "fiji", "medium")
         new_notebook(page, hub)
-        out = run_cell(page, "import os\nprint(open('glacier.txt').read(), os.environ['OGGMHUB_SIZE'])")
-        screenshot(page, "notebook-after-restart")
-        assert any("1.6.3 medium" in text for text in out), out
+        out = run_cell(page, "import os, importlib.util\n"
+                             "print(open('glacier.txt').read(), os.environ['OGGMHUB_ENVIRONMENT'], os.environ['OGGMHUB_SIZE'],\n"
+                             "      'oggm' if importlib.util.find_spec('oggm') else 'no-oggm')")
+        screenshot(page, "notebook-after-switch")
+        # the home came along; the software is Fiji's (no OGGM in it)
+        assert any("1.6.3 fiji medium no-oggm" in text for text in out), out
