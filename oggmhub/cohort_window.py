@@ -116,5 +116,6 @@ async def _serve(api_url, token, args):
     finally:
         client.close()
 
+
 if __name__ == "__main__":
     main()
