@@ -415,7 +415,6 @@ def _serve(spec):
     except Exception as e:  # noqa: BLE001 - reported to the parent, which raises
         report("error: " + (str(e) or type(e).__name__))
         return 3
-    fuse = _fuse()
     allow_other = options.allow_other if options.allow_other is not None else os.geteuid() == 0
     kwargs = dict(
         foreground=True, nothreads=not options.threads, ro=True, default_permissions=True,
