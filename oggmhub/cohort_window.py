@@ -67,7 +67,9 @@ async def check_once(client, now=None):
     """Stop the servers whose cohort window has ended; the ``{username: reason}`` stopped."""
     groups = await _all(client, "/groups")
     users = await _all(client, "/users?state=active")
-    running = [u["name"] for u in users if "" in (u.get("servers") or {})]
+    # a server already stopping is left to finish (and not reported again)
+    running = [u["name"] for u in users
+               if "" in (u.get("servers") or {}) and u["servers"][""].get("pending") != "stop"]
     stop = servers_to_stop(groups, running, now or now_utc())
     for name, reason in stop.items():
         log.info("stopping %s's server: %s", name, reason)

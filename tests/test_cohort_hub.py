@@ -191,6 +191,7 @@ def test_a_running_server_stops_when_its_cohorts_window_ends(hub, token):
     assert hub.api(owl, "GET", "/users/owl").json()["servers"] == {}, "the server outlived its cohort's window"
     assert now_utc() >= end
     assert "stopping owl's server: cohort 'evening' ended on" in hub.log()
+    assert hub.log().count("stopping owl's server") == 1, "asked to stop again while stopping"
 
 
 # --- enforcement and organisers ------------------------------------------------------------------
