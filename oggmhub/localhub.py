@@ -28,11 +28,16 @@ def hub_environment(args):
         OGGMHUB_CATALOG=os.path.abspath(args.catalog),
         OGGMHUB_ADMIN=args.admin,
         OGGMHUB_IDLE_TIMEOUT=str(args.idle_timeout),
+        OGGMHUB_COHORT_CHECK_INTERVAL=str(args.cohort_check_interval),
     )
     return env
 
 
 def start_hub(args):
+    for option, value in (("--idle-timeout", args.idle_timeout), ("--cohort-check-interval", args.cohort_check_interval)):
+        if value < 0:
+            print(f"oggmhub hub: {option} must be 0 (off) or a number of seconds, not {value}", file=sys.stderr)
+            return 2
     proxy = os.path.join(repo_root(), "node_modules", ".bin", "configurable-http-proxy")
     if not os.path.exists(proxy):
         print(f"oggmhub hub: JupyterHub's proxy is not installed ({proxy} is missing); "
@@ -66,6 +71,10 @@ def register(commands):
     hub.add_argument("--admin", default="admin", help="the first admin's username (default: %(default)s)")
     hub.add_argument("--idle-timeout", type=int, default=3600,
                      help="cull servers idle this many seconds; 0 never culls (default: %(default)s)")
+    hub.add_argument("--cohort-check-interval", type=int,
+                     default=int(os.environ.get("OGGMHUB_COHORT_CHECK_INTERVAL", "60")),
+                     help="stop servers of cohorts whose window ended, checking every this many "
+                          "seconds; 0 never stops them (default: %(default)s)")
     hub.add_argument("--config", default=os.path.join(root, "hub_config", "jupyterhub_config.py"),
                      help="JupyterHub config file (default: %(default)s)")
     hub.set_defaults(func=start_hub)

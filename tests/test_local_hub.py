@@ -74,3 +74,16 @@ def test_an_environment_this_machine_cannot_build_says_what_is_missing(hub, bob)
         message = r.json()["message"]
     assert "slicer" in message and ("apt-get install" in message or "download" in message), message[-2000:]
     assert hub.api(bob, "GET", "/users/bob").json()["servers"] == {}
+
+
+@pytest.mark.parametrize("option", ["--idle-timeout", "--cohort-check-interval"])
+def test_oggmhub_hub_refuses_a_negative_interval_and_starts_nothing(tmp_path, option):
+    import subprocess
+    import sys
+
+    data = tmp_path / "data"
+    result = subprocess.run([sys.executable, "-m", "oggmhub", "hub", "--data-dir", str(data), option, "-5"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert f"{option} must be 0 (off) or a number of seconds, not -5" in result.stderr
+    assert not data.exists()
