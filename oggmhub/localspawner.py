@@ -332,7 +332,7 @@ class LocalEnvSpawner(CatalogPickerMixin, LocalProcessSpawner):
             except psutil.Error:
                 pass
         if self._session:
-            procs.extend(_marked_processes(self._session, exclude={p.pid for p in procs}))
+            procs.extend(session_processes(self._session, exclude={p.pid for p in procs}))
         for entry in Registry(self.dask_registry).entries():
             for pid, created in entry.get("processes", []):
                 try:
@@ -360,8 +360,8 @@ class LocalEnvSpawner(CatalogPickerMixin, LocalProcessSpawner):
         return f"<LocalEnvSpawner {self._log_name} cmd={shlex.join(self.cmd or [])}>"
 
 
-def _marked_processes(session, exclude=()):
-    """This user's processes whose environment has SESSION_MARKER=``session``."""
+def session_processes(session, exclude=()):
+    """The processes (of this system user) whose environment has SESSION_MARKER=``session``."""
     found = []
     for proc in psutil.process_iter():
         if proc.pid in exclude or proc.pid == os.getpid():

@@ -9,7 +9,7 @@ import subprocess
 
 import psutil
 
-from oggmhub.localspawner import SESSION_MARKER
+from oggmhub.localspawner import session_processes
 
 
 def desktop_server(home):
@@ -29,18 +29,6 @@ def window_names(display, home):
         env={**os.environ, "DISPLAY": display, "XAUTHORITY": os.path.join(home, ".Xauthority")},
     )
     return re.findall(r'0x[0-9a-f]+ "([^"]*)"', listing.stdout) if listing.returncode == 0 else []
-
-
-def session_processes(session):
-    """The processes carrying a server session's marker (see LocalEnvSpawner)."""
-    found = []
-    for proc in psutil.process_iter():
-        try:
-            if proc.environ().get(SESSION_MARKER) == session:
-                found.append(proc)
-        except psutil.Error:
-            continue
-    return found
 
 
 def marked(session):
