@@ -36,9 +36,9 @@ sys.path.insert(0, os.path.join(REPO, "tests"))
 
 from kube_harness import KubeAPI, TestKubelet  # noqa: E402
 from local_hub import LocalHub, free_port  # noqa: E402
-from oggmhub import cohort_api  # noqa: E402
-from oggmhub.cohorts import now_utc  # noqa: E402
-from oggmhub.localenv import default_root  # noqa: E402
+from oggmhub.cohorts import client as cohort_api  # noqa: E402
+from oggmhub.cohorts.model import now_utc  # noqa: E402
+from oggmhub.backends.local.environments import default_root  # noqa: E402
 
 CATALOG = os.path.join(REPO, "hub_config", "catalog.yaml")
 PROXY = os.path.join(REPO, "node_modules", ".bin", "configurable-http-proxy")
@@ -71,7 +71,7 @@ c.JupyterHub.load_roles = [{{
     "name": "bench", "services": ["bench"],
     "scopes": ["admin:groups", "admin:users", "servers", "read:users", "list:users"],
 }}]
-from oggmhub.cohort_service import configure_hub
+from oggmhub.hub import configure_hub
 configure_hub(c)
 c.Cohorts.catalog_path = {catalog!r}
 """

@@ -4,10 +4,10 @@ One command, one run::
 
     python benchmarks/dask_oggm.py [--runs 16] [--years 500] [--workers 2]
 
-The members (``oggmhub.oggm_dask.ensemble_members``: the same glacier under ELAs spread
+The members (``oggmhub.session.oggm_dask.ensemble_members``: the same glacier under ELAs spread
 from 2800 m to 3200 m) run first one after the other in this process, then on a
-``LocalCluster`` started by ``oggmhub.dask.cluster`` (worker processes, one thread
-each), each worker set up with OGGM's configuration (``oggmhub.oggm_dask``). OGGM is
+``LocalCluster`` started by ``oggmhub.session.dask.cluster`` (worker processes, one thread
+each), each worker set up with OGGM's configuration (``oggmhub.session.oggm_dask``). OGGM is
 imported and initialized before either timing starts; the serial and Dask results must
 agree exactly.
 
@@ -34,8 +34,8 @@ def main(argv=None):
 
     from oggm import cfg
 
-    import oggmhub.dask
-    from oggmhub import oggm_dask
+    import oggmhub.session.dask
+    from oggmhub.session import oggm_dask
 
     cfg.initialize_minimal(logging_level="WARNING")
     members = oggm_dask.ensemble_members(args.runs, years=args.years)
@@ -47,7 +47,7 @@ def main(argv=None):
     print(f"serial: {args.runs} runs of {args.years} years in {serial_s:.2f} s", file=sys.stderr)
 
     started = time.perf_counter()
-    cluster, client = oggmhub.dask.cluster(workers=args.workers, worker_cores=1)
+    cluster, client = oggmhub.session.dask.cluster(workers=args.workers, worker_cores=1)
     try:
         oggm_dask.setup_workers(client)
         client.run(lambda: __import__("oggm.core.flowline"))  # OGGM imported on every worker

@@ -12,7 +12,7 @@ machine slows them alike.
   into one ``bytes`` (dominated, on a fast loopback, by allocating and faulting in 200 MB):
   (a) directly with gcsfs (``fs.open()`` with gcsfs's defaults; ``cat_file`` for whole),
   (b) with plain ``open()`` through the FUSE mount, (c) through the notebook API
-  (``oggmhub.datasets.open_dataset``, simplecache) a second time, after a first read
+  (``oggmhub.session.datasets.open_dataset``, simplecache) a second time, after a first read
   filled the cache; the bucket requests during (c) are counted (expected: 0).
 * 1,000 objects of 100 KB listed and read one after the other through the mount and
   directly with gcsfs (like for like), through the mount from 8 threads, and directly
@@ -43,9 +43,9 @@ os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 
 from gcs_emulator import GCSEmulator  # noqa: E402
 
-from oggmhub import mounts  # noqa: E402
+from oggmhub.backends.local import mounts  # noqa: E402
 from oggmhub.catalog import Dataset  # noqa: E402
-from oggmhub.datasets import open_dataset  # noqa: E402
+from oggmhub.session.datasets import open_dataset  # noqa: E402
 
 BUCKET = "bench"
 CHUNK = 1 << 20
@@ -84,12 +84,12 @@ def main(argv=None):
     parser.add_argument("--files", type=int, default=1000)
     parser.add_argument("--file-kb", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--block-mb", type=int, default=mounts.MountOptions.block_size // mounts.MiB)
-    parser.add_argument("--readahead", type=int, default=mounts.MountOptions.readahead)
-    parser.add_argument("--fuse-threads", type=int, choices=(0, 1), default=int(mounts.MountOptions.threads),
+    parser.add_argument("--block-mb", type=int, default=mounts.DatasetMounts.block_size.default_value // mounts.MiB)
+    parser.add_argument("--readahead", type=int, default=mounts.DatasetMounts.readahead.default_value)
+    parser.add_argument("--fuse-threads", type=int, choices=(0, 1), default=int(mounts.DatasetMounts.threads.default_value),
                         help="1: libfuse's multi-threaded loop; 0: single-threaded")
     args = parser.parse_args(argv)
-    options = mounts.MountOptions(block_size=args.block_mb * mounts.MiB, readahead=args.readahead,
+    options = mounts.DatasetMounts(block_size=args.block_mb * mounts.MiB, readahead=args.readahead,
                                   threads=bool(args.fuse_threads))
     size = args.size_mb * 10**6
 

@@ -37,8 +37,8 @@ from browser import chromium, login  # noqa: E402
 from desktop_probe import canvas_colours, desktop_server, memory_bytes, session_processes  # noqa: E402
 from local_hub import running_hub, wait_until  # noqa: E402
 from oggmhub.catalog import load_catalog  # noqa: E402
-from oggmhub.localenv import build_local_env, default_root  # noqa: E402
-from oggmhub.localspawner import SESSION_MARKER  # noqa: E402
+from oggmhub.backends.local.environments import build_local_env, default_root  # noqa: E402
+from oggmhub.backends.local.spawner import SESSION_MARKER  # noqa: E402
 
 PASSWORD = "benchmark-desktop-1"
 MIB = 2**20

@@ -60,7 +60,7 @@ def stop(hub, session, username):
 
 def main(args):
     from oggmhub.catalog import load_catalog
-    from oggmhub.localenv import build_local_env, default_root
+    from oggmhub.backends.local.environments import build_local_env, default_root
 
     catalog = load_catalog(os.path.join(REPO, "hub_config", "catalog.yaml"))
     print("building (or reusing) the OGGM environment ...", flush=True)

@@ -40,7 +40,7 @@ c.JupyterHub.cookie_secret_file = os.path.join(data_dir, "jupyterhub_cookie_secr
 c.JupyterHub.cleanup_servers = False
 
 # --- accounts: sign-up with admin approval; the first admin's password is printed once -----
-c.JupyterHub.authenticator_class = "oggmhub.localauth.LocalHubAuthenticator"
+c.JupyterHub.authenticator_class = "oggmhub.backends.local.accounts.LocalHubAuthenticator"
 c.Authenticator.admin_users = {os.environ.get("OGGMHUB_ADMIN", "admin")}
 c.Authenticator.allow_all = True  # NativeAuthenticator's approval is the gate
 c.NativeAuthenticator.open_signup = False
@@ -50,7 +50,7 @@ c.NativeAuthenticator.allowed_failed_logins = 10
 c.NativeAuthenticator.seconds_before_next_try = 60
 
 # --- servers: the chosen environment, built from images/<env>/, home under data_dir -------
-c.JupyterHub.spawner_class = "oggmhub.localspawner.LocalEnvSpawner"
+c.JupyterHub.spawner_class = "oggmhub.backends.local.spawner.LocalEnvSpawner"
 c.LocalEnvSpawner.catalog_path = os.path.abspath(
     os.environ.get("OGGMHUB_CATALOG") or os.path.join(here, "catalog.yaml")
 )
@@ -61,7 +61,7 @@ c.Spawner.start_timeout = 1800
 c.Spawner.http_timeout = 120
 
 # --- cohorts: organisers' pages (/hub/cohorts) and API, state in the hub's database -------
-from oggmhub.cohort_service import configure_hub  # noqa: E402
+from oggmhub.hub import configure_hub  # noqa: E402
 
 configure_hub(c, window_check_interval=int(os.environ.get("OGGMHUB_COHORT_CHECK_INTERVAL", "60")))
 c.Cohorts.catalog_path = c.LocalEnvSpawner.catalog_path

@@ -22,7 +22,8 @@ from importlib import resources
 import jsonschema
 import yaml
 
-from .quantities import parse_memory
+from oggmhub.session.datasets import Dataset
+from oggmhub.session.quantities import parse_memory
 
 DEFAULT_CATALOG_ENV = "OGGMHUB_CATALOG"
 
@@ -91,26 +92,6 @@ class Environment:
     @property
     def default_size(self):
         return next(s for s in self.sizes.values() if s.default)
-
-
-@dataclass(frozen=True)
-class Dataset:
-    """A read-only dataset; :mod:`oggmhub.datasets` opens, mounts and describes it.
-
-    ``credentials`` is a *reference* (``{"secret": NAME, "key": KEY}``, ``{"env": VAR}``
-    or ``{"ambient": True}``), empty for public data; never the credentials themselves.
-    """
-
-    name: str
-    title: str
-    source: str
-    mount_path: str
-    description: str = ""
-    licence: str = ""
-    citation: str = ""
-    doi: str = ""
-    endpoint: str = ""
-    credentials: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -326,7 +307,7 @@ def _rule_problems(data):
                     problems.append((f"cohorts.{name}.environments[{i}]", f"size {size!r} is not offered for {env}; choose from: {', '.join(offered)}"))
         start, end = _mapping(cohort).get("start"), _mapping(cohort).get("end")
         if isinstance(start, str) and isinstance(end, str):
-            from .cohorts import CohortError, parse_time
+            from oggmhub.cohorts.model import CohortError, parse_time
             try:
                 if parse_time(end, "end") <= parse_time(start, "start"):
                     problems.append((f"cohorts.{name}.end", f"the window ends ({end}) before it starts ({start})"))

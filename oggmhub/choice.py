@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import UserFacingError
+from oggmhub.errors import UserFacingError
 
 NO_GPU = "none"
 OPTION_FIELDS = ("profile", "size", "gpu", "datasets")

@@ -3,7 +3,7 @@
 ``images/<env>/`` holds a build context in repo2docker's *pip* flavour (``runtime.txt``,
 ``requirements.txt`` with exact pins, ``apt.txt``, ``postBuild``, ``start``), so the same
 files build the Kubernetes image (here, with repo2docker) and the local hub's virtualenv
-(:mod:`oggmhub.localenv`).
+(:mod:`oggmhub.backends.local.environments`).
 
 - :func:`context_hash` / :func:`image_tag`: a tag derived from the context's contents, the
   same on every run and machine, different as soon as any file changes. The catalog keeps
@@ -30,8 +30,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from . import __version__
-from .catalog import CatalogError, load_catalog
+from oggmhub import __version__
+from oggmhub.catalog import CatalogError, load_catalog
 
 #: where repo2docker copies the build context inside the image (``--target-repo-dir``)
 REPO_DIR = "/srv/repo"

@@ -18,9 +18,9 @@ from tornado import web
 from traitlets import Unicode, default
 from traitlets.config import LoggingConfigurable
 
-from . import cohorts
-from .catalog import cached_catalog, default_catalog_path
-from .choice import options_from_form, profile_list, resolve_choice
+from oggmhub.cohorts import model as cohorts
+from oggmhub.catalog import cached_catalog, default_catalog_path
+from oggmhub.choice import options_from_form, profile_list, resolve_choice
 
 
 class CohortAccessError(web.HTTPError):
@@ -103,7 +103,7 @@ class CatalogPickerMixin(LoggingConfigurable):
     cohort_materials = ()
 
     def cohort_policy(self):
-        """The user's :class:`~oggmhub.cohorts.MemberPolicy` now, or None for a non-member."""
+        """The user's :class:`~oggmhub.cohorts.model.MemberPolicy` now, or None for a non-member."""
         return cohorts.member_policy(cohorts.user_cohorts(getattr(self, "user", None)))
 
     def allowed_environments(self):

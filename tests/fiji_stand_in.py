@@ -22,7 +22,7 @@ set -euo pipefail
 shopt -s nullglob
 wheels=(oggmhub-dist/oggmhub-*.whl)
 "${NB_PYTHON_PREFIX}/bin/python" -m pip install --no-cache-dir --no-deps "${wheels[@]}"
-"${NB_PYTHON_PREFIX}/bin/python" -m oggmhub.labsettings "${NB_PYTHON_PREFIX}"
+"${NB_PYTHON_PREFIX}/bin/python" -m oggmhub.session.labsettings "${NB_PYTHON_PREFIX}"
 imagej=/usr/bin/imagej  # not `command -v`: pyimagej puts a CLI of that name in the venv
 [ -x "$imagej" ] || { echo "oggmhub-missing: Debian's imagej (apt-get install imagej)" >&2; exit 3; }
 fiji="${NB_PYTHON_PREFIX}/opt/fiji"

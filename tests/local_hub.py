@@ -53,7 +53,7 @@ def running_hub(data_dir, env=None, **kwargs):
     """A started :class:`LocalHub` that builds environments into the shared cache
     (``OGGMHUB_ENV_CACHE``, so test modules reuse one OGGM build); stopped, with its
     users' servers, afterwards."""
-    from oggmhub.localenv import default_root
+    from oggmhub.backends.local.environments import default_root
 
     hub = LocalHub(data_dir, env={"OGGMHUB_ENV_CACHE": str(default_root()), **(env or {})}, **kwargs).start()
     try:

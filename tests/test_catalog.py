@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from oggmhub.catalog import CatalogError, load_catalog
-from oggmhub.quantities import parse_memory
+from oggmhub.session.quantities import parse_memory
 
 from conftest import CATALOG
 

@@ -11,7 +11,7 @@ import pytest
 
 from browser import chromium, login, screenshot
 from local_hub import materials_repo, running_hub
-from oggmhub.cohorts import now_utc
+from oggmhub.cohorts.model import now_utc
 
 PASSWORD = "firn-density-2026"
 

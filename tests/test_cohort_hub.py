@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from local_hub import REPO, materials_repo, running_hub
-from oggmhub.cohorts import now_utc, parse_time
+from oggmhub.cohorts.model import now_utc, parse_time
 
 PASSWORD = "ice-core-2026-x"
 NOW = now_utc()
@@ -169,7 +169,7 @@ def test_an_expired_code_is_refused_and_creates_no_user(hub, token):
 
 def test_a_running_server_stops_when_its_cohorts_window_ends(hub, token):
     from oggmhub.catalog import load_catalog
-    from oggmhub.localenv import build_local_env, default_root
+    from oggmhub.backends.local.environments import build_local_env, default_root
 
     # built first (minutes on a cold cache), so that the window below times a start, not a build
     build_local_env("oggm", load_catalog(os.path.join(REPO, "hub_config", "catalog.yaml")), default_root(),

@@ -13,7 +13,10 @@ from tornado import web
 from conftest import CATALOG
 from kube_harness import hub_start, KubeAPI, TestKubelet, configure_kubespawner, make_spawner, reset_kubespawner
 from oggmhub.catalog import load_catalog
-from oggmhub.cohorts import now_utc, validate_spec
+from oggmhub.cohorts.model import (
+    now_utc,
+)
+from oggmhub.cohorts.validation import validate_spec
 from oggmhub.spawner import OGGMHubSpawner
 
 NS = "default"

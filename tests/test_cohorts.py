@@ -10,19 +10,19 @@ import pytest
 import yaml
 
 from conftest import SHARED
-from oggmhub import joincodes, materials
+from oggmhub.cohorts import joincodes
+from oggmhub.cohorts import materials
 from oggmhub.catalog import CatalogError, load_catalog
 from oggmhub.choice import ChoiceError, profile_list, resolve_choice
-from oggmhub.cohort_cli import prepuller_images
-from oggmhub.cohorts import (
+from oggmhub.cohorts.cli import prepuller_images
+from oggmhub.cohorts.model import (
     Cohort,
     CohortError,
     JoinError,
     member_policy,
     now_utc,
-    parse_members_csv,
-    validate_spec,
 )
+from oggmhub.cohorts.validation import parse_members_csv, validate_spec
 
 NOW = now_utc()
 GOOD = {
@@ -150,7 +150,7 @@ def test_member_policy_is_the_union_of_open_cohorts_and_names_the_window_when_no
 
 
 def test_servers_stop_when_all_their_users_cohorts_have_ended_or_closed():
-    from oggmhub.cohort_window import servers_to_stop
+    from oggmhub.cohorts.window import servers_to_stop
 
     ended = cohort(name="ended").with_changes(start=NOW - timedelta(days=2), end=NOW - timedelta(hours=1))
     closed = cohort(name="closed").with_changes(closed_at=NOW - timedelta(minutes=5))
@@ -239,16 +239,18 @@ def test_the_chart_values_enable_the_cohort_pages_on_kubernetes():
     from traitlets.config import Config
 
     from conftest import REPO
-    from oggmhub.cohort_service import TEMPLATES, handlers
+    from oggmhub import hub
+    from oggmhub.cohorts.service import TEMPLATES, handlers
 
     values = yaml.safe_load((REPO / "helm-values" / "oggmhub.yaml").read_text())
     c = Config()
     exec(values["hub"]["extraConfig"]["oggmhub-cohorts"], {"c": c})  # as the chart's hub does
     assert [h for _, h in c.JupyterHub.extra_handlers] == [h for _, h in handlers()]
-    assert c.JupyterHub.template_paths[0] == TEMPLATES
+    assert c.JupyterHub.template_paths[0] == hub.TEMPLATES  # oggmhub's page.html over JupyterHub's
+    assert TEMPLATES in c.JupyterHub.template_paths
     assert c.Cohorts.catalog_path == values["hub"]["config"]["OGGMHubSpawner"]["catalog_path"]
     assert not c.Cohorts.get("homes_dir")  # PVC homes: no exports, no deletion by the hub
     # the service that stops members' servers when a window ends runs beside the hub there too
     service = next(s for s in c.JupyterHub.services if s["name"] == "cohort-window")
-    assert service["command"][1:3] == ["-m", "oggmhub.cohort_window"]
+    assert service["command"][1:3] == ["-m", "oggmhub.cohorts.window"]
     assert any(r["services"] == ["cohort-window"] and "delete:servers" in r["scopes"] for r in c.JupyterHub.load_roles)

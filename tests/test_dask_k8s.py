@@ -19,12 +19,13 @@ import pytest_asyncio
 
 from conftest import CATALOG
 from kube_harness import hub_start, KubeAPI, TestKubelet, configure_kubespawner, make_spawner, reset_kubespawner, wait_until
-from oggmhub import dask as oggmhub_dask
-from oggmhub import dask_limits
+from oggmhub.session import dask as oggmhub_dask
+from oggmhub.session import dask_limits
 from oggmhub.choice import resolve_choice
-from oggmhub.spawner import OGGMHubSpawner, dask_k8s
-from oggmhub.spawner import namespace as user_namespace
-from oggmhub.spawner.pod import check_user_container
+from oggmhub.spawner import OGGMHubSpawner
+from oggmhub.session import dask_kubernetes as dask_k8s
+from oggmhub.backends.kubernetes import namespace as user_namespace
+from oggmhub.backends.kubernetes.pod import check_user_container
 
 FAST = dict(k8s_api_request_timeout=2, k8s_api_request_retry_timeout=4, start_timeout=10)
 GROUPS = "kubernetes.dask.org/v1/daskworkergroups"

@@ -16,11 +16,11 @@ import yaml
 
 from conftest import CATALOG, REPO
 from local_hub import LocalHub
-from oggmhub import dask as oggmhub_dask
-from oggmhub import dask_limits
+from oggmhub.session import dask as oggmhub_dask
+from oggmhub.session import dask_limits
 from oggmhub.catalog import load_catalog
-from oggmhub.dask_limits import ClusterRequest, DaskLimitError, DaskLimits, Usage
-from oggmhub.localenv import default_root
+from oggmhub.session.dask_limits import ClusterRequest, DaskLimitError, DaskLimits, Usage
+from oggmhub.backends.local.environments import default_root
 
 GIB = 1024**3
 
@@ -218,7 +218,7 @@ def test_oggm_ensembles_and_entity_tasks_run_across_workers_with_the_notebook_cf
     _import_oggm()
     from oggm import cfg
 
-    from oggmhub import oggm_dask
+    from oggmhub.session import oggm_dask
 
     cfg.initialize_minimal(logging_level="WARNING")
     cfg.PARAMS["oggmhub_marker"] = 1000  # set in the notebook only
@@ -283,17 +283,17 @@ async def _execute(ws_url, token, code, timeout=120):
 
 
 IN_KERNEL = """
-import json, os, subprocess, sys, dask, oggmhub.dask
-cluster, client = oggmhub.dask.cluster()
+import json, os, subprocess, sys, dask, oggmhub.session.dask
+cluster, client = oggmhub.session.dask.cluster()
 total = client.submit(sum, range(10)).result()
 # a worker started by hand, in a session of its own (as from a terminal): it must go too
 extra = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", cluster.scheduler_address,
                           "--nthreads", "1"], start_new_session=True,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 try:
-    oggmhub.dask.cluster(workers=1)
+    oggmhub.session.dask.cluster(workers=1)
     refused = None
-except oggmhub.dask.DaskLimitError as e:
+except oggmhub.session.dask.DaskLimitError as e:
     refused = [e.limit, str(e)]
 print(json.dumps({"total": total, "kernel": os.getpid(), "link": cluster.dashboard_link,
                   "workers": [w.process.pid for w in cluster.workers.values()], "extra": extra.pid,
@@ -319,7 +319,7 @@ def test_inside_a_local_hub_server_the_call_computes_and_stopping_leaves_no_dask
         assert result["total"] == 45 and len(result["workers"]) == 2  # medium: 2 CPUs, 2 workers
         assert result["refused"][0] == "cores" and "this session's CPU allotment, size 'medium'" in result["refused"][1]
         assert result["link"].startswith("/user/dora/proxy/") and result["link"].endswith("/status")
-        assert result["factory"]["module"] == "oggmhub.dask" and result["factory"]["class"] == "new_cluster"
+        assert result["factory"]["module"] == "oggmhub.session.dask" and result["factory"]["class"] == "new_cluster"
         # the dashboard, through the user's server (jupyter-server-proxy)
         dashboard = requests.get(f"{hub.url}{result['link']}", headers=auth, timeout=30)
         assert dashboard.status_code == 200 and "Dask" in dashboard.text
@@ -346,7 +346,7 @@ def test_the_oggm_dask_tutorial_runs_in_the_local_oggm_environment(catalog, tmp_
 
     import nbformat
 
-    from oggmhub.localenv import build_local_env
+    from oggmhub.backends.local.environments import build_local_env
 
     venv = build_local_env("oggm", catalog, default_root(), progress=None)
     home = tmp_path / "home"

@@ -15,9 +15,9 @@ import yaml
 
 from conftest import CATALOG, REPO
 from gcs_emulator import GCSEmulator
-from oggmhub import datasets
+from oggmhub.session import datasets
 from oggmhub.catalog import CatalogError, Dataset, load_catalog
-from oggmhub.readonly import WRITE_METHODS, DatasetReadOnlyError
+from oggmhub.session.readonly import WRITE_METHODS, DatasetReadOnlyError
 
 FILES = {
     "glaciers/rgi/outlines.csv": b"id,area\nRGI60-11.00897,8.0\n",
@@ -244,7 +244,7 @@ def test_a_second_read_is_served_from_the_cache_without_a_request(session, gcs, 
 def test_a_new_process_reads_the_cached_copy_without_a_request(session, gcs, tmp_path):
     assert datasets.open("glaciers").cat("rgi/README.txt") == FILES["glaciers/rgi/README.txt"]
     mark = gcs.mark()
-    code = ("import oggmhub.datasets as d; f = d.open('glaciers'); "
+    code = ("import oggmhub.session.datasets as d; f = d.open('glaciers'); "
             "assert f.open('rgi/README.txt').read() == b'RGI 6.0\\n'")
     subprocess.run([sys.executable, "-c", code], check=True, env=os.environ.copy(), cwd=REPO)
     assert gcs.requests(mark) == []

@@ -1,7 +1,7 @@
 """The dataset mount sidecar on Kubernetes, as manifests (pure functions, no cluster).
 
 The pod is built by kubespawner's own ``make_pod`` with the pieces from
-``oggmhub.spawner.datasets``, validated with kubernetes-validate (strict, 1.32), and the
+``oggmhub.session.mount_sidecar``, validated with kubernetes-validate (strict, 1.32), and the
 user container checked to stay unprivileged.
 """
 
@@ -14,15 +14,15 @@ from kubernetes_asyncio.client import ApiClient
 from kubespawner.objects import make_pod
 
 from oggmhub.catalog import Dataset
-from oggmhub.datasets import session_datasets
-from oggmhub.spawner.datasets import (
+from oggmhub.session.datasets import session_datasets
+from oggmhub.session.mount_sidecar import (
     SIDECAR_NAME,
     DatasetMountError,
     pod_settings,
     volume_name,
 )
-from oggmhub.spawner.kube import SAFE_CONTAINER_SECURITY_CONTEXT
-from oggmhub.spawner.pod import check_user_container
+from oggmhub.backends.kubernetes.spawner import SAFE_CONTAINER_SECURITY_CONTEXT
+from oggmhub.backends.kubernetes.pod import check_user_container
 
 IMAGE = "ghcr.io/oggmhub/datasets-mounter:0.1.0"
 ERA5 = Dataset(name="era5", title="ERA5", source="gs://era5-subset/monthly", mount_path="/data/era5",

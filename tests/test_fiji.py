@@ -1,4 +1,4 @@
-"""Headless ImageJ macros through oggmhub.fiji, with a real ImageJ.
+"""Headless ImageJ macros through oggmhub.session.fiji, with a real ImageJ.
 
 Debian's ImageJ 1.53 (``apt-get install imagej xvfb xauth``) stands in for Fiji here, as
 TESTING.md says; the Fiji path is exercised with a FIJI_HOME whose launcher hands the
@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from oggmhub import fiji
+from oggmhub.session import fiji
 
 SIZE, SQUARE = 96, (30, 70)  # a bright 40x40 square on a dark, noisy 96x96 background
 
@@ -89,7 +89,7 @@ def test_macro_output_argument_and_files(image):
 def test_terminal_command(image, tmp_path):
     macro = tmp_path / "count.ijm"
     macro.write_text('open(getArgument());\nprint("width=" + getWidth());\n')
-    proc = subprocess.run([sys.executable, "-m", "oggmhub.fiji", str(macro), str(image)],
+    proc = subprocess.run([sys.executable, "-m", "oggmhub.session.fiji", str(macro), str(image)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == f"width={SIZE}"

@@ -18,11 +18,12 @@ import yaml
 
 from conftest import CATALOG
 from kube_harness import hub_start, KubeAPI, TestKubelet, configure_kubespawner, make_spawner, reset_kubespawner
-from oggmhub import dask_limits
+from oggmhub.session import dask_limits
 from oggmhub.catalog import CatalogError, load_catalog
 from oggmhub.errors import SpawnFailed
-from oggmhub.spawner import OGGMHubSpawner, dask_k8s
-from oggmhub.spawner.kube import gpu_node_problem
+from oggmhub.spawner import OGGMHubSpawner
+from oggmhub.session import dask_kubernetes as dask_k8s
+from oggmhub.backends.kubernetes.spawner import gpu_node_problem
 from test_dask_k8s import install_pod_policy
 
 CUDA = {"name": "ghcr.io/oggmhub/slicer-cuda", "tag": "r2d-cuda12-1"}

@@ -61,7 +61,7 @@ def test_every_requirement_is_pinned_and_the_common_tools_are_there(env):
     names = {r.split("==")[0].lower().replace("_", "-"): r.split("==")[1] for r in requirements}
     assert names["jupyterhub"].split(".")[0] == HUB_JUPYTERHUB_MAJOR, "jupyterhub-singleuser must match the hub"
     for tool in ("jupyterlab", "jupyter-server-proxy", "dask-labextension", "nbgitpuller", "ipykernel",
-                 "dask-kubernetes"):  # oggmhub.dask's KubeCluster runs in the notebook
+                 "dask-kubernetes"):  # oggmhub.session.dask's KubeCluster runs in the notebook
         assert tool in names, f"images/{env} lacks {tool}"
     if env != "oggm":
         assert "jupyter-remote-desktop-proxy" in names
@@ -119,7 +119,7 @@ def test_oggmhubs_wheel_installs_the_desktop_session_script(tmp_path):
 
 
 def images_apt(env):
-    from oggmhub.localenv import apt_packages
+    from oggmhub.backends.local.environments import apt_packages
 
     return apt_packages(REPO / "images" / env)
 

@@ -1,16 +1,16 @@
-"""JupyterLab defaults merged into an environment's overrides.json (oggmhub.labsettings)."""
+"""JupyterLab defaults merged into an environment's overrides.json (oggmhub.session.labsettings)."""
 
 import json
 import subprocess
 import sys
 
-from oggmhub.labsettings import DEFAULTS, overrides_path
+from oggmhub.session.labsettings import DEFAULTS, overrides_path
 
 NOTIFICATION = "@jupyterlab/apputils-extension:notification"
 
 
 def run(prefix):
-    return subprocess.run([sys.executable, "-m", "oggmhub.labsettings", str(prefix)],
+    return subprocess.run([sys.executable, "-m", "oggmhub.session.labsettings", str(prefix)],
                           capture_output=True, text=True)
 
 

@@ -12,7 +12,7 @@ import yaml
 from conftest import CATALOG
 from gcs_emulator import GCSEmulator
 from local_hub import LocalHub
-from oggmhub.localenv import default_root
+from oggmhub.backends.local.environments import default_root
 
 URL = "https://cluster.klima.uni-bremen.de/~oggm/test_files/oggmhub/outlines.csv"
 CONTENT = b"rgi_id,area\nRGI60-11.00897,7.96\n"
@@ -85,7 +85,7 @@ def test_oggm_server_reads_the_mirror_from_a_read_only_mount(hub, gcs):
     hub.stop_servers()
     assert not os.path.ismount(cache)
     assert not [p for p in psutil.process_iter(["cmdline"])
-                if "oggmhub.mounts" in " ".join(p.info["cmdline"] or []) and cache in " ".join(p.info["cmdline"] or [])]
+                if "oggmhub.backends.local.mounts" in " ".join(p.info["cmdline"] or []) and cache in " ".join(p.info["cmdline"] or [])]
 
 
 def test_an_unknown_dataset_is_refused_and_nothing_is_mounted(hub):

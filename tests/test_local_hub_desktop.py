@@ -19,7 +19,7 @@ import fiji_stand_in
 from browser import chromium, login, screenshot
 from desktop_probe import canvas_colours, desktop_server, marked, window_names
 from local_hub import running_hub, wait_until
-from oggmhub.localspawner import SESSION_MARKER
+from oggmhub.backends.local.spawner import SESSION_MARKER
 
 PASSWORD = "stack-of-slices-42"
 

@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from local_hub import LocalHub
-from oggmhub.localenv import default_root
+from oggmhub.backends.local.environments import default_root
 
 ENV = {"OGGMHUB_ENV_CACHE": str(default_root())}
 

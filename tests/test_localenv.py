@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from oggmhub.localenv import LocalEnvError, apt_packages, build_local_env, missing_apt_packages
+from oggmhub.backends.local.environments import LocalEnvError, apt_packages, build_local_env, missing_apt_packages
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 

@@ -18,7 +18,8 @@ import pytest
 
 from conftest import REPO
 from gcs_emulator import GCSEmulator
-from oggmhub import mirror, mounts
+from oggmhub.cli import mirror
+from oggmhub.backends.local import mounts
 from oggmhub.catalog import Dataset
 
 OGGM_URL = "https://cluster.klima.uni-bremen.de/~oggm/test_files/oggmhub/rgi62_11_outlines.csv"
@@ -137,7 +138,7 @@ def test_oggm_reads_its_downloads_from_the_mounted_mirror_without_internet(gcs, 
                       mount_path="/data/oggm-mirror", endpoint=gcs.url)
     live = mounts.mount_datasets([dataset], str(tmp_path / "mounts"))
     try:
-        from oggmhub.datasets import localize_env
+        from oggmhub.session.datasets import localize_env
 
         env = localize_env({"OGGM_DOWNLOAD_CACHE": "/data/oggm-mirror", "OGGM_DOWNLOAD_CACHE_RO": "1",
                             "OGGM_EXTRACT_DIR": str(tmp_path / "extract")}, [dataset], str(tmp_path / "mounts"))

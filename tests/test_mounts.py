@@ -16,7 +16,8 @@ import pytest
 
 from conftest import REPO
 from gcs_emulator import GCSEmulator, free_port
-from oggmhub import datasets, mounts
+from oggmhub.session import datasets
+from oggmhub.backends.local import mounts
 from oggmhub.catalog import Dataset
 
 pytestmark = pytest.mark.skipif(
@@ -31,7 +32,7 @@ FILES = {
     "mirror/many/" + "f000.txt": b"0",
 }
 FILES.update({f"mirror/many/f{i:03d}.txt": str(i).encode() for i in range(1, 40)})
-OPTIONS = mounts.MountOptions(block_size=2**20, small_file_size=2**20, readahead=2, timeout=10)
+OPTIONS = mounts.DatasetMounts(block_size=2**20, small_file_size=2**20, readahead=2, timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +147,7 @@ def test_the_api_gives_the_mount_path_and_falls_back_to_the_mount(mounted, gcs, 
 def assert_nothing_left(root, before_pids=()):
     assert not [p for p in mounts.mounted() if p.startswith(root)]
     assert not os.path.exists(os.path.join(root, "data")), os.listdir(root)
-    left = subprocess.run(["pgrep", "-f", f"oggmhub.mounts serve .*{root}"], capture_output=True, text=True)
+    left = subprocess.run(["pgrep", "-f", f"oggmhub.backends.local.mounts serve .*{root}"], capture_output=True, text=True)
     assert left.stdout.strip() == "", left.stdout
 
 
@@ -163,7 +164,7 @@ def test_an_unreachable_bucket_fails_naming_the_dataset_and_leaves_nothing(gcs, 
                      endpoint=f"http://127.0.0.1:{free_port()}")
     start = time.monotonic()
     with pytest.raises(mounts.MountError, match=r"dataset 'era5': gs://era5 at http://127.0.0.1:\d+ did not answer within 2 s"):
-        mounts.mount_datasets([closed], root, mounts.MountOptions(timeout=2))
+        mounts.mount_datasets([closed], root, mounts.DatasetMounts(timeout=2))
     assert time.monotonic() - start < 20
     assert_nothing_left(root)
 

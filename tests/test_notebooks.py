@@ -14,7 +14,7 @@ import subprocess
 import nbformat
 import pytest
 
-from oggmhub.localenv import build_local_env, default_root
+from oggmhub.backends.local.environments import build_local_env, default_root
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO / "notebooks"
@@ -86,7 +86,7 @@ def test_catalog_oggm_settings_are_oggms_own_variables(oggm_env):
 
 
 def test_the_oggm_environment_has_what_notebook_dask_and_jupyterlab_need(oggm_env):
-    """KubeCluster for oggmhub.dask on Kubernetes; JupyterLab's no-news defaults."""
+    """KubeCluster for oggmhub.session.dask on Kubernetes; JupyterLab's no-news defaults."""
     import json
 
     _, venv = oggm_env

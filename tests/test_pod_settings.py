@@ -3,7 +3,7 @@
 import pytest
 
 from oggmhub.choice import resolve_choice
-from oggmhub.spawner.pod import CHOICE_TRAITS, UnsafePodError, check_user_container, choice_settings
+from oggmhub.backends.kubernetes.pod import CHOICE_TRAITS, UnsafePodError, check_user_container, choice_settings
 
 
 def base(**overrides):

@@ -15,8 +15,8 @@ from tornado import web
 from conftest import CATALOG
 from kube_harness import hub_start, make_spawner
 from oggmhub.spawner import OGGMHubSpawner
-from oggmhub.spawner.kube import SpawnFailed
-from oggmhub.spawner.pod import UnsafePodError
+from oggmhub.backends.kubernetes.spawner import SpawnFailed
+from oggmhub.backends.kubernetes.pod import UnsafePodError
 
 NS = "default"
 FAST = dict(k8s_api_request_timeout=1, k8s_api_request_retry_timeout=2, start_timeout=10)

@@ -1,0 +1,154 @@
+"""Pure functions: a resolved choice plus the base configuration in, pod settings out.
+
+Kept free of I/O so the merge rules are testable without a cluster:
+
+* volumes, mounts, env, node selectors, tolerations, labels and extra resource limits
+  *add to* the base configuration, never replace it;
+* the home volume is always there, whatever the base or a profile says;
+* nothing from an earlier choice survives into the next one (a GPU chosen once never
+  leaks into a later spawn without one), because every call starts from the base.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from oggmhub.session.datasets import session_env
+
+from oggmhub.session.mount_sidecar import pod_settings
+
+HOME_VOLUME = "home"
+# The traits a choice sets; the spawner snapshots their configured values as the base.
+CHOICE_TRAITS = (
+    "image",
+    "cpu_guarantee",
+    "cpu_limit",
+    "mem_guarantee",
+    "mem_limit",
+    "environment",
+    "volumes",
+    "volume_mounts",
+    "node_selector",
+    "tolerations",
+    "extra_resource_limits",
+    "extra_resource_guarantees",
+    "extra_labels",
+    "init_containers",
+)
+
+
+def home_volume(pvc_name_placeholder="{pvc_name}"):
+    """The persistent home volume (kubespawner expands ``{pvc_name}``)."""
+    return {"name": HOME_VOLUME, "persistentVolumeClaim": {"claimName": pvc_name_placeholder}}
+
+
+def _with_home(volumes, mounts, home_mount_path):
+    """Return volumes and mounts with the home volume present exactly once."""
+    claims = [v for v in volumes if v.get("persistentVolumeClaim", {}).get("claimName") == "{pvc_name}"]
+    if claims:
+        home_name = claims[0]["name"]
+    else:
+        home_name = HOME_VOLUME
+        volumes = [home_volume(), *volumes]
+    if not any(m.get("name") == home_name for m in mounts):
+        mounts = [{"name": home_name, "mountPath": home_mount_path}, *mounts]
+    return volumes, mounts
+
+
+def _add_named(base, extra):
+    """Append ``extra`` items to ``base`` unless an item of the same name is there."""
+    names = {item.get("name") for item in base}
+    return [*base, *(item for item in extra if item.get("name") not in names)]
+
+
+def choice_settings(choice, base, home_mount_path="/home/jovyan", mounter_image=None):
+    """Return the trait values for ``choice`` merged over ``base`` (a dict of traits).
+
+    The session's datasets are mounted by a sidecar running ``mounter_image``
+    (:mod:`oggmhub.session.mount_sidecar`).
+    """
+    base = copy.deepcopy(base)
+    env, size, gpu = choice.environment, choice.size, choice.gpu
+
+    volumes, mounts = _with_home(base["volumes"], base["volume_mounts"], home_mount_path)
+    # kubespawner expands {placeholders} in these traits: dataset JSON must stay literal
+    data = _literal(pod_settings(choice.datasets, mounter_image, home_mount_path=home_mount_path)
+                    if choice.datasets else {})
+    volumes = _add_named(volumes, data.get("volumes", []))
+    mounts = _add_named(mounts, data.get("volume_mounts", []))
+    environment = {**base["environment"], **env.env, **choice.session_env(), **_literal(session_env(choice.datasets))}
+    labels = {
+        **base["extra_labels"],
+        "oggmhub.org/environment": env.name,
+        "oggmhub.org/size": size.name,
+        "oggmhub.org/gpu": gpu.name if gpu else "none",
+    }
+    node_selector = dict(base["node_selector"])
+    tolerations = list(base["tolerations"])
+    limits = dict(base["extra_resource_limits"])
+    guarantees = dict(base["extra_resource_guarantees"])
+    if gpu:
+        node_selector.update(gpu.node_selector)
+        tolerations += [t for t in gpu.tolerations if t not in tolerations]
+        limits[gpu.resource] = str(gpu.count)
+        guarantees[gpu.resource] = str(gpu.count)
+    return {
+        "image": env.image.ref,
+        "cpu_guarantee": size.cpu_guarantee,
+        "cpu_limit": size.cpu_limit,
+        "mem_guarantee": size.mem_guarantee,  # bytes: JupyterHub reads "4G" as 4 GiB
+        "mem_limit": size.mem_limit,
+        "environment": environment,
+        "volumes": volumes,
+        "volume_mounts": mounts,
+        "node_selector": node_selector,
+        "tolerations": tolerations,
+        "extra_resource_limits": limits,
+        "extra_resource_guarantees": guarantees,
+        "extra_labels": labels,
+        "init_containers": _add_named(base["init_containers"], data.get("init_containers", [])),
+    }
+
+
+def _literal(value):
+    """``value`` with braces doubled in every string, so kubespawner's expansion keeps them."""
+    if isinstance(value, str):
+        return value.replace("{", "{{").replace("}", "}}")
+    if isinstance(value, dict):
+        return {k: _literal(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_literal(v) for v in value]
+    return value
+
+
+class UnsafePodError(RuntimeError):
+    """The configuration would run user code with privileges; the spawn is refused."""
+
+
+def check_user_container(pod, container_name="notebook"):
+    """Raise :class:`UnsafePodError` unless the user container runs unprivileged.
+
+    ``pod`` is a manifest dict. Sidecars are not checked here: a dataset mount sidecar
+    may hold FUSE privileges, the user's container never does.
+    """
+    spec = pod["spec"]
+    container = next(c for c in spec["containers"] if c["name"] == container_name)
+    sc = container.get("securityContext") or {}
+    pod_sc = spec.get("securityContext") or {}
+    problems = []
+    run_as = sc.get("runAsUser", pod_sc.get("runAsUser"))
+    if run_as in (None, 0):
+        problems.append(f"runAsUser is {run_as} (must be a non-root uid, e.g. 1000)")
+    if sc.get("privileged"):
+        problems.append("privileged is true")
+    if sc.get("allowPrivilegeEscalation") is not False:
+        problems.append("allowPrivilegeEscalation is not false")
+    caps = sc.get("capabilities") or {}
+    if "ALL" not in (caps.get("drop") or []):
+        problems.append("capabilities do not drop ALL")
+    if caps.get("add"):
+        problems.append(f"capabilities add {caps['add']}")
+    if problems:
+        raise UnsafePodError(
+            f"refusing to start container {container_name!r}: " + "; ".join(problems)
+        )

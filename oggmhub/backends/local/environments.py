@@ -1,0 +1,256 @@
+"""Local environments: a catalog environment's build context as a virtualenv on this machine.
+
+The local hub runs each user's server inside a virtualenv built from the same files
+repo2docker builds the image from (``images/<env>/``, see :mod:`oggmhub.images`):
+
+1. ``runtime.txt`` must name the hub's own Python (the venv is made with it);
+2. every package of ``apt.txt`` must already be installed (checked with ``dpkg-query``;
+   installing system packages is the machine owner's job, not the hub's);
+3. ``python -m venv``, then ``pip install -r requirements.txt`` (exact pins, from PyPI);
+4. ``postBuild`` runs with ``NB_PYTHON_PREFIX`` set to the venv, in a staged copy of the
+   context that holds oggmhub's wheel, with ``HOME`` pointed at a scratch folder so that
+   nothing is registered under the real home. A postBuild that needs something this
+   machine cannot provide (a download with no internet) exits 3 and says what, in lines
+   starting ``oggmhub-missing:``; files it downloads may be put in ``<root>/downloads``
+   by hand (``$OGGMHUB_DOWNLOADS``).
+
+A venv is rebuilt only when its context hash (or the Python) changes: a marker file in
+the venv records what it was built from, and is written last. Concurrent callers for the
+same environment wait on a file lock and reuse the first one's build.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+from oggmhub import images
+
+MARKER = "oggmhub-env.json"
+ENV_CACHE_ENV = "OGGMHUB_ENV_CACHE"
+
+
+class LocalEnvError(Exception):
+    """An environment this machine cannot build; the message says what is missing and how to provide it."""
+
+
+def default_root():
+    """``$OGGMHUB_ENV_CACHE``, else ``~/.cache/oggmhub/envs``."""
+    return Path(os.environ.get(ENV_CACHE_ENV) or Path.home() / ".cache" / "oggmhub" / "envs")
+
+
+def _say(progress, line):
+    if progress is not None:
+        progress(line)
+
+
+def build_local_env(env_name, catalog, root_dir=None, progress=None, context=None):
+    """Build (or reuse) the virtualenv of catalog environment ``env_name``; its path.
+
+    ``progress`` gets one line at a time (for the spawn page). ``context`` overrides the
+    build context folder (default: ``images/<env_name>`` beside the catalog).
+    Raises :class:`LocalEnvError` when the machine lacks something the environment needs.
+    """
+    try:
+        context = images.context_dir(env_name, catalog, context)
+    except images.ImageError as e:
+        raise LocalEnvError(str(e)) from None
+    root = Path(root_dir) if root_dir else default_root()
+    root.mkdir(parents=True, exist_ok=True)
+    context_hash = images.context_hash(context)
+    # one folder per version: a rebuild never pulls an environment from under a running server
+    venv = root / f"{env_name}-{context_hash[:12]}"
+    wanted = {"context_hash": context_hash, "python": sys.version, "executable": sys.executable}
+    if _marker(venv) == wanted:
+        _say(progress, f"environment {env_name}: ready ({venv})")
+        return venv
+    _say(progress, f"environment {env_name}: waiting for the build lock")
+    with _locked(root / f".{env_name}.lock"):
+        if _marker(venv) == wanted:  # another caller built it while we waited
+            _say(progress, f"environment {env_name}: ready ({venv})")
+            return venv
+        _check_python(env_name, context)
+        _check_apt(env_name, context)
+        _say(progress, f"environment {env_name}: building in {venv} from {context}")
+        if venv.exists():
+            shutil.rmtree(venv)
+        try:
+            _build(env_name, context, venv, root, progress)
+        except BaseException:
+            shutil.rmtree(venv, ignore_errors=True)  # nothing half-built is left behind
+            raise
+        (venv / MARKER).write_text(json.dumps(wanted, indent=1) + "\n")
+    _say(progress, f"environment {env_name}: ready ({venv})")
+    return venv
+
+
+def _marker(venv):
+    try:
+        return json.loads((venv / MARKER).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+@contextmanager
+def _locked(path):
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _check_python(env_name, context):
+    runtime = context / "runtime.txt"
+    if not runtime.is_file():
+        return
+    wanted = runtime.read_text().strip()
+    have = f"python-{sys.version_info.major}.{sys.version_info.minor}"
+    if wanted != have:
+        raise LocalEnvError(
+            f"environment {env_name!r} needs {wanted} ({runtime}), but the hub runs {have} "
+            f"({sys.executable}); start the hub with that Python to build it locally"
+        )
+
+
+def apt_packages(context):
+    """The Debian packages an environment's ``apt.txt`` lists."""
+    path = Path(context) / "apt.txt"
+    if not path.is_file():
+        return []
+    return [w for line in path.read_text().splitlines() for w in line.split("#", 1)[0].split()]
+
+
+def missing_apt_packages(packages):
+    """Those of ``packages`` that dpkg does not report installed (all of them without dpkg)."""
+    if not packages:
+        return []
+    if not shutil.which("dpkg-query"):
+        return list(packages)
+    missing = []
+    for pkg in packages:
+        result = subprocess.run(["dpkg-query", "-W", "-f=${Status}", pkg], capture_output=True, text=True)
+        if result.returncode or "install ok installed" not in result.stdout:
+            missing.append(pkg)
+    return missing
+
+
+def _check_apt(env_name, context):
+    missing = missing_apt_packages(apt_packages(context))
+    if missing:
+        raise LocalEnvError(
+            f"environment {env_name!r} needs Debian packages this machine lacks "
+            f"({context / 'apt.txt'}): {', '.join(missing)}. Install them with: "
+            f"apt-get install -y {' '.join(missing)}"
+        )
+
+
+def _run(cmd, progress, what, **kwargs):
+    """Run ``cmd``, passing its output to ``progress`` line by line; (returncode, output)."""
+    lines = []
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs) as proc:
+        for line in proc.stdout:
+            line = line.rstrip()
+            lines.append(line)
+            if line:
+                _say(progress, f"{what}: {line}")
+    return proc.returncode, lines
+
+
+def _build(env_name, context, venv, root, progress):
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True)
+    try:
+        with images.staged_context(context) as stage:
+            _install(env_name, context, stage, venv, root, progress)
+    except images.ImageError as e:  # staging: oggmhub's wheel could not be built
+        raise LocalEnvError(f"environment {env_name!r}: {e}") from None
+    if not (venv / "bin" / "jupyterhub-singleuser").exists():
+        raise LocalEnvError(
+            f"environment {env_name!r} has no jupyterhub-singleuser: "
+            f"{context / 'requirements.txt'} must pin jupyterhub (and jupyterlab)"
+        )
+    allow_user_site(venv)
+
+
+USER_SITE_CUSTOMIZE = '''"""oggmhub: this environment sees its own packages and the user's, not the hub's.
+
+pip refuses `pip install --user` in a virtualenv that hides the system site-packages, so
+the venv is marked as including them (pyvenv.cfg); they are taken off sys.path again
+here, leaving the environment's packages and the user's ~/.local ones (which live in
+the persistent home and so survive restarts and environment switches).
+"""
+import site
+import sys
+
+_base = {p for p in site.getsitepackages() if not p.startswith(sys.prefix)}
+sys.path[:] = [p for p in sys.path if p not in _base]
+'''
+
+
+def allow_user_site(venv):
+    """Let users ``pip install --user`` into their home, without exposing the hub's packages.
+
+    Called once the environment's own packages are installed (with the venv still
+    isolated, so pip installed every requirement into it).
+    """
+    cfg = venv / "pyvenv.cfg"
+    lines = [
+        "include-system-site-packages = true" if line.startswith("include-system-site-packages") else line
+        for line in cfg.read_text().splitlines()
+    ]
+    cfg.write_text("\n".join(lines) + "\n")
+    [site_packages] = (venv / "lib").glob("python3*/site-packages")
+    (site_packages / "sitecustomize.py").write_text(USER_SITE_CUSTOMIZE)
+
+
+def _install(env_name, context, stage, venv, root, progress):
+    rc, out = _run(
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "--no-input", "--progress-bar", "off",
+         "--disable-pip-version-check", "-r", "requirements.txt"],
+        progress, "pip", cwd=stage,
+    )
+    if rc:
+        tail = "\n  ".join(line for line in out[-15:] if line.strip())
+        raise LocalEnvError(
+            f"environment {env_name!r}: pip could not install {context / 'requirements.txt'} "
+            f"(it needs PyPI, or pip's cache, to reach these exact pins):\n  {tail}"
+        )
+    if (stage / "postBuild").is_file():
+        _post_build(env_name, context, stage, venv, root, progress)
+
+
+def _post_build(env_name, context, stage, venv, root, progress):
+    downloads = Path(os.environ.get("OGGMHUB_DOWNLOADS") or root / "downloads")
+    downloads.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="oggmhub-postbuild-home-") as home:
+        env = {
+            **os.environ,
+            "HOME": home,  # whatever postBuild registers "per user" stays out of the real home
+            "NB_PYTHON_PREFIX": str(venv),
+            "KERNEL_PYTHON_PREFIX": str(venv),
+            "REPO_DIR": str(stage),
+            "OGGMHUB_DOWNLOADS": str(downloads),
+            "OGGMHUB_LOCAL_ENV": "1",
+            "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
+            "VIRTUAL_ENV": str(venv),
+        }
+        rc, out = _run(["bash", str(stage / "postBuild")], progress, "postBuild", cwd=stage, env=env)
+    if rc == 0:
+        return
+    needs = [line.split("oggmhub-missing:", 1)[1].strip() for line in out if "oggmhub-missing:" in line]
+    if needs:
+        raise LocalEnvError(
+            f"environment {env_name!r} cannot be built on this machine: "
+            + "; ".join(needs)
+            + f" (downloads can be placed in {downloads} by hand)"
+        )
+    tail = "\n  ".join(line for line in out[-15:] if line.strip())
+    raise LocalEnvError(f"environment {env_name!r}: {context / 'postBuild'} failed (exit {rc}):\n  {tail}")

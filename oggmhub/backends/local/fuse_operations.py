@@ -1,0 +1,330 @@
+"""The read-only FUSE operations that serve one dataset (run in the mount's child process).
+
+Built lazily (:func:`make_operations_class`, :func:`make_fuse_class`), so importing this
+module needs no libfuse. Every write, create, rename, chmod or delete fails with
+``EROFS``; reads go through fsspec with whole-file fetches for small files and
+read-ahead blocks for large ones (sizes from :class:`~.mounts.DatasetMounts`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import errno
+import os
+import stat
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+
+from oggmhub.backends.local.mount_options import DatasetMounts
+
+
+# --- the FUSE operations ----------------------------------------------------------
+
+
+def load_fuse():
+    try:
+        import fuse
+    except (ImportError, OSError) as e:  # fusepy missing, or libfuse.so.2 missing
+        raise RuntimeError(f"FUSE support needs fusepy and libfuse2 ({e})") from None
+    return fuse
+
+
+def _timestamp(value, default):
+    if value is None:
+        return default
+    if hasattr(value, "timestamp"):
+        return value.timestamp()
+    if isinstance(value, str):
+        from datetime import datetime
+
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return default
+    return float(value)
+
+
+def make_operations_class():
+    """The operations class (built lazily so importing this module needs no libfuse)."""
+    fuse = load_fuse()
+    FuseOSError = fuse.FuseOSError
+
+    def erofs(*args, **kwargs):
+        raise FuseOSError(errno.EROFS)
+
+    class _WholeFile:
+        """A small file, fetched in one request on first read (or prefetched)."""
+
+        def __init__(self, fetch, size, prefetched=None):
+            self.fetch, self.size, self.future = fetch, size, prefetched
+            self.data, self.lock = None, threading.Lock()
+
+        def locate(self, size, offset):
+            with self.lock:
+                if self.data is None:
+                    self.data = _result(self.future) if self.future is not None else None
+                    if self.data is None or len(self.data) != self.size:
+                        self.data = self.fetch(0, self.size).result()
+            n = max(0, min(size, len(self.data) - offset))
+            return self.data, offset, n
+
+        def close(self):
+            self.data = None
+
+    class _ReadAheadFile:
+        """A large file read in ``block_size`` blocks; while reading forward, the next
+        ``readahead`` blocks are fetched concurrently in the background.
+
+        (fsspec's ``background`` cache would do, but in fsspec 2026.9 it fetches a block
+        past the end of the file, which stores answer with HTTP 416, and waits for the
+        next block whenever a read ends on a block boundary: fsspec PR #2150.)
+        """
+
+        def __init__(self, fetch, size, options):
+            self.fetch, self.size = fetch, size
+            self.block, self.ahead = options.block_size, options.readahead
+            self.blocks = {}  # block number -> Future of its bytes
+            self.last = -2  # the last block read
+            self.lock = threading.Lock()
+
+        def locate(self, size, offset):
+            end = min(offset + size, self.size)
+            if offset >= end:
+                return b"", 0, 0
+            first, last = offset // self.block, (end - 1) // self.block
+            forward = first in (self.last, self.last + 1) or offset == 0
+            wanted = range(first, last + 1 + (self.ahead if forward else 0))
+            with self.lock:
+                for n in wanted:
+                    start = n * self.block
+                    if n not in self.blocks and start < self.size:
+                        self.blocks[n] = self.fetch(start, min(start + self.block, self.size))
+                for n in [n for n in self.blocks if n < first - 1 or n > wanted[-1]]:
+                    self.blocks.pop(n).cancel()
+                futures = [self.blocks[n] for n in range(first, last + 1)]
+                self.last = last
+            data = futures[0].result() if len(futures) == 1 else b"".join(f.result() for f in futures)
+            return data, offset - first * self.block, end - offset
+
+        def close(self):
+            with self.lock:
+                for future in self.blocks.values():
+                    future.cancel()
+                self.blocks.clear()
+
+    class ReadOnlyOperations(fuse.Operations):
+        """FUSE operations serving ``root`` on ``fs`` read-only (every write: EROFS)."""
+
+        use_ns = True
+
+        def __init__(self, fs, root, dataset, options=None, on_ready=None):
+            self.fs, self.dataset, self.options = fs, dataset, options if options is not None else DatasetMounts()
+            self.root = root.rstrip("/")
+            self.on_ready = on_ready
+            self.uid, self.gid = os.getuid(), os.getgid()
+            self.started = time.time()
+            self._listings = {}  # directory (store path) -> (time, {name: info}, [names])
+            self._lock = threading.Lock()
+            self._handles, self._next = {}, 1
+            self._prefetched = {}  # store path of a small file -> Future of its bytes
+            self._scans = {}  # directory (store path) -> index of the file opened last
+            self._pool = ThreadPoolExecutor(8, thread_name_prefix="oggmhub-fetch")
+
+        # fetching: on the filesystem's own event loop when it has one, else in threads
+        def _fetch(self, path, start, end):
+            from fsspec.asyn import AsyncFileSystem
+
+            if isinstance(self.fs, AsyncFileSystem):
+                coro = self.fs._cat_file(path, start=start, end=end)
+                return asyncio.run_coroutine_threadsafe(coro, self.fs.loop)
+            return self._pool.submit(self.fs.cat_file, path, start=start, end=end)
+
+        # paths and attributes
+        def _store(self, path):
+            path = path.strip("/")
+            return f"{self.root}/{path}" if path else self.root
+
+        def _listing(self, store_path):
+            """``(entries by name, names in order)`` of a directory, or ``(None, None)``."""
+            now = time.monotonic()
+            with self._lock:
+                hit = self._listings.get(store_path)
+            if hit and now - hit[0] < self.options.listings_ttl:
+                return hit[1], hit[2]
+            try:
+                listed = self.fs.ls(store_path, detail=True)
+            except (FileNotFoundError, NotADirectoryError):
+                listed = None
+            entries = names = None
+            if listed is not None:
+                prefix = store_path.rstrip("/") + "/"
+                entries = {}
+                for e in listed:
+                    name = e["name"].rstrip("/")
+                    name = name[len(prefix):] if name.startswith(prefix) else name.rsplit("/", 1)[-1]
+                    if name and "/" not in name:  # some stores list the directory itself
+                        entries[name] = e
+                names = list(entries)
+            with self._lock:
+                self._listings[store_path] = (now, entries, names)
+            return entries, names
+
+        def _info(self, path):
+            path = path.strip("/")
+            if not path:
+                return {"type": "directory", "size": 0}
+            parent, _, name = path.rpartition("/")
+            entries, _ = self._listing(self._store(parent))
+            if entries is None or name not in entries:
+                raise FuseOSError(errno.ENOENT)
+            return entries[name]
+
+        def _stat(self, info):
+            if info["type"] == "directory":
+                mode, size, nlink = stat.S_IFDIR | 0o555, 0, 2
+            else:
+                mode, size, nlink = stat.S_IFREG | 0o444, int(info.get("size") or 0), 1
+            mtime = _timestamp(info.get("mtime") or info.get("updated") or info.get("LastModified"), self.started)
+            ctime = _timestamp(info.get("ctime") or info.get("timeCreated"), mtime)
+            mtime, ctime = int(mtime * 1e9), int(ctime * 1e9)  # use_ns: nanoseconds
+            return {
+                "st_mode": mode, "st_nlink": nlink, "st_size": size,
+                "st_uid": self.uid, "st_gid": self.gid,
+                "st_mtime": mtime, "st_ctime": ctime, "st_atime": mtime,
+                "st_blksize": 128 * 1024, "st_blocks": (size + 511) // 512,
+            }
+
+        # small files read one after the other, in listing order: fetch the next ones
+        def _prefetch_after(self, path):
+            parent, _, name = path.strip("/").rpartition("/")
+            directory = self._store(parent)
+            entries, names = self._listing(directory)
+            index = names.index(name) if names and name in entries else -1
+            with self._lock:
+                previous = self._scans.get(directory)
+                self._scans[directory] = index
+                if previous is None or index != previous + 1 or self.options.prefetch_files <= 0:
+                    return
+                for next_name in names[index + 1:index + 1 + self.options.prefetch_files]:
+                    info, store = entries[next_name], f"{directory}/{next_name}"
+                    size = int(info.get("size") or 0)
+                    if info["type"] == "file" and size <= self.options.small_file_size and store not in self._prefetched:
+                        self._prefetched[store] = self._fetch(store, 0, size)
+                while len(self._prefetched) > 4 * self.options.prefetch_files:
+                    self._prefetched.pop(next(iter(self._prefetched))).cancel()
+
+        # reading
+        def init(self, path):
+            if self.on_ready:
+                self.on_ready()
+
+        def getattr(self, path, fh=None):
+            return self._stat(self._info(path))
+
+        def readdir(self, path, fh):
+            if self._info(path)["type"] != "directory":
+                raise FuseOSError(errno.ENOTDIR)
+            _, names = self._listing(self._store(path))
+            return [".", "..", *(names or ())]
+
+        def access(self, path, amode):
+            if amode & os.W_OK:
+                raise FuseOSError(errno.EROFS)
+            self._info(path)
+            return 0
+
+        def open(self, path, flags):
+            if flags & (os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC):
+                raise FuseOSError(errno.EROFS)
+            info = self._info(path)
+            if info["type"] == "directory":
+                raise FuseOSError(errno.EISDIR)
+            size, store = int(info.get("size") or 0), self._store(path)
+            fetch = partial(self._fetch, store)
+            if size <= self.options.small_file_size:
+                with self._lock:
+                    prefetched = self._prefetched.pop(store, None)
+                handle = _WholeFile(fetch, size, prefetched)
+                self._prefetch_after(path)
+            else:
+                handle = _ReadAheadFile(fetch, size, self.options)
+            with self._lock:
+                fh, self._next = self._next, self._next + 1
+                self._handles[fh] = handle
+            return fh
+
+        def locate(self, fh, size, offset):
+            """``(bytes, start, length)``: where the data of a read lies (no copy made)."""
+            try:
+                return self._handles[fh].locate(size, offset)
+            except FileNotFoundError:
+                raise FuseOSError(errno.ENOENT) from None
+            except OSError as e:
+                raise FuseOSError(e.errno or errno.EIO) from None
+
+        def read(self, path, size, offset, fh):
+            data, start, n = self.locate(fh, size, offset)
+            return data[start:start + n]
+
+        def release(self, path, fh):
+            with self._lock:
+                handle = self._handles.pop(fh, None)
+            if handle is not None:
+                handle.close()
+            return 0
+
+        def statfs(self, path):
+            return {"f_bsize": 128 * 1024, "f_frsize": 128 * 1024, "f_blocks": 0, "f_bfree": 0,
+                    "f_bavail": 0, "f_files": 0, "f_ffree": 0, "f_namemax": 1024}
+
+        def readlink(self, path):
+            raise FuseOSError(errno.EINVAL)
+
+        def getxattr(self, path, name, position=0):
+            raise FuseOSError(errno.ENODATA)
+
+        def listxattr(self, path):
+            return []
+
+        # not implemented, so libfuse answers ENOSYS once and the kernel stops asking:
+        # saves a round trip on every close() (flush) and every listing (opendir)
+        flush = opendir = releasedir = fsync = fsyncdir = lock = bmap = ioctl = None
+
+        # every change: refused (the kernel already refuses them on an ``ro`` mount)
+        create = write = truncate = mkdir = rmdir = unlink = rename = erofs
+        chmod = chown = utimens = symlink = link = mknod = setxattr = removexattr = erofs
+
+    return ReadOnlyOperations
+
+
+def _result(future):
+    """A prefetch's bytes, or None if it failed or was cancelled (then fetch again)."""
+    try:
+        return future.result()
+    except BaseException:  # noqa: BLE001 - cancelled, or the fetch failed
+        return None
+
+
+def make_fuse_class():
+    """fusepy's ``FUSE`` with a read that copies straight from the fetched block.
+
+    fusepy's own ``read`` takes the operation's return value (a new ``bytes`` slice)
+    and copies it into libfuse's buffer; this one asks :meth:`locate` where the bytes
+    are and copies once, from there.
+    """
+    fuse = load_fuse()
+
+    class _FUSE(fuse.FUSE):
+        def read(self, path, buf, size, offset, fip):
+            data, start, n = self.operations.locate(fip.contents.fh, size, offset)
+            if n:
+                ctypes.memmove(buf, ctypes.cast(ctypes.c_char_p(data), ctypes.c_void_p).value + start, n)
+            return n
+
+    return _FUSE
+
+
+# --- the child process ------------------------------------------------------------

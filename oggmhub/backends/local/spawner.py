@@ -1,0 +1,391 @@
+"""``LocalEnvSpawner``: the local backend's spawner (one machine, no Kubernetes, no Docker).
+
+Same picker, same validation and same messages as the Kubernetes spawner (both use
+:class:`~oggmhub.picker.CatalogPickerMixin`); the difference is how a server runs: as a
+local process, from a virtualenv built from ``images/<env>/`` the first time that
+environment is chosen (progress on the spawn page), with the user's persistent home
+under the hub's data directory.
+
+Isolation, honestly: every server runs as the hub's own system user. The hub serves a
+user only their own server, whose root is their home, but code a user runs (a terminal,
+a notebook) can read what that system user can read. Run the hub as a dedicated
+unprivileged user, and use the Kubernetes backend where users must not trust each other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shlex
+import secrets
+import shutil
+import signal
+
+import psutil
+from jupyterhub.spawner import LocalProcessSpawner
+from kubespawner.slugs import safe_slug
+from traitlets import Unicode, default
+
+from oggmhub.session import dask_limits
+from oggmhub.session import datasets as datasets_api
+from oggmhub.cohorts import materials as cohort_materials
+from oggmhub.backends.local import mounts as dataset_mounts
+from oggmhub.errors import SpawnFailed
+from oggmhub.backends.local.environments import LocalEnvError, build_local_env
+from oggmhub.picker import CatalogPickerMixin
+
+# Every process of one server session carries this variable, with a value of its own:
+# what double-forks out of the server's process tree (a desktop's message bus and its
+# settings daemons) is still found, and ended, when the server stops.
+SESSION_MARKER = "OGGMHUB_SESSION"
+
+# the traits a choice sets; their configured values are the base every choice starts from
+_CHOICE_TRAITS = ("environment", "cpu_limit", "cpu_guarantee", "mem_limit", "mem_guarantee")
+
+
+def data_dir_default():
+    """``$OGGMHUB_DATA_DIR`` if set, else ``./data``."""
+    return os.path.abspath(os.environ.get("OGGMHUB_DATA_DIR") or "data")
+
+
+class LocalEnvSpawner(CatalogPickerMixin, LocalProcessSpawner):
+    """Run the chosen environment as a local process with a persistent home."""
+
+    data_dir = Unicode(
+        config=True,
+        help="""Directory holding homes, built environments and mounts.
+
+        Defaults to $OGGMHUB_DATA_DIR, else ./data. Homes live in <data_dir>/homes.""",
+    )
+
+    @default("data_dir")
+    def _default_data_dir(self):
+        return data_dir_default()
+
+    env_dir = Unicode(
+        config=True,
+        help="""Where environments built from images/<env>/ are cached.
+
+        Defaults to $OGGMHUB_ENV_CACHE if set, else <data_dir>/envs. An environment is
+        rebuilt only when its spec changes, into a new folder, so running servers keep
+        theirs.""",
+    )
+
+    @default("env_dir")
+    def _default_env_dir(self):
+        return os.environ.get("OGGMHUB_ENV_CACHE") or os.path.join(self.data_dir, "envs")
+
+    images_dir = Unicode(
+        config=True,
+        help="""The folder of build contexts, one images/<env>/ per environment.
+
+        Defaults to the images/ folder next to the catalog's folder.""",
+    )
+
+    @default("images_dir")
+    def _default_images_dir(self):
+        return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(self.catalog_path))), "images")
+
+    @property
+    def home_dir(self):
+        """<data_dir>/homes/<safe username>: usernames that escape alike never share one."""
+        return os.path.join(self.data_dir, "homes", safe_slug(self.user.name))
+
+    @property
+    def mount_root(self):
+        """Where this user's session mounts its datasets (each at its catalog mount path)."""
+        return os.path.join(self.data_dir, "mounts", safe_slug(self.user.name))
+
+    @property
+    def scratch_dir(self):
+        """Disposable per-user space (dataset caches), outside the persistent home."""
+        return os.path.join(self.data_dir, "scratch", safe_slug(self.user.name))
+
+    @default("notebook_dir")
+    def _default_notebook_dir(self):
+        # the server's root is the user's home, never a parent of other users' homes
+        return self.home_dir
+
+    @default("default_url")
+    def _default_default_url(self):
+        return "/lab"
+
+    # --- the choice ------------------------------------------------------------------
+
+    def apply_choice(self, choice):
+        base = self.base_settings(_CHOICE_TRAITS)
+        size = choice.size
+        session = {
+            **choice.environment.env,
+            **choice.session_env(),
+            **datasets_api.session_env(choice.datasets, mount_root=self.mount_root),
+            **dask_limits.session_env(choice.environment, choice.size, "local"),
+            "OGGMHUB_DASK_REGISTRY": self.dask_registry,
+            "OGGMHUB_SCRATCH": self.scratch_dir,
+        }
+        # paths into catalog mount points (e.g. OGGM_DOWNLOAD_CACHE) point at the local mounts
+        session = datasets_api.localize_env(session, choice.datasets, self.mount_root)
+        self.environment = {**base["environment"], **session}
+        self.cpu_limit, self.cpu_guarantee = size.cpu_limit, size.cpu_guarantee
+        self.mem_limit, self.mem_guarantee = size.mem_limit, size.mem_guarantee
+
+    # --- process lifecycle -----------------------------------------------------------
+
+    _progress_queue = None
+    _venv = None
+
+    def _report(self, message):
+        """Send a line to the spawn page (safe to call from a build thread)."""
+        self.log.info("%s: %s", self._log_name, message)
+        if self._progress_queue is not None:
+            self._loop.call_soon_threadsafe(self._progress_queue.put_nowait, message)
+
+    async def progress(self):
+        if self.choice is not None:
+            yield {"progress": 1, "message": f"Starting {self.choice.describe()}"}
+        queue = self._progress_queue
+        while queue is not None:
+            message = await queue.get()
+            if message is None:
+                break
+            yield {"progress": 50, "message": message}
+
+    async def start(self):
+        await self.ensure_choice_applied()
+        self._session = secrets.token_hex(8)  # a new marker for every start
+        self._loop = asyncio.get_running_loop()
+        self._progress_queue = asyncio.Queue()
+        try:
+            try:
+                venv = self._venv = str(await self._loop.run_in_executor(None, self._build_env))
+                os.makedirs(self.home_dir, mode=0o700, exist_ok=True)
+                os.makedirs(self.scratch_dir, mode=0o700, exist_ok=True)
+                await self._loop.run_in_executor(None, self._pull_materials)
+            except LocalEnvError as e:
+                raise SpawnFailed(str(e)) from e
+            self.cmd = self._start_script() + [os.path.join(venv, "bin", "jupyterhub-singleuser")]
+            # mounts come up while the server starts (each is a process of its own, ~1 s);
+            # start() returns, and the hub routes to the server, only once both are ready
+            mounting = self._loop.run_in_executor(None, self._mount_datasets)
+            self._report("Starting the Jupyter server")
+            try:
+                ip, port = await super().start()
+                self._record_process()
+                await mounting
+            except BaseException as e:
+                await asyncio.gather(mounting, return_exceptions=True)
+                if self.pid:
+                    await self.stop(now=True)  # also unmounts
+                else:
+                    self._unmount_datasets()
+                if isinstance(e, dataset_mounts.MountError):
+                    raise SpawnFailed(str(e)) from e
+                raise
+            return ip, port
+        finally:
+            self._progress_queue.put_nowait(None)
+
+    def _build_env(self):
+        name = self.choice.environment.name
+        return build_local_env(
+            name, self.catalog, self.env_dir, progress=self._report,
+            context=os.path.join(self.images_dir, name),
+        )
+
+    def _pull_materials(self):
+        """Sync the cohort's materials into the home (nbgitpuller from the environment if it has it)."""
+        for item in self.cohort_materials:
+            cohort_materials.pull(item, self.home_dir, search_path=os.path.join(self._venv, "bin"),
+                                  progress=self._report)
+
+    _mounts = ()
+
+    def _mount_datasets(self):
+        """Mount the session's datasets read-only; a failure names the dataset."""
+        dataset_mounts.cleanup_stale_mounts(self.mount_root)  # left by a crash, if any
+        datasets = self.choice.datasets
+        if not datasets:
+            return
+        ok, why = dataset_mounts.fuse_available()
+        if not ok:
+            self._report(f"Datasets are not mounted ({why}); oggmhub.session.datasets still opens them")
+            return
+        for dataset in datasets:
+            self._report(f"Mounting dataset {dataset.name} ({dataset.source}) read-only")
+        self._mounts = dataset_mounts.DatasetMounts(parent=self).mount(datasets, self.mount_root)
+
+    def _unmount_datasets(self):
+        mounts, self._mounts = self._mounts, ()
+        try:
+            dataset_mounts.unmount_datasets(mounts)
+        finally:
+            dataset_mounts.cleanup_stale_mounts(self.mount_root)
+
+    def _start_script(self):
+        """The context's repo2docker ``start`` script, which wraps every session's command."""
+        start = os.path.join(self.images_dir, self.choice.environment.name, "start")
+        return [start] if os.access(start, os.X_OK) else []
+
+    def get_env(self):
+        env = super().get_env()
+        venv = self._venv
+        # the environment's tools first, for terminals and `pip` as much as for kernels
+        env.update(
+            VIRTUAL_ENV=venv,
+            NB_PYTHON_PREFIX=venv,
+            PATH=os.pathsep.join([os.path.join(venv, "bin"), env.get("PATH", os.defpath)]),
+        )
+        if self._session:
+            env[SESSION_MARKER] = self._session
+        return env
+
+    def get_args(self):
+        args = super().get_args()
+        if os.geteuid() == 0:
+            args.append("--allow-root")  # the hub runs as root: its servers must too
+        return args
+
+    def make_preexec_fn(self, name):
+        home = self.home_dir
+
+        def preexec():  # runs in the child: no setuid, start in the home
+            os.chdir(home)
+
+        return preexec
+
+    def user_env(self, env):
+        env.update(USER=self.user.name, HOME=self.home_dir, SHELL="/bin/bash")
+        return env
+
+    # --- restart safety ----------------------------------------------------------------
+
+    _started_at = None
+    _session = None  # this start's SESSION_MARKER value
+
+    def _record_process(self):
+        try:
+            self._started_at = psutil.Process(self.pid).create_time()
+        except psutil.Error:
+            self._started_at = None
+
+    def get_state(self):
+        state = super().get_state()
+        if self.pid and self._started_at:
+            state["started_at"] = self._started_at
+        if self.pid and self._session:
+            state["session"] = self._session
+        return state
+
+    def load_state(self, state):
+        super().load_state(state)
+        self._started_at = state.get("started_at")
+        self._session = state.get("session")
+
+    def clear_state(self):
+        super().clear_state()
+        self._started_at = None
+        self._session = None
+
+    async def poll(self):
+        """Like LocalProcessSpawner.poll, but a reused pid is not taken for our server."""
+        if self.proc is None and self.pid and self._started_at:
+            try:
+                same = psutil.Process(self.pid).create_time() == self._started_at
+            except psutil.Error:
+                same = False
+            if not same:
+                self.log.info("%s's server (pid %s) is gone", self._log_name, self.pid)
+                self.clear_state()
+                return 0
+        return await super().poll()
+
+    async def _signal(self, sig):
+        """Signal the server's whole process group (kernels and terminals start their own
+        sessions: :meth:`stop` ends those, and their Dask workers, by process tree).
+
+        Signal 0 (a liveness check) asks about the server process itself.
+        """
+        try:
+            if sig == 0:
+                os.kill(self.pid, 0)
+            else:
+                os.killpg(self.pid, sig)
+        except ProcessLookupError:
+            return False
+        return True
+
+    @property
+    def dask_registry(self):
+        """Where this server's Dask clusters are recorded (:class:`oggmhub.session.dask.Registry`)."""
+        return os.path.join(self.scratch_dir, "dask", self.name or "default")
+
+    def _session_processes(self):
+        """The server's process tree (kernels start sessions of their own, with their Dask
+        workers), the processes that left it but carry its SESSION_MARKER (a desktop's
+        daemons), and the processes its Dask clusters recorded."""
+        from oggmhub.session.dask import Registry
+
+        procs = []
+        if self.pid:
+            try:
+                procs = psutil.Process(self.pid).children(recursive=True)
+            except psutil.Error:
+                pass
+        if self._session:
+            procs.extend(session_processes(self._session, exclude={p.pid for p in procs}))
+        for entry in Registry(self.dask_registry).entries():
+            for pid, created in entry.get("processes", []):
+                try:
+                    proc = psutil.Process(pid)
+                    if created is None or proc.create_time() == created:
+                        procs.append(proc)
+                except psutil.Error:
+                    continue
+        return procs
+
+    async def stop(self, now=False):
+        pgid = self.pid
+        leftovers = self._session_processes()  # found while the server still holds them
+        await super().stop(now=now)
+        if pgid:
+            try:  # whatever the server left behind in its session goes too
+                os.killpg(pgid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        await asyncio.get_running_loop().run_in_executor(None, _end_processes, leftovers)
+        shutil.rmtree(self.dask_registry, ignore_errors=True)
+        self._unmount_datasets()
+
+    def __repr__(self):
+        return f"<LocalEnvSpawner {self._log_name} cmd={shlex.join(self.cmd or [])}>"
+
+
+def session_processes(session, exclude=()):
+    """The processes (of this system user) whose environment has SESSION_MARKER=``session``."""
+    found = []
+    for proc in psutil.process_iter():
+        if proc.pid in exclude or proc.pid == os.getpid():
+            continue
+        try:
+            if proc.environ().get(SESSION_MARKER) == session:
+                found.append(proc)
+        except psutil.Error:  # gone, or another user's
+            continue
+    return found
+
+
+def _end_processes(procs, grace=3):
+    """SIGTERM ``procs`` (psutil processes) still running, then SIGKILL what outlives ``grace`` s."""
+    alive = [p for p in procs if p.is_running()]  # is_running: the same process, not a reused pid
+    for proc in alive:
+        try:
+            proc.terminate()
+        except psutil.Error:
+            pass
+    _, alive = psutil.wait_procs(alive, timeout=grace)
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(alive, timeout=grace)

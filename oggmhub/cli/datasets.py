@@ -1,0 +1,182 @@
+"""The ``oggmhub datasets`` verbs: list, mirror, mount, unmount."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+
+from oggmhub.catalog import CatalogError, default_catalog_path, load_catalog
+
+
+def register(commands):
+    datasets = commands.add_parser("datasets", help="read-only datasets: list, mirror, mount")
+    verbs = datasets.add_subparsers(dest="datasets_command", metavar="ACTION", required=True)
+    catalog_help = "catalog file (default: $OGGMHUB_CATALOG or hub_config/catalog.yaml)"
+
+    listing = verbs.add_parser("list", help="the catalog's datasets and the environments mounting them")
+    listing.add_argument("--catalog", help=catalog_help)
+    listing.set_defaults(func=list_datasets)
+
+    mirror = verbs.add_parser(
+        "mirror", help="copy URLs (or a local tree) into a bucket laid out as OGGM's download cache",
+        description="Copy each URL to DEST/<host>/<path> (OGGM's download-cache layout), or a local "
+                    "tree already in that layout with --tree. DEST is gs://BUCKET[/PREFIX], s3://..., "
+                    "a local folder, or the name of a catalog dataset.",
+    )
+    mirror.add_argument("dest", help="gs://BUCKET[/PREFIX], s3://..., a folder, or a catalog dataset name")
+    mirror.add_argument("urls", nargs="*", metavar="URL", help="URLs to copy")
+    mirror.add_argument("--urls-from", metavar="FILE", help="a file of URLs, one a line ('-': stdin; '#' comments)")
+    mirror.add_argument("--tree", metavar="DIR", help="copy this folder (e.g. an OGGM download cache) instead")
+    mirror.add_argument("--endpoint", help="the bucket's service URL (an emulator, MinIO); default: the catalog's or the cloud's")
+    mirror.add_argument("--token", help="gcsfs token for writing: a service-account JSON file, google_default or anon")
+    mirror.add_argument("--overwrite", action="store_true", help="replace objects that already exist with the same size")
+    mirror.add_argument("--catalog", help=catalog_help)
+    mirror.set_defaults(func=mirror_command)
+
+    mount = verbs.add_parser("mount", help="mount datasets read-only with FUSE (the sidecar's command)")
+    mount.add_argument("names", nargs="*", metavar="NAME", help="datasets to mount (default: all given)")
+    mount.add_argument("--root", required=True, help="mount each dataset at ROOT + its mount path ('/' in a sidecar)")
+    mount.add_argument("--from-env", action="store_true", help="take the datasets from $OGGMHUB_DATASETS_JSON, not the catalog")
+    mount.add_argument("--wait", action="store_true", help="stay in the foreground; unmount on SIGTERM or Ctrl-C")
+    mount.add_argument("--timeout", type=float, default=None,
+                       help="seconds to wait for each source (default: $OGGMHUB_MOUNT_OPTIONS's timeout, else 30)")
+    mount.add_argument("--catalog", help=catalog_help)
+    mount.set_defaults(func=mount_command)
+
+    unmount = verbs.add_parser("unmount", help="unmount the oggmhub mounts under a folder (stale ones included)")
+    unmount.add_argument("--root", required=True)
+    unmount.set_defaults(func=unmount_command)
+
+
+def _catalog(args):
+    try:
+        return load_catalog(args.catalog or default_catalog_path())
+    except CatalogError as e:
+        print(e, file=sys.stderr)
+        return None
+
+
+def list_datasets(args):
+    catalog = _catalog(args)
+    if catalog is None:
+        return 1
+    if not catalog.datasets:
+        print("no datasets in the catalog")
+        return 0
+    for dataset in catalog.datasets.values():
+        users = [env.name for env in catalog.environments.values() if dataset.name in env.datasets]
+        print(f"{dataset.name}: {dataset.title}")
+        print(f"  source      {dataset.source}" + (f" (endpoint {dataset.endpoint})" if dataset.endpoint else ""))
+        print(f"  mounted at  {dataset.mount_path} in: {', '.join(users) or 'no environment by default'}")
+        for label, value in (("licence", dataset.licence), ("citation", dataset.citation),
+                             ("doi", dataset.doi and f"https://doi.org/{dataset.doi}")):
+            if value:
+                print(f"  {label:11s} {value}")
+    return 0
+
+
+def _read_urls(path):
+    stream = sys.stdin if path == "-" else open(path, encoding="utf-8")
+    with stream:
+        return [line.strip() for line in stream if line.strip() and not line.lstrip().startswith("#")]
+
+
+def mirror_command(args):
+    from oggmhub.cli import mirror
+
+    dest, endpoint = args.dest, args.endpoint
+    if "://" not in dest and not dest.startswith((".", "/")):
+        catalog = _catalog(args)
+        if catalog is None:
+            return 1
+        if dest not in catalog.datasets:
+            known = ", ".join(catalog.datasets) or "none"
+            print(f"{dest!r} is neither gs://, s3://, a folder, nor a catalog dataset ({known})", file=sys.stderr)
+            return 2
+        dataset = catalog.datasets[dest]
+        dest, endpoint = dataset.source, endpoint or dataset.endpoint or None
+    urls = list(args.urls) + (_read_urls(args.urls_from) if args.urls_from else [])
+    if bool(urls) == bool(args.tree):
+        print("give URLs (or --urls-from FILE), or --tree DIR, not both", file=sys.stderr)
+        return 2
+    try:
+        fs, root = mirror.destination(dest, endpoint=endpoint, token=args.token)
+        if args.tree:
+            report = mirror.mirror_tree(args.tree, fs, root, overwrite=args.overwrite)
+        else:
+            report = mirror.mirror_urls(urls, fs, root, overwrite=args.overwrite)
+    except (ValueError, OSError) as e:
+        print(f"mirror to {dest}: {e}", file=sys.stderr)
+        return 1
+    print(f"{len(report.copied)} copied, {len(report.skipped)} already there, {len(report.failed)} failed")
+    return 0 if report.ok else 1
+
+
+def _datasets_to_mount(args):
+    if args.from_env:
+        from oggmhub.session.datasets import session_datasets
+
+        available = {d.name: d for d in session_datasets()}
+        where = "$OGGMHUB_DATASETS_JSON"
+    else:
+        catalog = _catalog(args)
+        if catalog is None:
+            return None
+        available, where = catalog.datasets, "the catalog"
+    unknown = [n for n in args.names if n not in available]
+    if unknown:
+        print(f"unknown dataset(s) {', '.join(unknown)}; {where} has: {', '.join(available) or 'none'}", file=sys.stderr)
+        return None
+    return [available[n] for n in args.names] if args.names else list(available.values())
+
+
+def mount_command(args):
+    from oggmhub.backends.local import mount_options, mounts
+    from oggmhub.session.datasets import local_mount_path
+
+    datasets = _datasets_to_mount(args)
+    if datasets is None:
+        return 2
+    if args.wait:  # a restarted sidecar: mounts at its paths are its predecessor's, stale
+        for path in {local_mount_path(d, args.root) for d in datasets} & set(mounts.mounted()):
+            mounts.cleanup_stale_mounts(path)
+    stop = threading.Event()
+    if args.wait:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+    try:
+        options = mount_options.from_env(timeout=args.timeout)  # c.DatasetMounts, passed by the spawner
+    except ValueError as e:
+        print(f"oggmhub datasets mount: {e}", file=sys.stderr)
+        return 2
+    try:
+        live = mounts.mount_datasets(datasets, args.root, options)
+    except mounts.MountError as e:
+        print(e, file=sys.stderr)
+        return 1
+    for mount in live:
+        print(f"mounted {mount.dataset} at {mount.mountpoint}", flush=True)
+    if not args.wait:
+        return 0
+    while not stop.wait(1):
+        dead = [m for m in live if m.process.poll() is not None]
+        if dead:
+            print(f"mount process for {', '.join(m.dataset for m in dead)} exited; stopping", file=sys.stderr)
+            mounts.unmount_datasets(live)
+            return 1
+    mounts.unmount_datasets(live)
+    print("unmounted", flush=True)
+    return 0
+
+
+def unmount_command(args):
+    from oggmhub.backends.local import mounts
+
+    removed = mounts.cleanup_stale_mounts(os.path.abspath(args.root))
+    for path in removed:
+        print(f"unmounted {path}")
+    if not removed:
+        print(f"no oggmhub mounts under {args.root}")
+    return 0

@@ -1,0 +1,22 @@
+"""oggmhub inside the hub process: one call in ``jupyterhub_config.py`` adds its pages,
+REST handlers, templates and hub-managed services, on both backends::
+
+    from oggmhub.hub import configure_hub
+    configure_hub(c)
+"""
+
+from __future__ import annotations
+
+import os
+
+from oggmhub.cohorts import service as cohorts_service
+
+TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
+
+
+def configure_hub(c, window_check_interval=60):
+    """Add oggmhub's templates (JupyterHub's pages with oggmhub's links), the cohorts'
+    API, pages and ``cohort-window`` service (checked every ``window_check_interval``
+    seconds; 0: not at all) to a hub's config ``c``."""
+    c.JupyterHub.template_paths = [TEMPLATES, *c.JupyterHub.get("template_paths", [])]
+    cohorts_service.configure(c, window_check_interval=window_check_interval)

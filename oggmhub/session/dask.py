@@ -1,0 +1,471 @@
+"""``oggmhub.session.dask.cluster()``: one call in a notebook for a Dask cluster that fits where
+the session runs::
+
+    import oggmhub.session.dask
+    cluster, client = oggmhub.session.dask.cluster(workers=2)
+
+The backend follows the session (``OGGMHUB_DASK_BACKEND``, set by the spawner):
+
+* ``local`` (the local hub, or any machine outside a hub): a ``distributed.LocalCluster``
+  of worker processes inside the session's own CPU and memory allotment. Each cluster is
+  recorded in the session's registry (``OGGMHUB_DASK_REGISTRY``), which the local
+  spawner reads to end every Dask process when the server stops;
+* ``kubernetes``: dask-kubernetes' operator ``KubeCluster`` in the user's namespace,
+  rendered from the worker template the spawner put in the session
+  (:mod:`oggmhub.session.dask_kubernetes`): workers on the notebook's own image, sized from the
+  session, the session's datasets mounted, owned by the user's pod.
+
+Both check the per-user limits first (:mod:`oggmhub.session.dask_limits`), counting the user's
+other clusters: a request over a limit raises :class:`DaskLimitError` naming the limit,
+and nothing is started. ``cluster.scale()`` and ``cluster.adapt()`` keep to the same
+limits. An idle cluster shuts itself down after the catalog's ``idle_timeout``.
+
+The dashboard link goes through the user's server (jupyter-server-proxy): the spawners
+set ``DASK_DISTRIBUTED__DASHBOARD__LINK`` (:func:`oggmhub.session.dask_limits.dashboard_env`),
+which dask-labextension shows too; its "new cluster" button calls :func:`new_cluster`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import re
+import tempfile
+import time
+import uuid
+
+import dask
+import psutil
+from distributed import Client, LocalCluster
+from distributed.core import Status
+from distributed.diagnostics.plugin import SchedulerPlugin
+
+from oggmhub.session import dask_limits
+from oggmhub.session.dask_limits import ClusterRequest, DaskLimitError, Usage
+from oggmhub.session.quantities import parse_memory
+
+__all__ = ["cluster", "new_cluster", "limits", "DaskLimitError", "DaskStartError", "backend_name"]
+
+ENV_BACKEND = "OGGMHUB_DASK_BACKEND"
+ENV_REGISTRY = "OGGMHUB_DASK_REGISTRY"
+BACKENDS = ("local", "kubernetes")
+DEFAULT_MAX_WORKERS = 4  # the default cluster: as many workers as fit, at most this many
+
+
+class DaskStartError(RuntimeError):
+    """A cluster that could not be started; the message says why. Nothing was left behind."""
+
+
+def proxy_host_allowed(handler, host):
+    """jupyter-server-proxy's ``host_allowlist`` for Kubernetes sessions: this machine and
+    the Dask scheduler services of the session's own namespace."""
+    namespace = os.environ.get("OGGMHUB_NAMESPACE", "")
+    if host in ("localhost", "127.0.0.1"):
+        return True
+    pattern = rf"^[a-z0-9]([-a-z0-9]*[a-z0-9])?-scheduler\.{re.escape(namespace)}(\.svc(\.cluster\.local)?)?$"
+    return bool(namespace) and re.match(pattern, host) is not None
+
+
+def backend_name(environ=None):
+    """``local`` or ``kubernetes``: what ``OGGMHUB_DASK_BACKEND`` says, else ``local``."""
+    environ = os.environ if environ is None else environ
+    name = environ.get(ENV_BACKEND) or "local"
+    if name not in BACKENDS:
+        raise DaskStartError(f"{ENV_BACKEND}={name!r} is not a Dask backend; use one of: {', '.join(BACKENDS)}")
+    return name
+
+
+def _backend(backend, environ):
+    name = backend or backend_name(environ)
+    if name not in BACKENDS:
+        raise DaskStartError(f"{name!r} is not a Dask backend; use one of: {', '.join(BACKENDS)}")
+    return (LocalBackend if name == "local" else KubernetesBackend)(environ)
+
+
+def new_cluster(workers=None, *, worker_cores=None, worker_memory=None, gpu_workers=0,
+                idle_timeout=None, timeout=300, backend=None, environ=None):
+    """Start a Dask cluster for this session, within its limits; the cluster object.
+
+    ``workers``: CPU workers (default: as many as the limits allow, at most
+    :data:`DEFAULT_MAX_WORKERS`); ``worker_cores``/``worker_memory`` (e.g. ``"2Gi"``):
+    each worker's size (default: one core and an even share of the memory locally, the
+    session's size on Kubernetes); ``gpu_workers``: workers with the session's GPU
+    variant (Kubernetes); ``idle_timeout``: seconds before an idle cluster shuts down (at
+    most the catalog's); ``timeout``: seconds to wait for Kubernetes to start it.
+    Raises :class:`DaskLimitError` (over a limit) or :class:`DaskStartError`.
+    """
+    environ = dict(os.environ if environ is None else environ)
+    impl = _backend(backend, environ)
+    _check_dashboard_link()
+    limits = impl.limits()
+    usage = impl.usage()
+    request = impl.request(workers, worker_cores, worker_memory, gpu_workers, limits, usage)
+    dask_limits.check(request, limits, usage)
+    idle = _idle_timeout(idle_timeout, limits)
+    return impl.start(request, limits, idle, timeout)
+
+
+def limits(backend=None, environ=None):
+    """This session's Dask limits (a ``DaskLimits``; ``sources`` says where each was set)."""
+    return _backend(backend, dict(os.environ if environ is None else environ)).limits()
+
+
+def cluster(workers=None, **kwargs):
+    """:func:`new_cluster` and a client connected to it: ``(cluster, client)``."""
+    started = new_cluster(workers, **kwargs)
+    try:
+        return started, Client(started)
+    except BaseException:
+        started.close()
+        raise
+
+
+def _check_dashboard_link():
+    """Fall back to Dask's own dashboard link where the session's template names a variable
+    this process lacks (outside a hub server, ``JUPYTERHUB_SERVICE_PREFIX``)."""
+    template = dask.config.get("distributed.dashboard.link")
+    try:
+        template.format(**{**os.environ, "scheme": "http", "host": "localhost", "port": 8787})
+    except (KeyError, IndexError, ValueError):
+        dask.config.set({"distributed.dashboard.link": "{scheme}://{host}:{port}/status"})
+
+
+def _idle_timeout(asked, limits):
+    limit = limits.idle_timeout
+    if asked is None:
+        return limit
+    asked = int(asked)
+    if limit and (asked == 0 or asked > limit):
+        raise DaskLimitError(
+            "idle_timeout",
+            f"an idle timeout of {'never' if asked == 0 else f'{asked} s'} is over your limit of {limit} s "
+            f"(idle_timeout, set by {limits.sources['idle_timeout']}); nothing was started.")
+    return asked
+
+
+def _memory(value):
+    return None if value is None else parse_memory(value)
+
+
+# --- local ------------------------------------------------------------------------------
+
+
+class Registry:
+    """The session's running local clusters: one JSON file each in a folder.
+
+    The local spawner reads it when the server stops and ends the recorded processes.
+    An entry whose owner process has gone no longer counts.
+    """
+
+    def __init__(self, path):
+        self.path = path
+
+    @classmethod
+    def for_session(cls, environ):
+        path = environ.get(ENV_REGISTRY) or os.path.join(tempfile.gettempdir(), f"oggmhub-dask-{os.getuid()}")
+        return cls(path)
+
+    def _file(self, name):
+        return os.path.join(self.path, f"{name}.json")
+
+    def record(self, name, usage, pids):
+        """Record cluster ``name`` (its ``Usage`` and worker ``pids``) for this process."""
+        os.makedirs(self.path, mode=0o700, exist_ok=True)
+        entry = {"name": name, "owner": _process_id(os.getpid()), "processes": [_process_id(p) for p in pids],
+                 "usage": {f: getattr(usage, f) for f in ("clusters", "workers", "cores", "memory", "gpus")}}
+        tmp = self._file(name) + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(entry, f)
+        os.replace(tmp, self._file(name))
+
+    def remove(self, name):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(self._file(name))
+
+    def entries(self):
+        """Live entries (dead ones are removed)."""
+        out = []
+        try:
+            names = sorted(n for n in os.listdir(self.path) if n.endswith(".json"))
+        except FileNotFoundError:
+            return out
+        for file_name in names:
+            try:
+                with open(os.path.join(self.path, file_name)) as f:
+                    entry = json.load(f)
+            except (OSError, ValueError):
+                continue
+            if _alive(entry.get("owner")):
+                out.append(entry)
+            else:
+                self.remove(file_name[:-5])
+        return out
+
+    def usage(self, exclude=None):
+        total = Usage()
+        for entry in self.entries():
+            if entry["name"] != exclude:
+                total = total + Usage(**entry["usage"])
+        return total
+
+
+def _process_id(pid):
+    try:
+        return [pid, psutil.Process(pid).create_time()]
+    except psutil.Error:
+        return [pid, None]
+
+
+def _alive(process_id):
+    """Whether ``[pid, create_time]`` is still that process (not a reused pid)."""
+    if not process_id:
+        return False
+    pid, created = process_id
+    try:
+        return created is None or psutil.Process(pid).create_time() == created
+    except psutil.Error:
+        return False
+
+
+class LocalBackend:
+    """``distributed.LocalCluster`` processes inside the session's allotment."""
+
+    name = "local"
+
+    def __init__(self, environ):
+        self.environ = environ
+        self.registry = Registry.for_session(environ)
+
+    def limits(self):
+        env = self.environ
+        if dask_limits.ENV_LIMITS in env:
+            limits = dask_limits.from_env(env)
+        else:  # outside a hub session: this machine is the allotment
+            cores = os.cpu_count() or 1
+            limits = dask_limits.DaskLimits(clusters=10, workers=cores, cores=float(cores),
+                                            memory=psutil.virtual_memory().total, idle_timeout=0,
+                                            sources={f: "this machine (outside a hub session)" for f in dask_limits.FIELDS})
+        cpu = env.get("OGGMHUB_CPU_LIMIT")
+        mem = env.get("OGGMHUB_MEM_LIMIT")
+        limits = dask_limits.within_allotment(limits, float(cpu) if cpu else None, int(mem) if mem else None,
+                                              env.get("OGGMHUB_SIZE"))
+        return limits.cap("gpus", 0, "the local backend, which runs no GPU workers")
+
+    def usage(self):
+        return self.registry.usage()
+
+    def request(self, workers, worker_cores, worker_memory, gpu_workers, limits, usage):
+        cores = 1 if worker_cores is None else worker_cores
+        if cores != int(cores) or cores < 1:
+            raise DaskLimitError("cores", f"local workers have whole cores (threads), not {cores}")
+        cores = int(cores)
+        memory = _memory(worker_memory)
+        if workers is None:
+            fit = dask_limits.max_workers(limits, usage, cores, memory or 1)
+            workers = max(1, min(DEFAULT_MAX_WORKERS, fit))
+        if memory is None:  # an even share of what is left
+            free = limits.memory - usage.memory
+            memory = max(1, free // max(1, workers))
+        return ClusterRequest(workers=int(workers), worker_cores=cores, worker_memory=memory,
+                              gpu_workers=int(gpu_workers or 0), gpus_per_worker=1)
+
+    def start(self, request, limits, idle_timeout, timeout):
+        name = f"oggmhub-{uuid.uuid4().hex[:8]}"
+        scheduler_kwargs = {"idle_timeout": f"{idle_timeout}s"} if idle_timeout else {}
+        try:
+            cluster = SessionLocalCluster(
+                n_workers=request.workers, threads_per_worker=int(request.worker_cores),
+                memory_limit=request.worker_memory, processes=True, host="127.0.0.1",
+                dashboard_address="127.0.0.1:0", name=name, scheduler_kwargs=scheduler_kwargs,
+            )
+        except Exception as e:
+            raise DaskStartError(f"the local Dask cluster did not start: {e}") from e
+        cluster._oggmhub_track(self.registry, limits, request)
+        return cluster
+
+
+class _Forget(SchedulerPlugin):
+    """Drops a cluster's registry entry when its scheduler closes (e.g. when idle)."""
+
+    name = "oggmhub-registry"
+
+    def __init__(self, registry, cluster_name):
+        self.registry, self.cluster_name = registry, cluster_name
+
+    async def close(self):
+        self.registry.remove(self.cluster_name)
+
+
+class SessionLocalCluster(LocalCluster):
+    """A LocalCluster recorded in the session's registry and held to its limits."""
+
+    _oggmhub = None
+
+    def _oggmhub_track(self, registry, limits, request):
+        self._oggmhub = (registry, limits, request)
+        self.scheduler.add_plugin(_Forget(registry, self.name))
+        self._oggmhub_record(request.workers)
+
+    def _oggmhub_record(self, workers):
+        registry, _, request = self._oggmhub
+        pids = [w.process.pid for w in self.workers.values() if getattr(w, "process", None) and w.process.pid]
+        usage = ClusterRequest(workers, request.worker_cores, request.worker_memory).usage
+        registry.record(self.name, usage, pids)
+
+    def _oggmhub_check(self, n):
+        if self._oggmhub is None or not n:
+            return
+        registry, limits, request = self._oggmhub
+        asked = ClusterRequest(n, request.worker_cores, request.worker_memory)
+        dask_limits.check(asked, limits, registry.usage(exclude=self.name))
+
+    def scale(self, n=0, memory=None, cores=None):
+        per = self._oggmhub[2] if self._oggmhub else None
+        if per is not None and (memory is not None or cores is not None):
+            n = max(n, math.ceil(parse_memory(memory) / per.worker_memory) if memory else 0,
+                    math.ceil(cores / per.worker_cores) if cores else 0)
+            memory = cores = None
+        self._oggmhub_check(n)
+        result = super().scale(n, memory=memory, cores=cores)
+        if self._oggmhub is not None:
+            self._oggmhub_record(n)
+        return result
+
+    def adapt(self, *args, maximum=math.inf, **kwargs):
+        if self._oggmhub is not None:
+            registry, limits, request = self._oggmhub
+            if maximum == math.inf:
+                maximum = dask_limits.max_workers(limits, registry.usage(exclude=self.name),
+                                                  request.worker_cores, request.worker_memory)
+            else:
+                self._oggmhub_check(int(maximum))
+            self._oggmhub_record(int(maximum))  # adaptive may grow to it: count it
+        return super().adapt(*args, maximum=maximum, **kwargs)
+
+    async def _close(self):
+        if self.scheduler is not None and self.scheduler.status in (Status.closing, Status.closed):
+            self.shutdown_scheduler = False  # it closed itself (idle): nobody left to tell
+        try:
+            return await super()._close()
+        finally:
+            if self._oggmhub is not None:
+                self._oggmhub[0].remove(self.name)
+
+
+# --- Kubernetes ---------------------------------------------------------------------------
+
+
+class KubernetesBackend:
+    """dask-kubernetes' operator ``KubeCluster`` from the spawner's worker template."""
+
+    name = "kubernetes"
+
+    def __init__(self, environ):
+        from oggmhub.session import dask_kubernetes as dask_k8s
+
+        self.k8s = dask_k8s
+        missing = [v for v in (dask_k8s.ENV_TEMPLATE, dask_k8s.ENV_NAMESPACE, dask_k8s.ENV_POD_NAME,
+                               dask_k8s.ENV_POD_UID) if not environ.get(v)]
+        if missing:
+            raise DaskStartError(
+                f"this session cannot start Dask clusters on Kubernetes: the spawner did not set "
+                f"{', '.join(missing)} (ask the hub's admins to turn on OGGMHubSpawner.dask_kubernetes)")
+        self.environ = environ
+        self.template = json.loads(environ[dask_k8s.ENV_TEMPLATE])
+        self.namespace = environ[dask_k8s.ENV_NAMESPACE]
+        self.owner = dask_k8s.owner_reference(environ[dask_k8s.ENV_POD_NAME], environ[dask_k8s.ENV_POD_UID])
+
+    def limits(self):
+        limits = dask_limits.from_env(self.environ)
+        if self.template.get("gpu") is None:
+            limits = limits.cap("gpus", 0, "this environment, which has no GPU variant")
+        return limits
+
+    def usage(self):
+        import kr8s
+        from dask_kubernetes.operator._objects import DaskCluster, DaskWorkerGroup
+
+        clusters = [o.raw for o in kr8s.get(DaskCluster, namespace=self.namespace)]
+        groups = [o.raw for o in kr8s.get(DaskWorkerGroup, namespace=self.namespace)]
+        return self.k8s.usage(clusters, groups)
+
+    def request(self, workers, worker_cores, worker_memory, gpu_workers, limits, usage):
+        cores = float(worker_cores or self.template["worker_cores"])
+        memory = _memory(worker_memory) or int(self.template["worker_memory"])
+        gpu = self.template.get("gpu") or {}
+        if workers is None:
+            fit = dask_limits.max_workers(limits, usage, cores, memory)
+            workers = max(0 if gpu_workers else 1, min(DEFAULT_MAX_WORKERS, fit - int(gpu_workers or 0)))
+        return ClusterRequest(workers=int(workers), worker_cores=cores, worker_memory=memory,
+                              gpu_workers=int(gpu_workers or 0), gpus_per_worker=int(gpu.get("count", 1)))
+
+    def start(self, request, limits, idle_timeout, timeout):
+        name = f"oggmhub-{uuid.uuid4().hex[:8]}"
+        spec = self.k8s.cluster_spec(name, self.template, workers=request.workers, owner=self.owner,
+                                     worker_cores=request.worker_cores, worker_memory=request.worker_memory,
+                                     idle_timeout=idle_timeout)
+        group = None
+        if request.gpu_workers:
+            group = self.k8s.gpu_worker_group(name, self.template, workers=request.gpu_workers, owner=self.owner,
+                                              worker_cores=request.worker_cores, worker_memory=request.worker_memory)
+        started = time.monotonic()
+        try:
+            cluster = _kube_cluster_class()(custom_cluster_spec=spec, namespace=self.namespace,
+                                            resource_timeout=timeout, shutdown_on_close=True, quiet=True)
+        except Exception as e:
+            raise DaskStartError(
+                f"Kubernetes did not start Dask cluster {name} in namespace {self.namespace} "
+                f"(after {time.monotonic() - started:.0f} s): {e}. Nothing was left behind.") from e
+        cluster._oggmhub = (self, limits, request)
+        if group is not None:
+            try:
+                cluster.sync(_create, group, self.namespace)
+            except Exception as e:
+                cluster.close()
+                raise DaskStartError(f"the GPU workers of Dask cluster {name} could not be created: {e}. "
+                                     "Nothing was left behind.") from e
+        return cluster
+
+
+async def _create(manifest, namespace):
+    from dask_kubernetes.operator._objects import DaskWorkerGroup
+
+    group = await DaskWorkerGroup(manifest, namespace=namespace)
+    await group.create()
+
+
+def _kube_cluster_class():
+    from dask_kubernetes.operator import KubeCluster
+
+    class SessionKubeCluster(KubeCluster):
+        """A KubeCluster held to the session's limits when scaled."""
+
+        _oggmhub = None
+
+        def scale(self, n, worker_group="default"):
+            if self._oggmhub is not None and n:
+                backend, limits, request = self._oggmhub
+                others = backend.usage()
+                mine = self.k8s_usage(backend, worker_group)
+                gpu = worker_group == backend.k8s.GPU_GROUP
+                asked = ClusterRequest(0 if gpu else n, request.worker_cores, request.worker_memory,
+                                       gpu_workers=n if gpu else 0, gpus_per_worker=request.gpus_per_worker)
+                # the group being scaled is replaced by n workers; the cluster itself stays one
+                base = Usage(others.clusters - 1, others.workers - mine.workers, others.cores - mine.cores,
+                             others.memory - mine.memory, others.gpus - mine.gpus)
+                dask_limits.check(asked, limits, base)
+            return super().scale(n, worker_group=worker_group)
+
+        def k8s_usage(self, backend, worker_group):
+            import kr8s
+            from dask_kubernetes.operator._objects import DaskWorkerGroup
+
+            try:
+                [group] = kr8s.get(DaskWorkerGroup, f"{self.name}-{worker_group}", namespace=self.namespace)
+            except (ValueError, kr8s.NotFoundError):
+                return Usage()
+            return backend.k8s._group_usage(group.raw["spec"]["worker"])
+
+    return SessionKubeCluster
