@@ -126,6 +126,17 @@ def package_source():
     return root
 
 
+def package_hash():
+    """A hash of oggmhub's own files (what its wheel holds): a local environment whose
+    installed helpers came from other sources gets them reinstalled."""
+    root = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts:
+            digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
 def build_wheel(dest, python=None):
     """Build oggmhub's wheel into ``dest`` (from a copy of the source tree); its path."""
     src = package_source()

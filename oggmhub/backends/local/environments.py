@@ -34,6 +34,7 @@ from pathlib import Path
 from oggmhub import images
 
 MARKER = "oggmhub-env.json"
+HELPERS_MARKER = "oggmhub-helpers.sha256"  # which oggmhub files its installed wheel was built from
 ENV_CACHE_ENV = "OGGMHUB_ENV_CACHE"
 
 
@@ -68,12 +69,13 @@ def build_local_env(env_name, catalog, root_dir=None, progress=None, context=Non
     # one folder per version: a rebuild never pulls an environment from under a running server
     venv = root / f"{env_name}-{context_hash[:12]}"
     wanted = {"context_hash": context_hash, "python": sys.version, "executable": sys.executable}
-    if _marker(venv) == wanted:
+    if _marker(venv) == wanted and _helpers_current(venv):
         _say(progress, f"environment {env_name}: ready ({venv})")
         return venv
     _say(progress, f"environment {env_name}: waiting for the build lock")
     with _locked(root / f".{env_name}.lock"):
-        if _marker(venv) == wanted:  # another caller built it while we waited
+        if _marker(venv) == wanted:  # built already (maybe by another caller while we waited)
+            _update_helpers(env_name, venv, progress)
             _say(progress, f"environment {env_name}: ready ({venv})")
             return venv
         _check_python(env_name, context)
@@ -87,8 +89,34 @@ def build_local_env(env_name, catalog, root_dir=None, progress=None, context=Non
             shutil.rmtree(venv, ignore_errors=True)  # nothing half-built is left behind
             raise
         (venv / MARKER).write_text(json.dumps(wanted, indent=1) + "\n")
+        (venv / HELPERS_MARKER).write_text(images.package_hash() + "\n")
     _say(progress, f"environment {env_name}: ready ({venv})")
     return venv
+
+
+def _helpers_current(venv):
+    try:
+        return (venv / HELPERS_MARKER).read_text().strip() == images.package_hash()
+    except OSError:
+        return False
+
+
+def _update_helpers(env_name, venv, progress):
+    """Reinstall oggmhub's wheel (only that) where the environment has older helpers than
+    the hub's, e.g. after the hub was updated from git without a version change."""
+    if _helpers_current(venv):
+        return
+    _say(progress, f"environment {env_name}: updating oggmhub's helpers")
+    with tempfile.TemporaryDirectory(prefix="oggmhub-wheel-") as tmp:
+        try:
+            wheel = images.build_wheel(tmp)
+        except images.ImageError as e:
+            raise LocalEnvError(f"environment {env_name!r}: {e}") from None
+        rc, out = _run([str(venv / "bin" / "python"), "-m", "pip", "install", "--no-deps", "--force-reinstall",
+                        "--no-input", "--disable-pip-version-check", str(wheel)], None, "pip")
+    if rc:
+        raise LocalEnvError(f"environment {env_name!r}: could not update oggmhub's helpers: {out[-1:]}")
+    (venv / HELPERS_MARKER).write_text(images.package_hash() + "\n")
 
 
 def _marker(venv):
