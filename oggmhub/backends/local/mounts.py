@@ -104,20 +104,9 @@ def _serve(spec):
 
 def _check_reachable(fs, root, dataset, timeout):
     """List the dataset's root within ``timeout`` seconds or raise naming the problem."""
-    from fsspec.asyn import AsyncFileSystem, sync
+    from oggmhub.backends.local.reachable import check_listing
 
-    where = dataset.source + (f" at {dataset.endpoint}" if dataset.endpoint else "")
-    try:
-        if isinstance(fs, AsyncFileSystem):
-            sync(fs.loop, fs._ls, root, timeout=timeout)
-        else:
-            fs.ls(root)
-    except FileNotFoundError:
-        raise RuntimeError(f"{where} does not exist (no such bucket or folder)") from None
-    except Exception as e:  # noqa: BLE001
-        if type(e).__name__ in ("FSTimeoutError", "TimeoutError"):
-            raise RuntimeError(f"{where} did not answer within {timeout:g} s (unreachable?)") from None
-        raise RuntimeError(f"cannot list {where}: {e}") from None
+    check_listing(fs, root, dataset, timeout)
 
 
 # --- mounting from the hub side ---------------------------------------------------
@@ -147,8 +136,14 @@ def mount_dataset(dataset, mountpoint, options=None):
     leaves nothing behind: no process, no mount, no folder it created) if the source is
     unreachable, the mount point is in use, or FUSE fails.
     """
+    from oggmhub.backends.local.reachable import Unreachable, precheck
+
     options = options if options is not None else DatasetMounts()
     mountpoint = os.path.abspath(mountpoint)
+    try:
+        precheck(dataset, options.timeout)
+    except Unreachable as e:
+        raise MountError(dataset.name, str(e)) from None
     if mountpoint in mounted():
         raise MountError(dataset.name, f"{mountpoint} is already mounted (run cleanup_stale_mounts?)")
     created = _makedirs(mountpoint)
@@ -174,14 +169,14 @@ def mount_dataset(dataset, mountpoint, options=None):
     mount = Mount(dataset.name, mountpoint, process.pid, process, tuple(created))
     with log:
         try:
-            line = _read_status(read_fd, options.timeout + 10)
+            line = _read_status(read_fd, options.timeout + 5)
         finally:
             os.close(read_fd)
         if line == "ready" and _wait_mounted(mountpoint, process, 10):
             return mount
         reason = line[len("error: "):] if line.startswith("error: ") else (
             "the mount process exited" if process.poll() is not None else
-            f"the mount did not come up within {options.timeout + 10:g} s")
+            f"the mount did not come up within {options.timeout + 5:g} s")
         unmount(mount)
         log.seek(0)
         detail = log.read().decode(errors="replace").strip().splitlines()[-3:]
@@ -214,18 +209,26 @@ def _wait_mounted(mountpoint, process, timeout):
     return False
 
 
-def mount_datasets(datasets, root, options=None):
+def mount_datasets(datasets, root, options=None, unavailable=None):
     """Mount each dataset at ``root`` + its catalog mount path; all of them or none.
 
     Returns the :class:`Mount` list for :func:`unmount_datasets`. Call it before the
-    user's server starts; a :class:`MountError` names the dataset that failed.
+    user's server starts; a :class:`MountError` names the dataset that failed. With
+    ``unavailable`` (a callable), a dataset whose catalog entry says ``required: false``
+    and that cannot be mounted is passed to it, ``unavailable(dataset, error)``, and the
+    others are mounted all the same.
     """
     from oggmhub.session.datasets import local_mount_path
 
     mounts = []
     try:
         for dataset in datasets:
-            mounts.append(mount_dataset(dataset, local_mount_path(dataset, root), options))
+            try:
+                mounts.append(mount_dataset(dataset, local_mount_path(dataset, root), options))
+            except MountError as e:
+                if unavailable is None or getattr(dataset, "required", True):
+                    raise
+                unavailable(dataset, e)
     except BaseException:
         unmount_datasets(mounts)
         raise

@@ -204,6 +204,7 @@ class LocalEnvSpawner(CatalogPickerMixin, LocalProcessSpawner):
         """Mount the session's datasets read-only; a failure names the dataset."""
         dataset_mounts.cleanup_stale_mounts(self.mount_root)  # left by a crash, if any
         datasets = self.choice.datasets
+        datasets_api.write_unavailable(self.scratch_dir, {})  # a previous session's notice
         if not datasets:
             return
         ok, why = dataset_mounts.fuse_available()
@@ -212,7 +213,15 @@ class LocalEnvSpawner(CatalogPickerMixin, LocalProcessSpawner):
             return
         for dataset in datasets:
             self._report(f"Mounting dataset {dataset.name} ({dataset.source}) read-only")
-        self._mounts = dataset_mounts.DatasetMounts(parent=self).mount(datasets, self.mount_root)
+        missing = {}
+
+        def unavailable(dataset, error):  # catalog: required: false
+            missing[dataset.name] = str(error)
+            self._report(f"{error}; starting without it")
+
+        options = dataset_mounts.DatasetMounts(parent=self)
+        self._mounts = dataset_mounts.mount_datasets(datasets, self.mount_root, options, unavailable=unavailable)
+        datasets_api.write_unavailable(self.scratch_dir, missing)  # read by datasets.unavailable()
 
     def _unmount_datasets(self):
         mounts, self._mounts = self._mounts, ()
