@@ -64,8 +64,7 @@ class Mount:
 
 def _serve(spec):
     """Run in the child: check the source is reachable, then serve the mount until unmounted."""
-    from oggmhub.catalog import Dataset
-    from oggmhub.session.datasets import source_filesystem
+    from oggmhub.session.datasets import Dataset, source_filesystem  # not the catalog: starts faster
 
     status = os.fdopen(spec["status_fd"], "w", buffering=1)
 
@@ -80,7 +79,8 @@ def _serve(spec):
     options = DatasetMounts(**spec["options"])
     try:
         fs, root = source_filesystem(dataset, listings_expiry_time=options.listings_ttl)
-        _check_reachable(fs, root, dataset, options.timeout)
+        if not spec.get("checked"):
+            _check_reachable(fs, root, dataset, options.timeout)
         ops = make_operations_class()(fs, root, dataset.name, options, on_ready=lambda: report("ready"))
     except Exception as e:  # noqa: BLE001 - reported to the parent, which raises
         report("error: " + (str(e) or type(e).__name__))
@@ -137,13 +137,18 @@ def mount_dataset(dataset, mountpoint, options=None):
     unreachable, the mount point is in use, or FUSE fails.
     """
     from oggmhub.backends.local.reachable import Unreachable, precheck
+    from oggmhub.session.datasets import DatasetError, source_filesystem
 
     options = options if options is not None else DatasetMounts()
     mountpoint = os.path.abspath(mountpoint)
-    try:
+    try:  # here, before a mount process starts (that takes seconds on a busy machine)
         precheck(dataset, options.timeout)
+        fs, root = source_filesystem(dataset)
+        _check_reachable(fs, root, dataset, options.timeout)
     except Unreachable as e:
         raise MountError(dataset.name, str(e)) from None
+    except DatasetError as e:  # e.g. its credentials are not set
+        raise MountError(dataset.name, str(e).split(": ", 1)[-1]) from None
     if mountpoint in mounted():
         raise MountError(dataset.name, f"{mountpoint} is already mounted (run cleanup_stale_mounts?)")
     created = _makedirs(mountpoint)
@@ -151,7 +156,8 @@ def mount_dataset(dataset, mountpoint, options=None):
         _remove_dirs(created)
         raise MountError(dataset.name, f"mount point {mountpoint} is not empty")
     read_fd, write_fd = os.pipe()
-    spec = {"dataset": asdict(dataset), "options": options.as_dict(), "mountpoint": mountpoint, "status_fd": write_fd}
+    spec = {"dataset": asdict(dataset), "options": options.as_dict(), "mountpoint": mountpoint, "status_fd": write_fd,
+            "checked": True}
     log = tempfile.TemporaryFile()  # the child's stderr, shown if it fails
     try:
         process = subprocess.Popen(
@@ -169,14 +175,14 @@ def mount_dataset(dataset, mountpoint, options=None):
     mount = Mount(dataset.name, mountpoint, process.pid, process, tuple(created))
     with log:
         try:
-            line = _read_status(read_fd, options.timeout + 5)
+            line = _read_status(read_fd, options.timeout + 10)
         finally:
             os.close(read_fd)
         if line == "ready" and _wait_mounted(mountpoint, process, 10):
             return mount
         reason = line[len("error: "):] if line.startswith("error: ") else (
             "the mount process exited" if process.poll() is not None else
-            f"the mount did not come up within {options.timeout + 5:g} s")
+            f"the mount did not come up within {options.timeout + 10:g} s")
         unmount(mount)
         log.seek(0)
         detail = log.read().decode(errors="replace").strip().splitlines()[-3:]

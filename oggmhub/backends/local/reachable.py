@@ -1,7 +1,8 @@
 """Is a dataset's source there? Answered in seconds, in one sentence naming the dataset.
 
 Used before a dataset is mounted (:mod:`oggmhub.backends.local.mounts`): a host that does
-not resolve is found in the hub's process before any mount process starts; a source that
+not resolve or refuses connections is found in the hub's process before any mount
+process starts; a source that
 answers "no" (HTTP 404, a bucket that does not exist, no permission) or does not answer
 within the mount timeout is found by the mount process, which lists the dataset's root.
 Either way the spawn gets one sentence, e.g. ``dataset 'era5': https://typo.example/era5
@@ -23,7 +24,7 @@ class Unreachable(RuntimeError):
 
 
 def where(dataset):
-    return dataset.source + (f" (endpoint {dataset.endpoint})" if dataset.endpoint else "")
+    return dataset.source + (f" at {dataset.endpoint}" if dataset.endpoint else "")
 
 
 def host_of(dataset):
@@ -58,6 +59,12 @@ def precheck(dataset, timeout=5.0):
         raise Unreachable(f"{where(dataset)} cannot be reached: the host {host} does not resolve") from None
     finally:
         pool.shutdown(wait=False)
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except ConnectionRefusedError:
+        raise Unreachable(f"{where(dataset)} cannot be reached: {host} port {port} refused the connection") from None
+    except OSError:
+        pass  # a slow or filtered network: the listing, with its own timeout, decides
 
 
 def check_listing(fs, root, dataset, timeout):
