@@ -28,6 +28,7 @@ from traitlets import Unicode, default
 
 from oggmhub.session import dask_limits
 from oggmhub.session import datasets as datasets_api
+from oggmhub.session import tutorials as session_tutorials
 from oggmhub.cohorts import materials as cohort_materials
 from oggmhub.backends.local import mounts as dataset_mounts
 from oggmhub.errors import SpawnFailed
@@ -85,6 +86,20 @@ class LocalEnvSpawner(CatalogPickerMixin, LocalProcessSpawner):
     @default("images_dir")
     def _default_images_dir(self):
         return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(self.catalog_path))), "images")
+
+    tutorials_dir = Unicode(
+        config=True,
+        help="""The folder of tutorials: an environment's are the files named <env>-* in it.
+
+        Merged into the home at every start, in tutorials/<env>/, the way nbgitpuller
+        merges (new ones added, unchanged ones updated, the user's edits never
+        overwritten), and JupyterLab opens on that folder. Defaults to the notebooks/
+        folder beside images_dir; empty: no tutorials.""",
+    )
+
+    @default("tutorials_dir")
+    def _default_tutorials_dir(self):
+        return os.path.join(os.path.dirname(os.path.abspath(self.images_dir)), "notebooks")
 
     @property
     def home_dir(self):
@@ -161,6 +176,7 @@ class LocalEnvSpawner(CatalogPickerMixin, LocalProcessSpawner):
                 os.makedirs(self.home_dir, mode=0o700, exist_ok=True)
                 os.makedirs(self.scratch_dir, mode=0o700, exist_ok=True)
                 await self._loop.run_in_executor(None, self._pull_materials)
+                await self._loop.run_in_executor(None, self._merge_tutorials)
             except LocalEnvError as e:
                 raise SpawnFailed(str(e)) from e
             self.cmd = self._start_script() + [os.path.join(venv, "bin", "jupyterhub-singleuser")]
@@ -197,6 +213,23 @@ class LocalEnvSpawner(CatalogPickerMixin, LocalProcessSpawner):
         for item in self.cohort_materials:
             cohort_materials.pull(item, self.home_dir, search_path=os.path.join(self._venv, "bin"),
                                   progress=self._report)
+
+    _tutorials_url = None  # the default URL this spawner set for the last start's tutorials
+
+    def _merge_tutorials(self):
+        """The environment's tutorials into ~/tutorials/<env>/ (oggmhub.session.tutorials);
+        JupyterLab opens on them unless a default URL was configured."""
+        env = self.choice.environment.name
+        ours = self.default_url in ("/lab", self._tutorials_url)
+        if ours and self._tutorials_url:
+            self.default_url = "/lab"
+        if not self.tutorials_dir or not session_tutorials.tutorial_files(self.tutorials_dir, env):
+            return
+        dest = os.path.join(self.home_dir, "tutorials", env)
+        report = session_tutorials.merge(self.tutorials_dir, dest, env)
+        self._report(f"Tutorials in ~/tutorials/{env}: {report.summary()}")
+        if ours:
+            self.default_url = self._tutorials_url = f"/lab/tree/tutorials/{env}"
 
     _mounts = ()
 
