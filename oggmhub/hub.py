@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 
+from oggmhub import welcome
 from oggmhub.cohorts import service as cohorts_service
 
 TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
@@ -19,4 +20,5 @@ def configure_hub(c, window_check_interval=60):
     API, pages and ``cohort-window`` service (checked every ``window_check_interval``
     seconds; 0: not at all) to a hub's config ``c``."""
     c.JupyterHub.template_paths = [TEMPLATES, *c.JupyterHub.get("template_paths", [])]
+    welcome.configure(c)  # the welcome page at / and on the login page (c.Welcome)
     cohorts_service.configure(c, window_check_interval=window_check_interval)
