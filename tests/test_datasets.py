@@ -96,6 +96,8 @@ def test_defaults_and_every_field(tmp_path):
         ({"mount_path": "/usr/share/x"}, "datasets.d.mount_path: '/usr/share/x' is invalid: a mount path is an absolute path"),
         ({"mount_path": "/data/../etc"}, "datasets.d.mount_path: '/data/../etc' is invalid"),
         ({"mount_path": "/data/oggm-mirror/cluster.klima.uni-bremen.de/~oggm/inner"}, "datasets.d.mount_path: /data/oggm-mirror/cluster.klima.uni-bremen.de/~oggm/inner clashes with dataset 'oggm-mirror'"),
+        ({"required": "yes"}, "datasets.d.required: 'yes' is invalid: required is true (a spawn stops when the source cannot be reached"),
+        ({"mount_path": "/~data/x"}, "datasets.d.mount_path: '/~data/x' is invalid"),
         ({"doi": "https://doi.org/10.1/x"}, "datasets.d.doi: 'https://doi.org/10.1/x' is invalid: a DOI looks like"),
         ({"source": "https://example.org/data", "endpoint": "http://127.0.0.1:1"}, "datasets.d.endpoint: an endpoint applies to gs:// and s3:// sources only"),
         ({"license": "MIT"}, "datasets.d.license: unknown field 'license' (did you mean 'licence'?)"),
