@@ -64,9 +64,15 @@ def configure(working_dir, logging_level="WARNING"):
 
 def demo_file(name):
     """A file of OGGM's sample data (fetched through its download cache)."""
-    from oggm import utils
+    from oggm import cfg, utils
 
-    path = utils.get_demo_file(name)
+    try:
+        path = utils.get_demo_file(name)
+    except Exception as e:  # noqa: BLE001 - OGGM fails in many ways offline (NoInternetException, ...)
+        raise FileNotFoundError(
+            f"OGGM's sample data ({name}) is neither in the download cache "
+            f"{cfg.PATHS.get('dl_cache_dir') or '(none)'} nor downloadable here "
+            f"({type(e).__name__}: {e})") from None
     if not path or not os.path.exists(path):
         raise FileNotFoundError(f"OGGM's sample data has no {name!r} (is $OGGM_DOWNLOAD_CACHE the hub's mirror?)")
     return path
