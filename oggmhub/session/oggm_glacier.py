@@ -45,7 +45,13 @@ def configure(working_dir, logging_level="WARNING"):
     configuration; the download cache from ``$OGGM_DOWNLOAD_CACHE``)."""
     from oggm import cfg
 
-    cfg.initialize(logging_level=logging_level)
+    try:  # cfg.initialize() reads OGGM's sample data (through the download cache) too
+        cfg.initialize(logging_level=logging_level)
+    except Exception as e:  # noqa: BLE001 - OGGM fails in many ways offline
+        raise FileNotFoundError(
+            f"OGGM's sample data is neither in the download cache "
+            f"{os.environ.get('OGGM_DOWNLOAD_CACHE') or '(none)'} nor downloadable here "
+            f"({type(e).__name__}: {e})") from None
     cfg.PATHS["working_dir"] = str(working_dir)
     cfg.PARAMS["use_intersects"] = False
     cfg.PARAMS["use_multiprocessing"] = False
