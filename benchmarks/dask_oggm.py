@@ -31,7 +31,21 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 COMMIT = "8af40f89620c6bd72f3485a777a018dcacb99d94"  # oggm 1.6.3's SAMPLE_DATA_COMMIT
-DEFAULT_ZIP = os.path.join(HERE, "..", "..", "shared", "data", f"oggm-sample-data-{COMMIT}.zip")
+ZIP_NAME = f"oggm-sample-data-{COMMIT}.zip"
+
+
+def default_zip():
+    """``$OGGMHUB_SHARED_DATA``'s zip, else the first shared/data beside the checkout or above it."""
+    if os.environ.get("OGGMHUB_SHARED_DATA"):
+        return os.path.join(os.environ["OGGMHUB_SHARED_DATA"], ZIP_NAME)
+    for up in ("..", os.path.join("..", ".."), os.path.join("..", "..", "..")):
+        candidate = os.path.abspath(os.path.join(HERE, up, "shared", "data", ZIP_NAME))
+        if os.path.isfile(candidate):
+            return candidate
+    return os.path.abspath(os.path.join(HERE, "..", "..", "shared", "data", ZIP_NAME))
+
+
+DEFAULT_ZIP = default_zip()
 SALEM = "salem-sample-data-454bf696324000d198f574a1bf5bc56e3e489051"
 
 
