@@ -18,6 +18,7 @@ service (400: a bad parameter) raise :class:`TaskError` with its message.
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import time
@@ -32,7 +33,7 @@ class TaskError(Exception):
 
     def __init__(self, message, problems=(), status=None):
         super().__init__(message)
-        self.problems = list(problems)
+        self.problems = builtins.list(problems)
         self.status = status
 
 

@@ -81,9 +81,10 @@ def _field(p):
 
 
 SCRIPT = """
+// JupyterHub checks an XSRF token on every non-navigation request of a cookie-authenticated service
 const form = document.getElementById('task-form');
 async function pickers() {
-  const r = await fetch(PREFIX + 'api/files');
+  const r = await fetch(PREFIX + 'api/files', {headers: {'X-XSRFToken': XSRF}});
   if (!r.ok) return;
   const files = await r.json();
   for (const [id, items] of Object.entries(files)) {
@@ -109,7 +110,7 @@ form.addEventListener('submit', async (event) => {
   result.dataset.run = body.id;
   while (true) {
     await new Promise(ok => setTimeout(ok, 500));
-    const s = await (await fetch(PREFIX + 'api/runs/' + body.id)).json();
+    const s = await (await fetch(PREFIX + 'api/runs/' + body.id, {headers: {'X-XSRFToken': XSRF}})).json();
     result.textContent = 'run ' + body.id + ': ' + s.status + (s.error ? '\\n' + s.error : '');
     if (!['queued', 'running'].includes(s.status)) {
       result.dataset.status = s.status;

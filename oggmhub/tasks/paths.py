@@ -148,5 +148,8 @@ class PathPolicy:
         """A batch's output folder (home or the user's prefix), as a location ending in '/'."""
         text = str(text).strip()
         text = text if text.endswith("/") else text + "/"
-        probe = self.output(parameter, text + "x")  # same rules as a file in it
+        try:
+            probe = self.output(parameter, text + "x")  # same rules as a file in it
+        except LocationError as e:
+            raise LocationError(parameter, str(e).split(": ", 1)[1].replace(repr(text + "x"), repr(text))) from None
         return text, probe

@@ -37,7 +37,7 @@ from oggmhub.tasks import pages
 from oggmhub.tasks.cluster import UserClusters, budget_for
 from oggmhub.tasks.discovery import discover
 from oggmhub.tasks.parameters import TaskInputError
-from oggmhub.tasks.paths import PathPolicy
+from oggmhub.tasks.paths import LocationError, PathPolicy
 from oggmhub.tasks.runs import RunStore, Runner
 from oggmhub.tasks.settings import TasksSettings
 
@@ -96,6 +96,8 @@ class _Base(HubOAuthenticated, web.RequestHandler):
                      "problems": problems})
 
     def _handle_request_exception(self, e):
+        if isinstance(e, LocationError):
+            e = TaskInputError([str(e)])
         if isinstance(e, (TaskInputError, DaskLimitError)):
             self.set_status(400)
             self.set_header("Content-Type", "application/json")

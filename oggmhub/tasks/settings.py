@@ -1,4 +1,4 @@
-"""The tasks service's settings (``c.TasksService.*`` in ``$OGGMHUB_TASKS_CONFIG``)."""
+"""The tasks service's settings (``c.TasksSettings.*`` in ``$OGGMHUB_TASKS_CONFIG``)."""
 
 from __future__ import annotations
 
