@@ -232,3 +232,102 @@ async def test_the_job_and_its_plan_are_accepted_by_the_api_server(api, tasks, t
     stored = api.get("batch/v1/jobs", "oggmhub-alice", job["metadata"]["name"])
     assert stored["spec"]["template"]["spec"]["containers"][0]["command"][-1] == "/plan/plan.json"
     assert api.names("v1/configmaps", "oggmhub-alice") == [config_map["metadata"]["name"]]
+
+
+# --- the service's settings and wiring --------------------------------------------------------
+
+
+def test_configure_hub_registers_the_tasks_service_and_gives_users_its_scope():
+    from traitlets.config import Config
+
+    from oggmhub.hub import configure_hub
+
+    c = Config()
+    c.JupyterHub.load_roles = [{"name": "user", "scopes": ["self", "read:groups"]}]
+    configure_hub(c, window_check_interval=0)
+    (service,) = [s for s in c.JupyterHub.services if s["name"] == "tasks"]
+    assert service["url"].startswith("http://127.0.0.1:") and service["command"][-1] == "oggmhub.tasks.service"
+    assert service["oauth_client_allowed_scopes"] == ["access:services!service=tasks"]
+    (user,) = [r for r in c.JupyterHub.load_roles if r["name"] == "user"]
+    assert user["scopes"] == ["self", "read:groups", "access:services!service=tasks"]  # added, never replaced
+    c2 = Config()
+    configure_hub(c2, window_check_interval=0, tasks=False)
+    assert not [s for s in c2.JupyterHub.get("services", []) if s["name"] == "tasks"]
+
+
+def test_settings_come_from_the_tasks_config_file(tmp_path, monkeypatch):
+    from oggmhub.tasks.settings import TasksSettings
+
+    config = tmp_path / "tasks_config.py"
+    config.write_text("c.TasksSettings.max_value_chars = 50\nc.TasksSettings.run_timeout = 1\n"
+                      "c.TasksSettings.user_prefix = 'gs://r/{username}/'\nc.TasksSettings.max_batch = 3\n")
+    monkeypatch.setenv("OGGMHUB_TASKS_CONFIG", str(config))
+    monkeypatch.setenv("OGGMHUB_DATA_DIR", str(tmp_path / "data"))
+    settings = TasksSettings()
+    settings.initialize([])
+    assert (settings.max_value_chars, settings.run_timeout, settings.max_batch) == (50, 1, 3)
+    assert settings.homes_dir == str(tmp_path / "data" / "homes")
+    assert settings.runs_dir == str(tmp_path / "data" / "tasks" / "runs")
+    return settings
+
+
+def make_runner(tasks, settings, tmp_path):
+    from oggmhub.tasks.cluster import UserClusters
+    from oggmhub.tasks.runs import RunStore, Runner
+
+    import logging
+
+    catalog = load_catalog(str(CATALOG))
+    return Runner(settings, tasks, catalog, RunStore(str(tmp_path / "runs")), UserClusters(), logging.getLogger("t"))
+
+
+def test_max_value_chars_and_run_timeout_take_effect(tasks, tmp_path, monkeypatch):
+    settings = test_settings_come_from_the_tasks_config_file(tmp_path, monkeypatch)
+    runner = make_runner(tasks, settings, tmp_path)
+    policy = PathPolicy("alice", settings.homes_dir, runner.catalog.datasets, settings.user_prefix)
+    with pytest.raises(TaskInputError, match="sigma: the value is 51 characters long; at most 50"):
+        runner.check("alice", {"task": "slicer/GaussianBlur", "parameters": {**GOOD, "sigma": "1" * 51}}, policy)
+    task, values, locations = runner.check("alice", {"task": "slicer/GaussianBlur", "parameters": GOOD}, policy)
+    record = runner.record("alice", task, {"parameters": GOOD}, values, locations)
+    plan = runner.plan(record, task, locations, sys.executable)
+    assert plan["timeout"] == 1
+    plan["command"] = [sys.executable, "-c", "import time; time.sleep(30)"]
+    (tmp_path / "data" / "homes" / "alice").mkdir(parents=True)
+    (tmp_path / "data" / "homes" / "alice" / "in.nrrd").write_text("x")
+    result = execution.execute(plan)
+    assert result["status"] == "failed" and "stopped after 1 s (the task's time limit)" in result["error"]
+    # the bucket prefix is the user's own
+    assert policy.output("o", "gs://r/alice/x.nrrd").kind == "url"
+
+
+async def test_an_environment_that_cannot_be_built_fails_the_run_saying_what_is_missing(tasks, tmp_path):
+    from oggmhub.tasks.cluster import budget_for
+    from oggmhub.tasks.settings import TasksSettings
+
+    settings = TasksSettings(data_dir=str(tmp_path / "data"), env_cache=str(tmp_path / "envs"))  # no stand-in Python
+    runner = make_runner(tasks, settings, tmp_path)
+    (tmp_path / "data" / "homes" / "alice").mkdir(parents=True)
+    (tmp_path / "data" / "homes" / "alice" / "in.nrrd").write_text("x")
+    policy = PathPolicy("alice", settings.homes_dir, runner.catalog.datasets)
+    record = await runner.start("alice", {"task": "slicer/GaussianBlur", "parameters": GOOD}, policy,
+                                lambda t: budget_for(runner.catalog.environments[t.environment]))
+    failed = runner.store.get("alice", record["id"])
+    assert failed["status"] == "failed" and failed["error"].startswith("environment 'slicer': ")
+    assert "apt-get install" in failed["error"] or "needs" in failed["error"]
+
+
+async def test_a_users_task_cluster_follows_the_dask_limits_and_closes_when_idle(tmp_path):
+    from oggmhub.tasks.cluster import UserClusters, budget_for
+
+    catalog = load_catalog(str(CATALOG))
+    budget = budget_for(catalog.environments["slicer"])  # medium: 2 CPUs, 8 GiB; Dask 4 workers, 8 cores
+    assert budget.workers == 2 and "this session's CPU allotment" in budget.limits.sources["cores"]
+    assert budget_for(catalog.environments["slicer"], max_workers=1).workers == 1
+    assert budget_for(catalog.environments["fiji"], cohort_workers=1).workers == 1
+    clusters = UserClusters()
+    client = await clusters.client("alice", budget_for(catalog.environments["slicer"], max_workers=1))
+    assert client.status == "running" and clusters.workers("alice") == 1
+    await clusters.close_idle(busy_users={"alice"}, idle_timeout=0)
+    assert clusters.workers("alice") == 1  # busy: kept
+    await clusters.close_idle(busy_users=set(), idle_timeout=0)
+    assert clusters.workers("alice") == 0
