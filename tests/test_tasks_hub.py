@@ -21,6 +21,7 @@ import yaml
 from conftest import CATALOG
 from gcs_emulator import GCSEmulator
 from local_hub import LocalHub
+from oggmhub.backends.local.environments import default_root
 from oggmhub.session import tasks as session_tasks
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -93,7 +94,7 @@ def hub(tmp_path_factory, gcs):
         "c.TasksSettings.max_batch = 10\n"
         "c.TasksSettings.max_workers = 2\n")
     hub = LocalHub(folder / "data", catalog=str(folder / "catalog.yaml"), images_dir=str(images),
-                   env={"OGGMHUB_TASKS_CONFIG": str(config)}).start()
+                   env={"OGGMHUB_TASKS_CONFIG": str(config), "OGGMHUB_ENV_CACHE": str(default_root())}).start()
     hub.tasks_url = f"{hub.url}/services/tasks/"
     yield hub
     hub.stop()
@@ -314,3 +315,32 @@ def test_the_form_runs_a_task_in_chromium_and_lists_it_in_the_history(hub, alice
         assert page.locator("#history tr[data-run] .status.done").count() >= 1
         page.goto(hub.tasks_url)
         assert page.locator("#tasks a", has_text="Otsu Threshold").count() == 1
+
+
+def test_a_notebook_starts_waits_and_fetches_with_the_session_helper(hub, alice):
+    """In alice's OGGM server: the helper, in the environment's Python, with the session's own token."""
+    import subprocess
+
+    r = hub.api(alice.session, "POST", "/users/alice/server", json={"profile": "oggm"})
+    assert r.status_code in (201, 202), r.text
+    hub.wait_for_server(alice.session, "alice")
+    try:
+        proc = next(p for p in psutil.process_iter(["cmdline"])
+                    if any("jupyterhub-singleuser" in part for part in p.info["cmdline"] or [])
+                    and p.environ().get("JUPYTERHUB_USER") == "alice")
+        env = proc.environ()
+        python = os.path.join(os.path.dirname(proc.info["cmdline"][0]), "python")
+        code = ("from oggmhub.session import tasks\n"
+                "run = tasks.start('slicer/GaussianBlur', {'sigma': 1}, input_map={'inputVolume': "
+                "'dataset:scans/ct/vol005.nrrd'}, output_map={'outputVolume': 'home:nb/vol005.nrrd'})\n"
+                "print(tasks.wait(run, timeout=180)['status'])\n"
+                "print(tasks.fetch(run, 'outputVolume', 'fetched.nrrd'))\n"
+                "import sys; print('jupyterhub' in sys.modules)\n")
+        out = subprocess.run([python, "-c", code], env=env, cwd=alice.home, capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr
+        status, path, hub_imported = out.stdout.split()
+        assert (status, path, hub_imported) == ("done", "fetched.nrrd", "False")
+        assert open(os.path.join(alice.home, "fetched.nrrd"), "rb").read() == \
+            open(os.path.join(alice.home, "nb", "vol005.nrrd"), "rb").read()
+    finally:
+        hub.stop_servers()

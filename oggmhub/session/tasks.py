@@ -38,12 +38,14 @@ class TaskError(Exception):
 
 
 class Client:
-    """The tasks service at ``url`` (default: this hub's ``/services/tasks/``), with ``token``
+    """The tasks service at ``url`` (default: ``$OGGMHUB_TASKS_URL``, else the hub's
+    ``/services/tasks/``), with ``token``
     (default: ``$JUPYTERHUB_API_TOKEN``, the session's own)."""
 
     def __init__(self, url=None, token=None):
+        url = url or os.environ.get("OGGMHUB_TASKS_URL")  # set by the hub's configure_hub
         if url is None:
-            hub = os.environ.get("JUPYTERHUB_EXTERNAL_URL") or os.environ.get("OGGMHUB_HUB_URL")
+            hub = os.environ.get("JUPYTERHUB_PUBLIC_HUB_URL") or os.environ.get("JUPYTERHUB_EXTERNAL_URL")
             if not hub:
                 api = os.environ.get("JUPYTERHUB_API_URL", "http://127.0.0.1:8081/hub/api")
                 hub = api.rsplit("/hub/api", 1)[0]

@@ -3,7 +3,8 @@
 Registered by :func:`oggmhub.hub.configure_hub` (through :func:`configure`); JupyterHub
 starts it, routes ``/services/tasks/`` to it and authenticates users with OAuth (browser)
 or API tokens (scripts). A user needs the scope ``access:services!service=tasks``, which
-configure() adds to JupyterHub's default ``user`` role. The API (under
+configure() adds to JupyterHub's default ``user`` role (and to the ``server`` role, so
+a session's own token reaches it: :mod:`oggmhub.session.tasks`). The API (under
 ``/services/tasks/api``)::
 
     GET  tasks                      every task: id, title, parameters
@@ -59,12 +60,17 @@ def configure(c, port=None):
         "command": [sys.executable, "-m", "oggmhub.tasks.service"], "environment": env,
         "oauth_client_allowed_scopes": [SCOPE],
     }]
+    # sessions on this machine reach the service directly (oggmhub.session.tasks reads it)
+    c.Spawner.environment = {**c.Spawner.get("environment", {}),
+                             "OGGMHUB_TASKS_URL": f"http://127.0.0.1:{port}/services/{SERVICE}/"}
+    # users reach the service; their servers' tokens too (oggmhub.session.tasks in a notebook)
     roles = list(c.JupyterHub.get("load_roles", []))
-    user = next((r for r in roles if r.get("name") == "user"), None)
-    if user is None:
-        roles.append({"name": "user", "scopes": ["self", SCOPE]})
-    else:
-        user["scopes"] = [*user.get("scopes", ["self"]), SCOPE]
+    for name, base in (("user", ["self"]), ("server", ["users:activity!user", "access:servers!server"])):
+        role = next((r for r in roles if r.get("name") == name), None)
+        if role is None:
+            roles.append({"name": name, "scopes": [*base, SCOPE]})
+        elif SCOPE not in role.get("scopes", base):
+            role["scopes"] = [*role.get("scopes", base), SCOPE]
     c.JupyterHub.load_roles = roles
 
 
