@@ -211,6 +211,19 @@ def test_bad_requests_are_refused_with_400_naming_what_is_allowed_and_nothing_st
     assert sorted(gcs.filesystem().find("results")) == objects
 
 
+def test_no_user_reaches_another_users_runs(hub, alice):
+    run = alice.start("slicer/GaussianBlur", {}, input_map={"inputVolume": "dataset:scans/ct/vol004.nrrd"},
+                      output_map={"outputVolume": "home:private/vol004.nrrd"})
+    bob = hub.new_user("bob")
+    token = hub.api(bob, "POST", "/users/bob/tokens", json={"scopes": ["access:services!service=tasks"]}).json()["token"]
+    bob_client = session_tasks.Client(hub.tasks_url, token)
+    for call in (bob_client.status, bob_client.log, bob_client.cancel, lambda r: bob_client.fetch(r, "outputVolume")):
+        with pytest.raises(session_tasks.TaskError, match="you have no run"):
+            call(run)
+    assert run["id"] not in [r["id"] for r in bob_client.request("GET", "runs")["runs"]]
+    assert alice.wait(run, timeout=180)["status"] == "done"
+
+
 def test_a_failing_tool_fails_the_run_with_its_stderr_and_writes_no_output(hub, alice):
     with open(os.path.join(alice.home, "not-a-volume.nrrd"), "w") as f:
         f.write("hello")

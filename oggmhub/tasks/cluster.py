@@ -91,10 +91,13 @@ class UserClusters:
             if self.log:
                 self.log.info("tasks: closed %s's Dask cluster", user)
 
-    async def close_idle(self, busy_users, idle_timeout):
+    async def close_idle(self, busy_users, idle_timeout=None):
+        """Close the clusters of users with nothing running for longer than ``idle_timeout``
+        seconds (``None``: each user's Dask limit ``idle_timeout``)."""
         now = time.monotonic()
         for user in list(self._clusters):
-            if user not in busy_users and now - self._last_used.get(user, now) > idle_timeout:
+            timeout = idle_timeout if idle_timeout is not None else self._clusters[user][2].limits.idle_timeout
+            if user not in busy_users and now - self._last_used.get(user, now) > timeout:
                 await self.close(user)
 
     async def close_all(self):

@@ -141,7 +141,7 @@ def form(task, runs, prefix, xsrf):
     return _page(task.spec.title, body)
 
 
-def pickable_files(policy, app, limit=200):
+def pickable_files(policy, app, limit=200, timeout=5):
     """``{"home": [...], "home-and-datasets": [...]}``: locations the pickers offer."""
     home = []
     for root, dirs, files in os.walk(policy.home):
@@ -151,15 +151,18 @@ def pickable_files(policy, app, limit=200):
                 home.append("home:" + os.path.relpath(os.path.join(root, f), policy.home))
         if len(home) >= limit:
             break
-    datasets = []
+    import dataclasses
+    from concurrent.futures import ThreadPoolExecutor, wait
+
     from oggmhub.tasks.execution import _filesystem
 
-    for name in sorted(app.catalog.datasets):
-        try:
-            fs, root = _filesystem({"kind": "dataset", "dataset": __import__("dataclasses").asdict(app.catalog.datasets[name]),
-                                    "path": ""})
-            for path in sorted(fs.find(root, maxdepth=3))[:limit]:
-                datasets.append(f"dataset:{name}/" + path[len(root):].lstrip("/"))
-        except Exception:  # noqa: BLE001 (an unreachable dataset offers nothing)
-            continue
+    def listing(name):
+        fs, root = _filesystem({"kind": "dataset", "dataset": dataclasses.asdict(app.catalog.datasets[name]), "path": ""})
+        return [f"dataset:{name}/" + p[len(root):].lstrip("/") for p in sorted(fs.find(root, maxdepth=3))[:limit]]
+
+    pool = ThreadPoolExecutor(max_workers=4)
+    futures = [pool.submit(listing, name) for name in sorted(app.catalog.datasets)]
+    wait(futures, timeout=timeout)  # an unreachable dataset offers nothing rather than holding the form up
+    pool.shutdown(wait=False, cancel_futures=True)
+    datasets = [item for f in futures if f.done() and not f.exception() for item in f.result()]
     return {"home": home[:limit], "home-and-datasets": (home + datasets)[: 2 * limit]}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import glob as globlib
+import inspect
 import json
 import os
 import posixpath
@@ -147,7 +148,7 @@ class Runner:
         """``(task, values, locations)`` of a start request, or :class:`TaskInputError`."""
         if not isinstance(body, dict):
             raise TaskInputError(["body: give a JSON object with task, parameters, input-map, output-map"])
-        unknown = set(body) - {"task", "parameters", "input-map", "output-map", "input-str", "batch"}
+        unknown = set(body) - {"task", "parameters", "input-map", "output-map", "batch"}
         if unknown:
             raise TaskInputError([f"{k}: unknown field; allowed: task, parameters, input-map, output-map, batch"
                                   for k in sorted(unknown)])
@@ -314,7 +315,9 @@ class Runner:
                 futures.append(future)
             self.store.update(user, run_id, status="cancelled", finished=time.time())
         for future in futures:
-            await future.cancel(force=True) if asyncio.iscoroutinefunction(future.cancel) else future.cancel()
+            pending = future.cancel(force=True)  # an asynchronous client returns a coroutine
+            if inspect.isawaitable(pending):
+                await pending
         watchers = [w for (u, r), w in list(self.watchers.items()) if u == user and r in ids]
         if watchers:
             await asyncio.wait(watchers, timeout=30)

@@ -274,8 +274,7 @@ class TasksApp:
         while True:
             await asyncio.sleep(5)
             try:
-                timeout = self.settings.idle_timeout or 1800
-                await self.clusters.close_idle(self.runner.active_users(), timeout)
+                await self.clusters.close_idle(self.runner.active_users(), self.settings.idle_timeout or None)
             except Exception:  # noqa: BLE001
                 self.log.exception("tasks: closing idle clusters failed")
 
@@ -319,13 +318,19 @@ def main(argv=None):
     log.info("tasks: %d tasks, listening on %s", len(state.runner.tasks), url.geturl())
 
     async def serve():
-        asyncio.ensure_future(state.close_idle())
-        await asyncio.Event().wait()
+        import signal
 
-    try:
-        IOLoop.current().run_sync(serve)
-    finally:
-        IOLoop.current().run_sync(state.clusters.close_all)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):  # JupyterHub stops its services with SIGTERM
+            loop.add_signal_handler(sig, stop.set)
+        watcher = asyncio.ensure_future(state.close_idle())
+        await stop.wait()
+        watcher.cancel()
+        log.info("tasks: stopping; closing users' Dask clusters")
+        await state.clusters.close_all()  # no worker outlives the service
+
+    IOLoop.current().run_sync(serve)
 
 
 if __name__ == "__main__":
