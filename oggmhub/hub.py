@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 
 from oggmhub.cohorts import service as cohorts_service
+from oggmhub.launch import handlers as launch_handlers
 
 TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
 
@@ -17,6 +18,7 @@ TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates"
 def configure_hub(c, window_check_interval=60):
     """Add oggmhub's templates (JupyterHub's pages with oggmhub's links), the cohorts'
     API, pages and ``cohort-window`` service (checked every ``window_check_interval``
-    seconds; 0: not at all) to a hub's config ``c``."""
+    seconds; 0: not at all) and the launch links' pages and API to a hub's config ``c``."""
     c.JupyterHub.template_paths = [TEMPLATES, *c.JupyterHub.get("template_paths", [])]
     cohorts_service.configure(c, window_check_interval=window_check_interval)
+    launch_handlers.configure(c)  # /hub/launch, /hub/datasets, /hub/api/datasets/resolve

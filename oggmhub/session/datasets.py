@@ -69,6 +69,7 @@ class Dataset:
     doi: str = ""
     endpoint: str = ""
     credentials: dict = dataclasses.field(default_factory=dict)
+    aliases: tuple = ()  # other identifiers (DOIs, URLs, names) launch links resolve to it
 
 
 class DatasetError(Exception):

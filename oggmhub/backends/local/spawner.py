@@ -30,6 +30,7 @@ from oggmhub.session import dask_limits
 from oggmhub.session import datasets as datasets_api
 from oggmhub.cohorts import materials as cohort_materials
 from oggmhub.backends.local import mounts as dataset_mounts
+from oggmhub.backends.local.dataset_links import link_datasets
 from oggmhub.errors import SpawnFailed
 from oggmhub.backends.local.environments import LocalEnvError, build_local_env
 from oggmhub.picker import CatalogPickerMixin
@@ -204,6 +205,7 @@ class LocalEnvSpawner(CatalogPickerMixin, LocalProcessSpawner):
         """Mount the session's datasets read-only; a failure names the dataset."""
         dataset_mounts.cleanup_stale_mounts(self.mount_root)  # left by a crash, if any
         datasets = self.choice.datasets
+        link_datasets(self.home_dir, {})  # links of an earlier session's datasets go
         if not datasets:
             return
         ok, why = dataset_mounts.fuse_available()
@@ -213,6 +215,8 @@ class LocalEnvSpawner(CatalogPickerMixin, LocalProcessSpawner):
         for dataset in datasets:
             self._report(f"Mounting dataset {dataset.name} ({dataset.source}) read-only")
         self._mounts = dataset_mounts.DatasetMounts(parent=self).mount(datasets, self.mount_root)
+        # browsable from JupyterLab at datasets/<name> (where launch links open)
+        link_datasets(self.home_dir, {m.dataset: m.mountpoint for m in self._mounts})
 
     def _unmount_datasets(self):
         mounts, self._mounts = self._mounts, ()
