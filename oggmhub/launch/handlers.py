@@ -144,7 +144,7 @@ class LaunchHandler(LaunchMixin, BaseHandler):
             return await self._refused(e, ctx)
         here = self.request.uri
         ns = dict(request=request, resolution=resolution, dataset=resolution.dataset, environment=environment,
-                  choice=choice, options=options, state=None, launch_query=request.query())
+                  choice=choice, options=options, launch_query=request.query())
         if ctx.user is None:
             login = url_path_join(self.hub.base_url, "login") + "?" + urlencode({"next": here})
             signup = url_path_join(self.hub.base_url, "signup") + "?" + urlencode({"next": here})
