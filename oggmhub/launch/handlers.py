@@ -23,38 +23,15 @@ from jupyterhub.handlers import BaseHandler
 from jupyterhub.utils import url_path_join
 from tornado import web
 
-from oggmhub.catalog import cached_catalog
-from oggmhub.choice import ChoiceError, resolve_choice
 from oggmhub.launch import snippets
 from oggmhub.launch.config import Launch
 from oggmhub.launch.identifiers import IdentifierError, check_length
 from oggmhub.launch.request import LaunchRequest
-from oggmhub.launch.resolution import LaunchError, environments_for, on_demand_resolver, resolve, visible_datasets
+from oggmhub.launch.planning import LaunchContext, has_everything, plan_launch, running_choice
+from oggmhub.launch.resolution import LaunchError, environments_for, resolve, visible_datasets
 
 TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
 STOP_WAIT = 120  # seconds a restart waits for the old server to stop
-
-
-class _Context:
-    """Who asks (a user or nobody) and what they may start: catalog, cohort policy."""
-
-    def __init__(self, handler):
-        self.user = handler.current_user
-        self.spawner = self.user.spawners[""] if self.user is not None else None
-        if self.spawner is not None:
-            self.catalog = self.spawner.catalog
-            self.policy = self.spawner.cohort_policy()
-            self.allowed = self.spawner.allowed_environments()
-            self.max_gpus = self.spawner.max_gpus()
-            self.on_demand = self.spawner.on_demand_datasets()
-        else:
-            self.catalog = cached_catalog(handler.launch.catalog_path)
-            self.policy = self.allowed = self.max_gpus = None
-            self.on_demand = on_demand_resolver(handler.launch.allowed_sources)
-
-    def choice(self, options):
-        """The spawner's validation of ``options`` (ChoiceError when refused)."""
-        return resolve_choice(self.catalog, options, self.allowed, self.max_gpus, on_demand=self.on_demand)
 
 
 class LaunchMixin:
@@ -70,49 +47,14 @@ class LaunchMixin:
         """This hub's absolute URL as the browser sees it, e.g. ``https://host/hub/``."""
         return f"{self.request.protocol}://{self.request.host}{self.hub.base_url}"
 
-    def plan(self, ctx, request):
-        """(resolution, environment, options, choice) for ``request``; LaunchError if refused."""
-        if ctx.policy is not None and ctx.policy.refusal:
-            raise LaunchError(403, "cohort", ctx.policy.refusal)
-        resolution = resolve(ctx.catalog, request.dataset, ctx.allowed, self.launch.allowed_sources)
-        names = resolution.environments
-        if request.env is not None:
-            if request.env not in names:
-                known = request.env in ctx.catalog.environments and (ctx.allowed is None or request.env in ctx.allowed)
-                why = "cannot mount" if known else "is not an environment you may start, to mount"
-                raise LaunchError(400, "env", f"environment {request.env!r} {why} dataset {resolution.dataset.name!r}; "
-                                  f"choose one of: {', '.join(names)}", names)
-            env_name = request.env
-        elif resolution.default_environments:
-            env_name = resolution.default_environments[0]
-        else:
-            default = ctx.catalog.default_environment.name
-            env_name = default if default in names else names[0]
-        environment = ctx.catalog.environments[env_name]
-        options = request.options(resolution, environment)
-        try:
-            choice = ctx.choice(options)
-        except ChoiceError as e:
-            allowed = list(environment.sizes) if e.field == "size" else []
-            raise LaunchError(400, e.field, e.message, allowed) from None
-        return resolution, environment, options, choice
-
-
-def running_choice(ctx):
-    """The choice the user's running server was started with, or None."""
-    try:
-        return resolve_choice(ctx.catalog, ctx.spawner.user_options or {}, on_demand=ctx.on_demand)
-    except ChoiceError:
-        return None
-
-
-def has_everything(current, resolution, request):
-    """Whether a server running ``current`` has what ``request`` asks for."""
-    if current is None or resolution.dataset.name not in [d.name for d in current.datasets]:
-        return False
-    if request.env and current.environment.name != request.env:
-        return False
-    return not (request.size and current.size.name != request.size)
+    def context(self):
+        """(user, spawner, LaunchContext): a user's own rules, or a visitor's."""
+        user = self.current_user
+        sources = self.launch.allowed_sources
+        if user is None:
+            return None, None, LaunchContext.for_visitor(self.launch.catalog_path, sources)
+        spawner = user.spawners[""]
+        return user, spawner, LaunchContext.for_spawner(spawner, sources)
 
 
 class LaunchHandler(LaunchMixin, BaseHandler):
@@ -138,27 +80,26 @@ class LaunchHandler(LaunchMixin, BaseHandler):
         ctx = None
         try:
             request = self._request(self.request.query_arguments)
-            ctx = _Context(self)
-            resolution, environment, options, choice = self.plan(ctx, request)
+            user, spawner, ctx = self.context()
+            plan = plan_launch(ctx, request)
         except LaunchError as e:
             return await self._refused(e, ctx)
         here = self.request.uri
-        ns = dict(request=request, resolution=resolution, dataset=resolution.dataset, environment=environment,
-                  choice=choice, options=options, launch_query=request.query())
-        if ctx.user is None:
+        ns = dict(request=request, resolution=plan.resolution, dataset=plan.resolution.dataset,
+                  environment=plan.environment, choice=plan.choice, options=plan.options)
+        if user is None:
             login = url_path_join(self.hub.base_url, "login") + "?" + urlencode({"next": here})
             signup = url_path_join(self.hub.base_url, "signup") + "?" + urlencode({"next": here})
             return await self._page("oggmhub-launch.html", state="login", login_url=login, signup_url=signup, **ns)
-        spawner = ctx.spawner
-        target = request.target_url(ctx.user.server_url(""), resolution.dataset)
-        pending_url = url_path_join(self.hub.base_url, "spawn-pending", ctx.user.escaped_name) + "?" + urlencode({"next": target})
+        target = request.target_url(user.server_url(""), plan.resolution.dataset)
         if spawner.pending:
+            pending_url = url_path_join(self.hub.base_url, "spawn-pending", user.escaped_name) + "?" + urlencode({"next": target})
             return await self._page("oggmhub-launch.html", state="pending", pending=spawner.pending,
                                     pending_url=pending_url, **ns)
         if spawner.ready:
-            current = running_choice(ctx)
-            if has_everything(current, resolution, request):
-                return self.redirect(target)
+            current = running_choice(ctx, spawner.user_options)
+            if has_everything(current, plan, request):
+                return self.redirect(target)  # everything asked for is there: open it
             return await self._page("oggmhub-launch.html", state="restart", current=current, **ns)
         return await self._page("oggmhub-launch.html", state="start", **ns)
 
@@ -167,12 +108,11 @@ class LaunchHandler(LaunchMixin, BaseHandler):
         ctx = None
         try:
             request = self._request(self.request.body_arguments)
-            ctx = _Context(self)
-            resolution, environment, options, choice = self.plan(ctx, request)
+            user, spawner, ctx = self.context()
+            plan = plan_launch(ctx, request)
         except LaunchError as e:
             return await self._refused(e, ctx)
         action = self.get_body_argument("action", "start")
-        user, spawner = ctx.user, ctx.spawner
         if action not in ("start", "restart"):
             return await self._refused(LaunchError(400, "action", f"unknown action {action[:40]!r}; "
                                                    "allowed: start, restart", ["start", "restart"]), ctx)
@@ -188,12 +128,12 @@ class LaunchHandler(LaunchMixin, BaseHandler):
                     break
                 await asyncio.sleep(0.2)
         try:
-            await self.spawn_single_user(user, "", options=options)
+            await self.spawn_single_user(user, "", options=plan.options)
         except web.HTTPError as e:
             message = getattr(e, "jupyterhub_message", None) or (
                 (e.log_message % e.args) if e.args else e.log_message) or str(e)
             return await self._refused(LaunchError(e.status_code, "server", message), ctx)
-        target = request.target_url(user.server_url(""), resolution.dataset)
+        target = request.target_url(user.server_url(""), plan.resolution.dataset)
         self.redirect(url_path_join(self.hub.base_url, "spawn-pending", user.escaped_name)
                       + "?" + urlencode({"next": target}))
 
@@ -211,7 +151,7 @@ class ResolveAPIHandler(LaunchMixin, APIHandler):
             check_length("id", text)
         except IdentifierError as e:
             raise LaunchError(400, "id", str(e)) from None
-        ctx = _Context(self)
+        _, _, ctx = self.context()
         if ctx.policy is not None and ctx.policy.refusal:
             raise LaunchError(403, "cohort", ctx.policy.refusal)
         resolution = resolve(ctx.catalog, text, ctx.allowed, self.launch.allowed_sources)
@@ -226,7 +166,7 @@ class DatasetsPageHandler(LaunchMixin, BaseHandler):
     """``/hub/datasets``: every dataset this visitor may launch, with its links."""
 
     async def get(self):
-        ctx = _Context(self)
+        _, _, ctx = self.context()
         refusal = ctx.policy.refusal if ctx.policy is not None else None
         entries = []
         for dataset in ([] if refusal else visible_datasets(ctx.catalog, ctx.allowed)):
