@@ -12,7 +12,7 @@ import pytest
 
 from browser import chromium, screenshot
 from launch_fixtures import CELLS_DOI, OGGM_DOI, launch_catalog
-from local_hub import REPO, running_hub
+from local_hub import REPO, materials_repo, running_hub
 
 pytestmark = pytest.mark.browser
 PASSWORD = "moraine-2026-x"
@@ -31,7 +31,8 @@ def server(hub, name):
     return hub.api(hub.admin(), "GET", f"/users/{name}").json()["servers"].get("")
 
 
-def test_a_doi_link_logs_in_starts_and_opens_the_datasets_files(hub):
+def test_a_doi_link_logs_in_starts_and_opens_the_datasets_files(hub, tmp_path):
+    materials = materials_repo(tmp_path)
     hub.signup("lena", PASSWORD)
     hub.approve("lena")
     hub.salem_stand_in("lena")
@@ -106,3 +107,46 @@ def test_a_doi_link_logs_in_starts_and_opens_the_datasets_files(hub):
             assert paper.evaluate("window.__opened") == [f"{hub.url}/hub/launch?dataset={doi.replace('/', '%2F')}"]
         page.goto(f"{hub.url}/hub/launch?dataset={CELLS_DOI.replace('/', '%2F')}")
         page.locator("#launch-restart-button").wait_for()
+
+        # materials pulled with nbgitpuller, then the notebook opens
+        page.goto(f"{hub.url}/hub/launch?dataset=oggm-mirror&repo={materials}"
+                  "&urlpath=lab/tree/tutorials.git/01-glacier-flowline.ipynb")  # nbgitpuller clones into tutorials.git
+        page.wait_for_url(re.compile(r".*/user/lena/lab/tree/tutorials.git/01-glacier-flowline.ipynb"), timeout=120_000)
+        assert os.path.exists(os.path.join(hub.data_dir, "homes", "lena", "tutorials.git", "01-glacier-flowline.ipynb"))
+        assert server(hub, "lena")["started"] == started
+
+
+def test_signing_up_with_a_join_code_comes_back_to_the_launch(hub):
+    import subprocess
+    import sys
+    from datetime import timedelta
+
+    from oggmhub.cohorts.model import now_utc
+
+    token = hub.api(hub.admin(), "POST", "/users/admin/tokens", json={"note": "launch"}).json()["token"]
+    now = now_utc()
+    out = subprocess.run(
+        [sys.executable, "-m", "oggmhub", "cohort", "create", "glacier-school", "--env", "oggm",
+         "--start", (now - timedelta(hours=1)).isoformat(), "--end", (now + timedelta(days=1)).isoformat(),
+         "--hub", hub.url, "--token", token], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    code = out.stdout.split("join code: ")[1].split()[0]
+    link = f"{hub.url}/hub/launch?dataset=doi:{OGGM_DOI}&path=rgi"
+    with chromium() as browser:
+        page = browser.new_page()
+        page.goto(link)
+        page.locator("#launch-signup-button").click()
+        page.fill("#username_input", "nils")
+        page.fill("#password_input", PASSWORD)
+        page.fill("#password_confirmation_input", PASSWORD)
+        page.fill("#join_code_input", code)
+        page.locator("#signup_submit").click()
+        page.get_by_text("Welcome to cohort glacier-school").wait_for()
+        page.locator("#signup-continue").click()
+        page.fill("#username_input", "nils")
+        page.fill("#password_input", PASSWORD)
+        page.locator("#login_submit").click()
+        page.locator("#launch-start-button").wait_for()
+        assert page.url == f"{hub.url}/hub/launch?dataset=doi:{OGGM_DOI}&path=rgi" or "path=rgi" in page.url
+        assert "Opens <code>rgi</code>" in page.content()
+    assert server(hub, "nils") is None
