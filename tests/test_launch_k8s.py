@@ -4,6 +4,10 @@ sidecar; refused launches write nothing to the API server; an allowed on-demand 
 is mounted like a catalog dataset."""
 
 import json
+import os
+import subprocess
+
+import kubernetes_validate
 
 import pytest
 from traitlets.config import Config
@@ -32,7 +36,20 @@ def notebook(pod):
     return next(c for c in pod["spec"]["containers"] if c["name"] == "notebook")
 
 
-async def test_a_doi_launch_creates_the_pod_with_the_dataset_mounted(api, kubelet):
+def check_link_hook(command, tmp_path):
+    """Run the pod's postStart command (a real sh) with the home and /data moved under tmp_path."""
+    home, data = tmp_path / "home", tmp_path / "data"
+    (data / "oggm-mirror").mkdir(parents=True)
+    (home / "datasets" / "mine").mkdir(parents=True)  # the user's own folder
+    os.symlink("/data/gone", home / "datasets" / "gone")  # a link from an earlier session
+    script = command[2].replace("/home/jovyan", str(home)).replace("/data/", f"{data}/")
+    subprocess.run([*command[:2], script], check=True)
+    assert os.readlink(home / "datasets" / "oggm-mirror") == f"{data}/oggm-mirror"
+    assert sorted(os.listdir(home / "datasets")) == ["mine", "oggm-mirror"]
+    assert os.listdir(home / "datasets" / "oggm-mirror") == []  # reaches the mount
+
+
+async def test_a_doi_launch_creates_the_pod_with_the_dataset_mounted(api, kubelet, tmp_path):
     spawner = hub_spawner("lena")
     plan = plan_launch(LaunchContext.for_spawner(spawner), launch(dataset="https://doi.org/10.5194/GMD-12-909-2019"))
     assert plan.options == {"profile": "oggm"}  # the environment that mounts it
@@ -44,7 +61,11 @@ async def test_a_doi_launch_creates_the_pod_with_the_dataset_mounted(api, kubele
     data = next(m for m in container["volumeMounts"] if m["mountPath"] == "/data")
     assert data["readOnly"] is True
     assert pod["spec"]["initContainers"][0]["securityContext"]["privileged"] is True
+    kubernetes_validate.validate(pod, "1.32", strict=True)
+    # JupyterLab (root: the home) shows it at datasets/oggm-mirror, where the launch opens
+    hook = container["lifecycle"]["postStart"]["exec"]["command"]
     await spawner.stop()
+    check_link_hook(hook, tmp_path)
 
     # the same dataset added to another environment, when the launch names one that may mount it
     spawner2 = hub_spawner("ines")
