@@ -105,3 +105,17 @@ async def test_an_allowed_source_is_mounted_on_demand_by_the_sidecar(api, kubele
     plain = hub_spawner("olga2")
     with pytest.raises(web.HTTPError, match="unknown dataset 'gs://public-glaciers/rgi'"):
         await hub_start(plain, plan.options)
+
+
+def test_the_chart_values_enable_the_launch_pages_on_kubernetes():
+    import yaml
+
+    from conftest import REPO
+    from oggmhub.launch.handlers import TEMPLATES, handlers
+
+    values = yaml.safe_load((REPO / "helm-values" / "oggmhub.yaml").read_text())
+    c = Config()
+    exec(values["hub"]["extraConfig"]["oggmhub-cohorts"], {"c": c})  # as the chart's hub does
+    registered = [h for _, h in c.JupyterHub.extra_handlers]
+    assert all(h in registered for _, h in handlers()) and TEMPLATES in c.JupyterHub.template_paths
+    assert c.Launch.catalog_path == values["hub"]["config"]["OGGMHubSpawner"]["catalog_path"]
