@@ -115,6 +115,17 @@ def test_a_doi_link_logs_in_starts_and_opens_the_datasets_files(hub, tmp_path):
         assert os.path.exists(os.path.join(hub.data_dir, "homes", "lena", "tutorials.git", "01-glacier-flowline.ipynb"))
         assert server(hub, "lena")["started"] == started
 
+        # another size: asked, then restarted on the user's click, and opened at the file
+        page.goto(f"{hub.url}/hub/launch?dataset=oggm-mirror&size=medium&path=README.txt")
+        page.locator("#launch-restart-button").wait_for()
+        assert "Medium" in page.locator("#launch-restart").inner_text()
+        assert server(hub, "lena")["started"] == started
+        page.locator("#launch-restart-button").click()
+        page.wait_for_url(re.compile(r".*/user/lena/lab/tree/datasets/oggm-mirror/README.txt$"), timeout=600_000)
+        page.get_by_text("the OGGM mirror, for launch tests").first.wait_for(timeout=120_000)
+        restarted = server(hub, "lena")
+        assert restarted["started"] != started and restarted["user_options"]["size"] == "medium"
+
 
 def test_signing_up_with_a_join_code_comes_back_to_the_launch(hub):
     import subprocess
