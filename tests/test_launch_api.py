@@ -151,6 +151,9 @@ def test_logged_out_visitors_are_asked_to_log_in_and_come_back(hub):
     assert r.status_code == 200 and 'id="launch-login-button"' in r.text
     assert "/hub/login?next=%2Fhub%2Flaunch%3Fdataset%3D10.5194%252Fgmd-12-909-2019%26path%3Drgi" in r.text
     assert "/hub/signup?next=" in r.text
+    # the datasets page is open to visitors too (the whole catalog; cohorts narrow it after login)
+    page = requests.get(f"{hub.url}/hub/datasets")
+    assert page.status_code == 200 and "OGGM data mirror" in page.text and "Cell images" in page.text
 
 
 def test_the_datasets_page_and_badge(hub, ada):
