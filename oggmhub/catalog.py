@@ -427,6 +427,7 @@ def _build(path, data):
                 endpoint=spec.get("endpoint", "").rstrip("/"),
                 credentials=dict(spec.get("credentials") or {}),
                 aliases=tuple(spec.get("aliases") or ()),
+                size=str(spec.get("size", "")),
             )
             for name, spec in (data.get("datasets") or {}).items()
         },

@@ -30,7 +30,7 @@ def launch_catalog(folder):
     catalog["datasets"]["oggm-mirror"].update(
         source=mirror, aliases=["https://zenodo.org/records/3585097", "oggm-data"])
     catalog["datasets"]["cell-images"] = {
-        "title": "Cell images", "source": cells, "doi": CELLS_DOI, "licence": "CC-BY-4.0",
+        "title": "Cell images", "source": cells, "doi": CELLS_DOI, "licence": "CC-BY-4.0", "size": "12Mi",
         "description": "Fluorescence microscopy images of cells.",
         "citation": "Someone, A. (2024): Cells. Zenodo.",
     }

@@ -55,7 +55,7 @@ def test_every_spelling_resolves_to_the_same_dataset(hub, ada, spelling):
 
 def test_a_dataset_of_another_environment_resolves_with_that_environment(hub, ada):
     body = resolve(hub, ada, f"https://doi.org/{CELLS_DOI}").json()
-    assert body["dataset"]["name"] == "cell-images"
+    assert body["dataset"]["name"] == "cell-images" and body["dataset"]["size"] == "12Mi"
     assert body["environments"] == [{"name": "fiji", "display_name": "Fiji", "mounts_by_default": True}]
 
 
@@ -158,6 +158,7 @@ def test_logged_out_visitors_are_asked_to_log_in_and_come_back(hub):
 
 def test_the_datasets_page_and_badge(hub, ada):
     page = ada.get(f"{hub.url}/hub/datasets").text
+    assert '<dd class="col-sm-10 dataset-size">12Mi</dd>' in page  # the catalog's size, where it gives one
     for text in ("OGGM data mirror", "Cell images", OGGM_DOI, CELLS_DOI, "CC-BY-4.0", "Maussion",
                  "Open in oggmhub", "javascript:", f"{hub.url}/hub/launch?dataset={OGGM_DOI}"):
         assert text in page, text

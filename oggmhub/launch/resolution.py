@@ -42,7 +42,7 @@ class Resolution:
             "dataset": {
                 "name": d.name, "title": d.title, "description": d.description,
                 "licence": d.licence, "citation": d.citation, "doi": d.doi,
-                "source": d.source, "aliases": list(d.aliases),
+                "source": d.source, "aliases": list(d.aliases), "size": d.size,
             },
             "mount_path": d.mount_path,
             "folder": f"datasets/{d.name}",

@@ -69,7 +69,11 @@ class Dataset:
     doi: str = ""
     endpoint: str = ""
     credentials: dict = dataclasses.field(default_factory=dict)
+    size: str = ""  # as the catalog gives it (e.g. 120Gi), shown on the hub's datasets page
     aliases: tuple = ()  # other identifiers (DOIs, URLs, names) launch links resolve to it
+
+    def __post_init__(self):
+        object.__setattr__(self, "aliases", tuple(self.aliases))  # a list, when read back from JSON
 
 
 class DatasetError(Exception):
