@@ -153,6 +153,13 @@ class CatalogPickerMixin(LoggingConfigurable):
         policy = self.cohort_policy()
         return None if policy is None else policy.limits["gpus"]
 
+    def on_demand_datasets(self):
+        """Sources outside the catalog this hub's admin allows (``c.Launch.allowed_sources``)."""
+        from oggmhub.launch.config import launch_settings
+        from oggmhub.launch.resolution import on_demand_resolver
+
+        return on_demand_resolver(launch_settings(self.config).allowed_sources)
+
     def check_cohort_access(self, policy):
         """Raise :class:`CohortAccessError` if the user's cohorts refuse this spawn."""
         if policy is None:
@@ -207,6 +214,7 @@ class CatalogPickerMixin(LoggingConfigurable):
             self.catalog, user_options,
             None if policy is None else policy.environments,
             None if policy is None else policy.limits["gpus"],
+            on_demand=self.on_demand_datasets(),
         )
         # store the canonical form, so that the picker pre-selects it next time
         if user_options != choice.user_options:

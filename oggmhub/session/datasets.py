@@ -75,6 +75,11 @@ class Dataset:
     endpoint: str = ""
     credentials: dict = dataclasses.field(default_factory=dict)
     required: bool = True  # False: a session starts without it when its source cannot be reached
+    size: str = ""  # as the catalog gives it (e.g. 120Gi), shown on the hub's datasets page
+    aliases: tuple = ()  # other identifiers (DOIs, URLs, names) launch links resolve to it
+
+    def __post_init__(self):
+        object.__setattr__(self, "aliases", tuple(self.aliases))  # a list, when read back from JSON
 
 
 class DatasetError(Exception):

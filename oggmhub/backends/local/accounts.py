@@ -72,6 +72,8 @@ class SignUpHandler(native_handlers.SignUpHandler):
         if name == "signup.html":  # the same form, with the join code field
             name = "oggmhub-signup.html"
             ns.setdefault("join_code", self.get_argument("join_code", ""))
+            # where to go after logging in (a launch link): kept through the form, this hub only
+            ns.setdefault("next_url", self.get_next_url(default="") if self.get_argument("next", "") else "")
         return super().render_template(name, sync=sync, **ns)
 
     async def post(self):

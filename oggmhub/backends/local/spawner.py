@@ -31,6 +31,7 @@ from oggmhub.session import datasets as datasets_api
 from oggmhub.session import tutorials as session_tutorials
 from oggmhub.cohorts import materials as cohort_materials
 from oggmhub.backends.local import mounts as dataset_mounts
+from oggmhub.backends.local.dataset_links import link_datasets
 from oggmhub.errors import SpawnFailed
 from oggmhub.backends.local.environments import LocalEnvError, build_local_env
 from oggmhub.picker import CatalogPickerMixin
@@ -238,6 +239,7 @@ class LocalEnvSpawner(CatalogPickerMixin, LocalProcessSpawner):
         dataset_mounts.cleanup_stale_mounts(self.mount_root)  # left by a crash, if any
         datasets = self.choice.datasets
         datasets_api.write_unavailable(self.scratch_dir, {})  # a previous session's notice
+        link_datasets(self.home_dir, {})  # links of an earlier session's datasets go
         if not datasets:
             return
         ok, why = dataset_mounts.fuse_available()
@@ -255,6 +257,8 @@ class LocalEnvSpawner(CatalogPickerMixin, LocalProcessSpawner):
         options = dataset_mounts.DatasetMounts(parent=self)
         self._mounts = dataset_mounts.mount_datasets(datasets, self.mount_root, options, unavailable=unavailable)
         datasets_api.write_unavailable(self.scratch_dir, missing)  # read by datasets.unavailable()
+        # browsable from JupyterLab at datasets/<name> (where launch links open)
+        link_datasets(self.home_dir, {m.dataset: m.mountpoint for m in self._mounts})
 
     def _unmount_datasets(self):
         mounts, self._mounts = self._mounts, ()
