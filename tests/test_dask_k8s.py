@@ -267,6 +267,30 @@ async def test_spawn_fences_the_user_namespace_and_hands_the_pod_a_dask_template
     await spawner.stop()
 
 
+async def test_dask_workers_mount_with_the_configured_dataset_options(api, kubelet):
+    """c.DatasetMounts.* reaches the mount sidecar of every Dask pod too ($OGGMHUB_MOUNT_OPTIONS)."""
+    from traitlets.config import Config
+
+    from oggmhub.backends.local.mount_options import from_env
+
+    c = Config()
+    c.DatasetMounts.block_size = 4 * 2**20
+    c.DatasetMounts.listings_ttl = 30.0
+    spawner = make_spawner("alice", spawner_class=OGGMHubSpawner, catalog_path=str(CATALOG), config=c,
+                           enable_user_namespaces=True, user_namespace_template="oggmhub-{username}",
+                           dask_kubernetes=True, **FAST)
+    await spawn(spawner, {"profile": "oggm", "size": "small"})
+    [pod] = api.objects("pods", "oggmhub-alice")
+    template = json.loads(session_environ(pod)[dask_k8s.ENV_TEMPLATE])
+    await spawner.stop()
+    spec = dask_k8s.cluster_spec("c", template, workers=1, owner=dask_k8s.owner_reference("jupyter-alice", "uid"))
+    for pod_spec in (pod["spec"], spec["spec"]["worker"]["spec"]):
+        [sidecar] = [s for s in pod_spec["initContainers"] if s["name"] == "oggmhub-datasets"]
+        options = from_env({e["name"]: e["value"] for e in sidecar["env"] if "value" in e})
+        assert (options.block_size, options.listings_ttl) == (4 * 2**20, 30.0)
+    assert admitted(as_pod(spec["spec"]["worker"]["spec"])) == []  # and the pod policy admits it
+
+
 async def test_without_dask_no_token_no_role(api, kubelet):
     spawner = hub_spawner("bob", dask_kubernetes=False)
     await spawn(spawner, {"profile": "oggm"})

@@ -32,10 +32,11 @@ import math
 import os
 from dataclasses import dataclass, field, replace
 
+from oggmhub.session import env as session_vars
 from oggmhub.session.quantities import parse_memory
 
-ENV_LIMITS = "OGGMHUB_DASK_LIMITS"  # JSON of DaskLimits.to_json(), set by both spawners
-ENV_COHORT_WORKERS = "OGGMHUB_MAX_DASK_WORKERS"  # a cohort's dask_workers limit
+ENV_LIMITS = session_vars.DASK_LIMITS  # JSON of DaskLimits.to_json(), set by both spawners
+ENV_COHORT_WORKERS = session_vars.MAX_DASK_WORKERS  # a cohort's dask_workers limit
 FIELDS = ("clusters", "workers", "cores", "memory", "gpus", "idle_timeout")
 DEFAULTS = {
     "clusters": 1,

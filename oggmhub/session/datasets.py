@@ -35,6 +35,7 @@ import tempfile
 # minute against emulators and buys nothing for reading. Must be set before gcsfs loads.
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 
+from oggmhub.session import env as session_vars  # noqa: E402
 from oggmhub.session.readonly import DatasetReadOnlyError, ReadOnlyFileSystem  # noqa: E402
 
 __all__ = [
@@ -42,11 +43,13 @@ __all__ = [
     "open_dataset", "session_env", "localize_env", "session_datasets", "source_filesystem",
 ]
 
-ENV_NAMES = "OGGMHUB_DATASETS"  # comma list of names (set by spawner/pod.py's session_env)
-ENV_JSON = "OGGMHUB_DATASETS_JSON"  # the session's catalog entries, as JSON
-ENV_CACHE = "OGGMHUB_DATASETS_CACHE"  # simplecache (default), blockcache or none
-ENV_CACHE_DIR = "OGGMHUB_DATASETS_CACHE_DIR"  # where cached copies go
-ENV_SCRATCH = "OGGMHUB_SCRATCH"  # the session's scratch space, if the spawner gives one
+# the variables (named in oggmhub.session.env); both backends set them through
+# oggmhub.backends.session_env.session_environment, which calls session_env() below
+ENV_NAMES = session_vars.DATASETS
+ENV_JSON = session_vars.DATASETS_JSON
+ENV_CACHE = session_vars.DATASETS_CACHE
+ENV_CACHE_DIR = session_vars.DATASETS_CACHE_DIR
+ENV_SCRATCH = session_vars.SCRATCH
 CACHE_TYPES = ("simplecache", "blockcache", "none")
 AMBIENT = object()  # credentials: the platform's own (Workload Identity, ADC, IAM role)
 
@@ -165,7 +168,7 @@ def _is_mounted(path):
 
 def credentials_env_var(name):
     """The variable a ``{secret: ...}`` reference is delivered in (mount sidecar only)."""
-    return "OGGMHUB_DATASET_CREDENTIALS_" + re.sub(r"[^A-Z0-9]", "_", name.upper())
+    return session_vars.DATASET_CREDENTIALS_PREFIX + re.sub(r"[^A-Z0-9]", "_", name.upper())
 
 
 def resolve_credentials(dataset, environ=None):
