@@ -10,7 +10,6 @@ import pytest
 import yaml
 
 from conftest import CATALOG
-from gcs_emulator import GCSEmulator
 from local_hub import LocalHub
 from oggmhub.backends.local.environments import default_root
 
@@ -18,12 +17,8 @@ URL = "https://cluster.klima.uni-bremen.de/~oggm/test_files/oggmhub/outlines.csv
 CONTENT = b"rgi_id,area\nRGI60-11.00897,7.96\n"
 
 
-@pytest.fixture(scope="module")
-def gcs():
-    with GCSEmulator() as gcs:
-        gcs.create_bucket("oggm-mirror")
-        gcs.filesystem().pipe("oggm-mirror/cluster.klima.uni-bremen.de/~oggm/test_files/oggmhub/outlines.csv", CONTENT)
-        yield gcs
+# conftest's gcs fixture fills them
+GCS_BUCKETS = {"oggm-mirror": {"cluster.klima.uni-bremen.de/~oggm/test_files/oggmhub/outlines.csv": CONTENT}}
 
 
 @pytest.fixture(scope="module")

@@ -17,9 +17,9 @@ import psutil
 import pytest
 from traitlets.config import Config
 
-from conftest import CATALOG, REPO
-from kube_harness import hub_start, make_spawner
-from kube_harness.spawners import FakeOrmSpawner, FakeUser
+from conftest import REPO
+from kube_harness import hub_start
+from kube_harness.oggmhub import oggmhub_spawner
 from oggmhub.backends.local import mount_options, mounts
 from oggmhub.catalog import Dataset
 from oggmhub.choice import resolve_choice
@@ -75,13 +75,8 @@ def mount_flags(mountpoint):
 
 
 @FUSE
-def test_the_local_spawner_mounts_with_the_configured_options(catalog, folder, tmp_path):
-    from jupyterhub.objects import Hub
-
-    from oggmhub.backends.local.spawner import LocalEnvSpawner
-
-    spawner = LocalEnvSpawner(config=config(), hub=Hub(), user=FakeUser("ada"), orm_spawner=FakeOrmSpawner(),
-                              catalog_path=str(CATALOG), data_dir=str(tmp_path / "data"))
+def test_the_local_spawner_mounts_with_the_configured_options(catalog, folder, local_spawner):
+    spawner = local_spawner(config=config())
     assert spawner.mount_options.as_dict() == CONFIGURED
     choice = resolve_choice(catalog, {"profile": "oggm"})
     spawner.choice = dataclasses.replace(choice, default_datasets=(folder,), extra_datasets=())
@@ -99,16 +94,12 @@ def test_the_local_spawner_mounts_with_the_configured_options(catalog, folder, t
 
 
 @FUSE
-def test_a_configured_timeout_fails_the_local_spawners_mount_in_that_time(catalog, tmp_path):
-    from jupyterhub.objects import Hub
-
+def test_a_configured_timeout_fails_the_local_spawners_mount_in_that_time(catalog, local_spawner):
     from gcs_emulator import free_port
-    from oggmhub.backends.local.spawner import LocalEnvSpawner
 
     c = Config()
     c.DatasetMounts.timeout = 1.5
-    spawner = LocalEnvSpawner(config=c, hub=Hub(), user=FakeUser("ada"), orm_spawner=FakeOrmSpawner(),
-                              catalog_path=str(CATALOG), data_dir=str(tmp_path / "data"))
+    spawner = local_spawner(config=c)
     closed = Dataset(name="era5", title="ERA5", source="gs://era5", mount_path="/data/era5",
                      endpoint=f"http://127.0.0.1:{free_port()}")
     choice = resolve_choice(catalog, {"profile": "oggm"})
@@ -168,10 +159,7 @@ def test_the_cli_refuses_bad_options_naming_them_and_mounts_nothing(folder, tmp_
 
 
 async def test_the_kubernetes_sidecar_gets_the_configured_options(api, kubelet):
-    from oggmhub.spawner import OGGMHubSpawner
-
-    spawner = make_spawner("alice", spawner_class=OGGMHubSpawner, catalog_path=str(CATALOG), config=config(),
-                           k8s_api_request_timeout=2, k8s_api_request_retry_timeout=4, start_timeout=10)
+    spawner = oggmhub_spawner("alice", config=config(), k8s_api_request_timeout=2, k8s_api_request_retry_timeout=4, start_timeout=10)
     await hub_start(spawner, {"profile": "oggm"})  # OGGM mounts the oggm-mirror dataset
     try:
         [pod] = api.objects("pods", "default")

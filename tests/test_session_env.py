@@ -4,13 +4,11 @@
 
 import ast
 import json
-import pathlib
 
 import pytest
 
-from conftest import CATALOG, REPO
-from kube_harness import make_spawner
-from kube_harness.spawners import FakeUser
+from conftest import REPO
+from kube_harness.oggmhub import oggmhub_spawner
 from oggmhub.backends.session_env import session_environment
 from oggmhub.choice import resolve_choice
 from oggmhub.session import env as session_vars
@@ -84,14 +82,9 @@ def _unescape(value):
     return value.replace("{{", "{").replace("}}", "}") if isinstance(value, str) else value
 
 
-async def test_both_spawners_hand_a_session_the_same_variables(api, choice, tmp_path):
-    from jupyterhub.objects import Hub
-
-    from oggmhub.backends.local.spawner import LocalEnvSpawner
-    from oggmhub.spawner import OGGMHubSpawner
-
-    local = LocalEnvSpawner(hub=Hub(), user=FakeUser("ada"), catalog_path=str(CATALOG), data_dir=str(tmp_path))
-    kube = make_spawner("ada", spawner_class=OGGMHubSpawner, catalog_path=str(CATALOG))
+async def test_both_spawners_hand_a_session_the_same_variables(api, choice, local_spawner):
+    local = local_spawner("ada")
+    kube = oggmhub_spawner("ada")
     local.apply_choice(choice)
     kube.apply_choice(choice)
     local_env = dict(local.environment)
