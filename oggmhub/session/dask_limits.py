@@ -21,8 +21,10 @@ Every limit remembers where it was set, so a refusal names it::
 On Kubernetes the same numbers also become the user namespace's ResourceQuota
 (:mod:`oggmhub.backends.kubernetes.namespace`), so they hold against direct API calls too.
 
-Both spawners put :func:`session_env` in the session: the limits (``OGGMHUB_DASK_LIMITS``)
-and :func:`dashboard_env`, Dask's dashboard link through the user's server.
+Both spawners put :func:`session_env` in the session (through
+:func:`oggmhub.backends.session_env.session_environment`): the limits
+(``OGGMHUB_DASK_LIMITS``) and :func:`dashboard_env`, Dask's dashboard link through the
+user's server.
 """
 
 from __future__ import annotations

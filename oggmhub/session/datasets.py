@@ -17,9 +17,9 @@ by default; ``blockcache`` for large files read in parts, or none). Every write,
 rename or mkdir raises :class:`~oggmhub.session.readonly.DatasetReadOnlyError` (a
 ``PermissionError`` with ``errno.EROFS``).
 
-The spawner side: :func:`session_env` builds the environment variables a session gets,
+The hub side: :func:`session_env` builds the datasets' variables a session gets and
 :func:`localize_env` rewrites catalog mount paths for a backend that mounts under a
-root directory, and :func:`source_filesystem` is shared with the FUSE mounts
+root directory (both called by :func:`oggmhub.backends.session_env.session_environment`), and :func:`source_filesystem` is shared with the FUSE mounts
 (:mod:`oggmhub.backends.local.mounts`) and the mirror tool (:mod:`oggmhub.cli.mirror`).
 """
 

@@ -103,8 +103,11 @@ class OGGMHubSpawner(CatalogPickerMixin, SessionBackend, KubeSpawner):
         config=True,
         help="""Image of the sidecar that mounts a session's datasets read-only (FUSE).
 
-        The only container of a user's pod with FUSE privileges; built from
-        images/mounter/. The user's container sees the mounts, never the privileges.""",
+        The only container of a user's pod with FUSE privileges; it runs
+        ``oggmhub datasets mount --from-env``, so any image with oggmhub[mount] and
+        Debian's fuse3 serves (this repository ships no build context for it). The
+        user's container sees the mounts, never the privileges; c.DatasetMounts.*
+        reaches it as $OGGMHUB_MOUNT_OPTIONS.""",
     )
 
     dask_kubernetes = Bool(
