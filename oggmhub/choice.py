@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from oggmhub.errors import UserFacingError
+from oggmhub.session import env as session_vars
 
 NO_GPU = "none"
 OPTION_FIELDS = ("profile", "size", "gpu", "datasets")
@@ -64,13 +65,13 @@ class SpawnChoice:
         """Variables telling notebook-side helpers what this session is and may use."""
         env, size, gpu = self.environment, self.size, self.gpu
         return {
-            "OGGMHUB_ENVIRONMENT": env.name,
-            "OGGMHUB_IMAGE": env.image.ref,
-            "OGGMHUB_SIZE": size.name,
-            "OGGMHUB_CPU_LIMIT": f"{size.cpu_limit:g}",
-            "OGGMHUB_MEM_LIMIT": str(size.mem_limit),
-            "OGGMHUB_GPU": gpu.name if gpu else NO_GPU,
-            "OGGMHUB_GPU_COUNT": str(gpu.count if gpu else 0),
+            session_vars.ENVIRONMENT: env.name,
+            session_vars.IMAGE: env.image.ref,
+            session_vars.SIZE: size.name,
+            session_vars.CPU_LIMIT: f"{size.cpu_limit:g}",
+            session_vars.MEM_LIMIT: str(size.mem_limit),
+            session_vars.GPU: gpu.name if gpu else NO_GPU,
+            session_vars.GPU_COUNT: str(gpu.count if gpu else 0),
         }
 
     def describe(self):

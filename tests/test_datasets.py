@@ -14,7 +14,6 @@ import pytest
 import yaml
 
 from conftest import CATALOG, REPO
-from gcs_emulator import GCSEmulator
 from oggmhub.session import datasets
 from oggmhub.catalog import CatalogError, Dataset, load_catalog
 from oggmhub.session.readonly import WRITE_METHODS, DatasetReadOnlyError
@@ -166,12 +165,7 @@ def test_credentials_are_resolved_from_the_environment_only():
 # --- the notebook API against a GCS emulator ---------------------------------------
 
 
-@pytest.fixture(scope="module")
-def gcs():
-    with GCSEmulator() as emulator:
-        emulator.create_bucket("oggm-data")
-        emulator.filesystem().pipe({f"oggm-data/{k}": v for k, v in FILES.items()})
-        yield emulator
+GCS_BUCKETS = {"oggm-data": FILES}  # conftest's gcs fixture fills them
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from tornado import web
 
 from oggmhub.cohorts import joincodes
+from oggmhub.session import env as session_vars
 
 GROUP_PREFIX = "cohort-"
 ROLE_PREFIX = "cohort-organiser-"
@@ -277,9 +278,9 @@ class MemberPolicy:
     def session_env(self):
         """Variables telling notebook-side helpers the member's limits."""
         return {
-            "OGGMHUB_COHORTS": ",".join(self.cohorts),
-            "OGGMHUB_MAX_DASK_WORKERS": str(self.limits["dask_workers"]),
-            "OGGMHUB_MAX_GPUS": str(self.limits["gpus"]),
+            session_vars.COHORTS: ",".join(self.cohorts),
+            session_vars.MAX_DASK_WORKERS: str(self.limits["dask_workers"]),
+            session_vars.MAX_GPUS: str(self.limits["gpus"]),
         }
 
 

@@ -26,9 +26,11 @@ from jupyterhub.spawner import LocalProcessSpawner
 from kubespawner.slugs import safe_slug
 from traitlets import Unicode, default
 
-from oggmhub.session import dask_limits
 from oggmhub.session import datasets as datasets_api
 from oggmhub.session import tutorials as session_tutorials
+from oggmhub.backends.base import SessionBackend
+from oggmhub.backends.session_env import session_environment
+from oggmhub.session import env as session_vars
 from oggmhub.cohorts import materials as cohort_materials
 from oggmhub.backends.local import mounts as dataset_mounts
 from oggmhub.backends.local.dataset_links import link_datasets
@@ -39,7 +41,7 @@ from oggmhub.picker import CatalogPickerMixin
 # Every process of one server session carries this variable, with a value of its own:
 # what double-forks out of the server's process tree (a desktop's message bus and its
 # settings daemons) is still found, and ended, when the server stops.
-SESSION_MARKER = "OGGMHUB_SESSION"
+SESSION_MARKER = session_vars.SESSION
 
 # the traits a choice sets; their configured values are the base every choice starts from
 _CHOICE_TRAITS = ("environment", "cpu_limit", "cpu_guarantee", "mem_limit", "mem_guarantee")
@@ -50,8 +52,10 @@ def data_dir_default():
     return os.path.abspath(os.environ.get("OGGMHUB_DATA_DIR") or "data")
 
 
-class LocalEnvSpawner(CatalogPickerMixin, LocalProcessSpawner):
+class LocalEnvSpawner(CatalogPickerMixin, SessionBackend, LocalProcessSpawner):
     """Run the chosen environment as a local process with a persistent home."""
+
+    backend_name = "local"
 
     data_dir = Unicode(
         config=True,
@@ -128,20 +132,16 @@ class LocalEnvSpawner(CatalogPickerMixin, LocalProcessSpawner):
 
     # --- the choice ------------------------------------------------------------------
 
+    def session_environment(self, choice):
+        """Datasets under this user's mount root, with their scratch space and Dask registry."""
+        return session_environment(choice, mount_root=self.mount_root, scratch_dir=self.scratch_dir,
+                                   dask_backend="local", dask_registry=self.dask_registry)
+
     def apply_choice(self, choice):
+        """The session's variables and the size's CPU and memory limits, over the configured base."""
         base = self.base_settings(_CHOICE_TRAITS)
         size = choice.size
-        session = {
-            **choice.environment.env,
-            **choice.session_env(),
-            **datasets_api.session_env(choice.datasets, mount_root=self.mount_root),
-            **dask_limits.session_env(choice.environment, choice.size, "local"),
-            "OGGMHUB_DASK_REGISTRY": self.dask_registry,
-            "OGGMHUB_SCRATCH": self.scratch_dir,
-        }
-        # paths into catalog mount points (e.g. OGGM_DOWNLOAD_CACHE) point at the local mounts
-        session = datasets_api.localize_env(session, choice.datasets, self.mount_root)
-        self.environment = {**base["environment"], **session}
+        self.environment = {**base["environment"], **self.session_environment(choice)}
         self.cpu_limit, self.cpu_guarantee = size.cpu_limit, size.cpu_guarantee
         self.mem_limit, self.mem_guarantee = size.mem_limit, size.mem_guarantee
 
@@ -254,8 +254,8 @@ class LocalEnvSpawner(CatalogPickerMixin, LocalProcessSpawner):
             missing[dataset.name] = str(error)
             self._report(f"{error}; starting without it")
 
-        options = dataset_mounts.DatasetMounts(parent=self)
-        self._mounts = dataset_mounts.mount_datasets(datasets, self.mount_root, options, unavailable=unavailable)
+        self._mounts = dataset_mounts.mount_datasets(datasets, self.mount_root, self.mount_options,
+                                                     unavailable=unavailable)
         datasets_api.write_unavailable(self.scratch_dir, missing)  # read by datasets.unavailable()
         # browsable from JupyterLab at datasets/<name> (where launch links open)
         link_datasets(self.home_dir, {m.dataset: m.mountpoint for m in self._mounts})
