@@ -65,8 +65,11 @@ def install_option_cap():
     from jupyterhub import orm
     from sqlalchemy import event
 
-    @event.listens_for(orm.Spawner.user_options, "set", retval=True)
+    @event.listens_for(orm.Spawner.user_options, "set", retval=True, active_history=True)
     def _cap(target, value, oldvalue, initiator):
-        return cap_options(value) if value else value
+        value = cap_options(value) if value else value
+        # what the options were before this save: a refused spawn puts them back
+        target.oggmhub_options_saved = (oldvalue if isinstance(oldvalue, dict) else {}, value)
+        return value
 
     _installed = True

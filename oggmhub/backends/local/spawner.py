@@ -166,14 +166,16 @@ class LocalEnvSpawner(CatalogPickerMixin, LocalProcessSpawner):
             self.cmd = self._start_script() + [os.path.join(venv, "bin", "jupyterhub-singleuser")]
             # mounts come up while the server starts (each is a process of its own, ~1 s);
             # start() returns, and the hub routes to the server, only once both are ready
-            mounting = self._loop.run_in_executor(None, self._mount_datasets)
+            # never awaited bare: a cancelled start (a stop while starting) must not cancel
+            # the wait for the mount thread, which goes on regardless; see _settle
+            mounting = self._mounting = self._loop.run_in_executor(None, self._mount_datasets)
             self._report("Starting the Jupyter server")
             try:
                 ip, port = await super().start()
                 self._record_process()
-                await mounting
+                await asyncio.shield(mounting)
             except BaseException as e:
-                await asyncio.gather(mounting, return_exceptions=True)
+                await _settle(mounting)  # the mount is done (or failed) before it is undone
                 if self.pid:
                     await self.stop(now=True)  # also unmounts
                 else:
@@ -199,6 +201,7 @@ class LocalEnvSpawner(CatalogPickerMixin, LocalProcessSpawner):
                                   progress=self._report)
 
     _mounts = ()
+    _mounting = None  # the future of the mount thread of the current start
 
     def _mount_datasets(self):
         """Mount the session's datasets read-only; a failure names the dataset."""
@@ -354,10 +357,25 @@ class LocalEnvSpawner(CatalogPickerMixin, LocalProcessSpawner):
                 pass
         await asyncio.get_running_loop().run_in_executor(None, _end_processes, leftovers)
         shutil.rmtree(self.dask_registry, ignore_errors=True)
+        if self._mounting is not None:  # a stop during a start: let its mount finish, then undo it
+            await _settle(self._mounting)
         self._unmount_datasets()
 
     def __repr__(self):
         return f"<LocalEnvSpawner {self._log_name} cmd={shlex.join(self.cmd or [])}>"
+
+
+async def _settle(future):
+    """Wait until ``future`` (a mount thread's, which ends on its own in seconds) is done,
+    even if this task is cancelled meanwhile: what is cleaning up must see the thread's
+    work through. Its result or error is left to whoever awaits it."""
+    while not future.done():
+        try:
+            await asyncio.wait([future])
+        except asyncio.CancelledError:
+            continue
+    if not future.cancelled():
+        future.exception()  # retrieved: no 'exception was never retrieved' warning
 
 
 def session_processes(session, exclude=()):
