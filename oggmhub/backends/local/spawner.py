@@ -174,6 +174,10 @@ class LocalEnvSpawner(CatalogPickerMixin, LocalProcessSpawner):
                 ip, port = await super().start()
                 self._record_process()
                 await asyncio.shield(mounting)
+            except asyncio.CancelledError:
+                # a stop during the start: end the start now (JupyterHub gives it 1 s), and
+                # let the stop that follows wait for the mount thread and undo everything
+                raise
             except BaseException as e:
                 await _settle(mounting)  # the mount is done (or failed) before it is undone
                 if self.pid:
