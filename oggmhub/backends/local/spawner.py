@@ -29,6 +29,7 @@ from traitlets import Unicode, default
 from oggmhub.session import dask_limits
 from oggmhub.session import datasets as datasets_api
 from oggmhub.cohorts import materials as cohort_materials
+from oggmhub.backends.local import cgroups
 from oggmhub.backends.local import mounts as dataset_mounts
 from oggmhub.errors import SpawnFailed
 from oggmhub.backends.local.environments import LocalEnvError, build_local_env
@@ -164,6 +165,7 @@ class LocalEnvSpawner(CatalogPickerMixin, LocalProcessSpawner):
             except LocalEnvError as e:
                 raise SpawnFailed(str(e)) from e
             self.cmd = self._start_script() + [os.path.join(venv, "bin", "jupyterhub-singleuser")]
+            self._limit_resources()
             # mounts come up while the server starts (each is a process of its own, ~1 s);
             # start() returns, and the hub routes to the server, only once both are ready
             # never awaited bare: a cancelled start (a stop while starting) must not cancel
@@ -254,11 +256,44 @@ class LocalEnvSpawner(CatalogPickerMixin, LocalProcessSpawner):
 
     def make_preexec_fn(self, name):
         home = self.home_dir
+        cgroup = self._cgroup
 
-        def preexec():  # runs in the child: no setuid, start in the home
+        def preexec():  # runs in the child: no setuid, start in the home, inside the size's limits
+            if cgroup is not None:
+                cgroup.join()
             os.chdir(home)
 
         return preexec
+
+    # --- the size's CPU and memory limits (cgroups; see oggmhub.backends.local.cgroups) ---
+
+    UNENFORCED = " (limits not enforced on this machine)"
+
+    def picker_profile_list(self, spawner=None):
+        profiles = super().picker_profile_list(spawner)
+        if cgroups.detect()[0] is None:  # say so where the user picks a size
+            for profile in profiles:
+                for choice in profile["profile_options"]["size"]["choices"].values():
+                    choice["display_name"] += self.UNENFORCED
+        return profiles
+
+    _cgroup = None
+
+    def _limit_resources(self):
+        """Put this start's server into a cgroup with its size's limits, where the machine has cgroups."""
+        self._remove_cgroup()
+        name = safe_slug(self.user.name) + (f"--{safe_slug(self.name)}" if self.name else "")
+        try:
+            self._cgroup = cgroups.session_cgroup(name, self.cpu_limit, self.mem_limit)
+        except cgroups.CgroupError as e:
+            raise SpawnFailed(f"the size's CPU and memory limits could not be applied: {e}") from e
+        enforced = f"cgroup {self._cgroup.kind}" if self._cgroup else "no"
+        self.environment = {**self.environment, "OGGMHUB_LIMITS_ENFORCED": enforced}
+
+    def _remove_cgroup(self):
+        cgroup, self._cgroup = self._cgroup, None
+        if cgroup is not None:
+            cgroup.remove()
 
     def user_env(self, env):
         env.update(USER=self.user.name, HOME=self.home_dir, SHELL="/bin/bash")
@@ -281,12 +316,16 @@ class LocalEnvSpawner(CatalogPickerMixin, LocalProcessSpawner):
             state["started_at"] = self._started_at
         if self.pid and self._session:
             state["session"] = self._session
+        if self.pid and self._cgroup is not None:
+            state["cgroup"] = [self._cgroup.kind, self._cgroup.name]
         return state
 
     def load_state(self, state):
         super().load_state(state)
         self._started_at = state.get("started_at")
         self._session = state.get("session")
+        if state.get("cgroup"):
+            self._cgroup = cgroups.SessionCgroup(*state["cgroup"])
 
     def clear_state(self):
         super().clear_state()
@@ -364,6 +403,7 @@ class LocalEnvSpawner(CatalogPickerMixin, LocalProcessSpawner):
         if self._mounting is not None:  # a stop during a start: let its mount finish, then undo it
             await _settle(self._mounting)
         self._unmount_datasets()
+        await asyncio.get_running_loop().run_in_executor(None, self._remove_cgroup)
 
     def __repr__(self):
         return f"<LocalEnvSpawner {self._log_name} cmd={shlex.join(self.cmd or [])}>"
