@@ -73,7 +73,7 @@ def test_a_kernel_past_its_memory_limit_dies_and_the_server_and_hub_stay_up(hub)
     hub.salem_stand_in("memhog")
     assert hub.api(session, "POST", "/users/memhog/server", json={"profile": "oggm", "size": "tiny"}).status_code in (201, 202)
     hub.wait_for_server(session, "memhog")
-    group = cgroups.SessionCgroup(cgroups.detect()[0], "memhog")
+    group = cgroups.SessionCgroup(cgroups.detect()[0], cgroups.session_name(hub.data_dir, "memhog"))
     token, kernel_id, ws = kernel(hub, session, "memhog")
     pid = int(run(ws, token, "import os; print(os.getpid())").strip())
     assert pid in group.pids()  # the kernel runs inside the server's cgroup
@@ -96,7 +96,7 @@ def test_a_cpu_bound_loop_stays_within_the_sizes_cpu_limit(hub):
     hub.salem_stand_in("spinner")
     assert hub.api(session, "POST", "/users/spinner/server", json={"profile": "oggm", "size": "tiny"}).status_code in (201, 202)
     hub.wait_for_server(session, "spinner")
-    group = cgroups.SessionCgroup(cgroups.detect()[0], "spinner")
+    group = cgroups.SessionCgroup(cgroups.detect()[0], cgroups.session_name(hub.data_dir, "spinner"))
     token, _, ws = kernel(hub, session, "spinner")
     code = ("import multiprocessing as mp, time\n"
             "def spin(s):\n    t = time.time()\n    while time.time() - t < s: pass\n"

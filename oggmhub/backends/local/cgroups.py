@@ -1,6 +1,6 @@
 """CPU and memory limits of the chosen size on the local backend, through cgroups.
 
-Each server session gets a cgroup of its own, ``oggmhub/<user>`` (cgroup v2: one
+Each server session gets a cgroup of its own, ``oggmhub/<hub>-<user>`` (cgroup v2: one
 directory under the unified hierarchy with the ``memory`` and ``cpu`` controllers; cgroup
 v1: one directory in each of the ``memory``, ``cpu`` and ``cpuacct`` hierarchies). The
 server process joins it before it runs anything (:meth:`SessionCgroup.join`, from the
@@ -164,6 +164,15 @@ class SessionCgroup:
                     if time.monotonic() > deadline:
                         break
                     time.sleep(0.1)
+
+
+def session_name(data_dir, user_slug, server_slug=""):
+    """The cgroup name of a session: ``<hub>-<user>[--<server>]``, ``<hub>`` a short hash
+    of the hub's data directory, so two hubs on one machine never share a user's cgroup."""
+    import hashlib
+
+    hub = hashlib.sha256(os.path.abspath(data_dir).encode()).hexdigest()[:8]
+    return f"{hub}-{user_slug}" + (f"--{server_slug}" if server_slug else "")
 
 
 def session_cgroup(name, cpu_limit, mem_limit, root=None):

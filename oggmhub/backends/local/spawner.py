@@ -282,7 +282,8 @@ class LocalEnvSpawner(CatalogPickerMixin, LocalProcessSpawner):
     def _limit_resources(self):
         """Put this start's server into a cgroup with its size's limits, where the machine has cgroups."""
         self._remove_cgroup()
-        name = safe_slug(self.user.name) + (f"--{safe_slug(self.name)}" if self.name else "")
+        server = safe_slug(self.name) if self.name else ""
+        name = cgroups.session_name(self.data_dir, safe_slug(self.user.name), server)
         try:
             self._cgroup = cgroups.session_cgroup(name, self.cpu_limit, self.mem_limit)
         except cgroups.CgroupError as e:
