@@ -16,11 +16,15 @@ import pytest
 from local_hub import running_hub, wait_until
 
 PASSWORD = "firn-line-2026"
+SECRET = "write-key-5f1c9a0e7d"
 
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
-    with running_hub(tmp_path_factory.mktemp("trust-options"), env={"OGGMHUB_COHORT_CHECK_INTERVAL": "0"}) as hub:
+    # a bucket credential in the hub's environment (where a {env: VAR} catalog reference
+    # finds it for the hub-side mount processes): no session may hold it
+    env = {"OGGMHUB_COHORT_CHECK_INTERVAL": "0", "OGGMHUB_TEST_BUCKET_KEY": SECRET}
+    with running_hub(tmp_path_factory.mktemp("trust-options"), env=env) as hub:
         yield hub
 
 
@@ -89,6 +93,8 @@ def test_a_refused_request_is_not_replayed_and_huge_values_go_nowhere(hub, bob):
     assert r.status_code in (201, 202), r.text
     model = hub.wait_for_server(bob, "bob")
     assert model["servers"][""]["user_options"]["profile"] == "oggm"
+    [server] = _server_processes("bob")
+    assert not [k for k, v in server.environ().items() if SECRET in v]  # the session holds no credential
     hub.stop_servers()
     r = hub.api(hub.admin(), "POST", "/users/bob/server")
     assert r.status_code in (201, 202), r.text
