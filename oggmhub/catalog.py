@@ -424,6 +424,7 @@ def _build(path, data):
                 doi=spec.get("doi", ""),
                 endpoint=spec.get("endpoint", "").rstrip("/"),
                 credentials=dict(spec.get("credentials") or {}),
+                required=bool(spec.get("required", True)),
             )
             for name, spec in (data.get("datasets") or {}).items()
         },

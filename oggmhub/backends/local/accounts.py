@@ -61,6 +61,11 @@ class LoginHandler(native_handlers.LoginHandler):
         # JupyterHub 6 passes extra template variables when it shows a login error
         return super()._render(login_error=login_error, username=username)
 
+    def render_template(self, name, sync=False, **ns):
+        if name == "native-login.html":  # the same form, beside the hub's welcome (oggmhub/welcome.py)
+            name = "oggmhub-native-login.html"
+        return super().render_template(name, sync=sync, **ns)
+
 
 class SignUpHandler(native_handlers.SignUpHandler):
     """NativeAuthenticator's sign-up, with an optional cohort join code."""
