@@ -8,6 +8,7 @@ logged. The OGGM environment comes from the shared cache (built on first use).
 import json
 import os
 import sqlite3
+import threading
 import time
 
 import psutil
@@ -130,13 +131,18 @@ def test_a_stop_while_the_mount_comes_up_leaves_no_mount_no_mount_process_no_ser
     session = hub.new_user("halt", PASSWORD)
     mounts = os.path.join(hub.data_dir, "mounts", "halt")
     log_start = len(hub.log())
-    r = hub.api(session, "POST", "/users/halt/server", json={"profile": "oggm"})
-    assert r.status_code in (201, 202), r.text
+    # the POST answers only when the start is done or 10 s have passed: send it aside
+    posted = {}
+    thread = threading.Thread(target=lambda: posted.update(
+        r=hub.api(session, "POST", "/users/halt/server", json={"profile": "oggm"})))
+    thread.start()
     wait_until(lambda: "halt: Mounting dataset" in hub.log()[log_start:] or "halt: Datasets are not mounted" in hub.log()[log_start:],
                300, "halt's start reaching the mounts", every=0.02)
     assert "halt: Datasets are not mounted" not in hub.log()[log_start:], "no FUSE here: the case cannot be made"
     r = hub.api(session, "DELETE", "/users/halt/server")
     assert r.status_code in (202, 204), r.text
+    thread.join()
+    assert posted["r"].status_code in (201, 202, 500), posted["r"].text
     wait_until(lambda: no_server(hub, session, "halt"), 120, "halt's server to stop")
     time.sleep(3)  # what a leaked mount thread would do, it has done by now
     mounted = [os.path.join(root, d) for root, dirs, _ in os.walk(mounts) for d in dirs
