@@ -208,6 +208,13 @@ def write_attempts(fs, tmp_path):
         "mapper": lambda: fs.get_mapper("rgi").__setitem__("new.txt", b"x"),
         "mapper del": lambda: fs.get_mapper("rgi").__delitem__("outlines.csv"),
         "transaction": lambda: fs.transaction,
+        # the filesystem underneath is not handed out writable either (issue 14)
+        "underlying pipe": lambda: fs.fs.pipe(fs._join("rgi/new.txt"), b"x"),
+        "underlying open wb": lambda: fs.fs.open(fs._join("rgi/new.txt"), "wb"),
+        "underlying rm": lambda: fs.fs.rm(fs._join("rgi/outlines.csv")),
+        "underlying mapper": lambda: fs.fs.get_mapper(fs._join("rgi")),
+        "nested fs": lambda: fs.fs.fs,
+        "constructor args": lambda: [a for a in fs.storage_args if hasattr(a, "ls")][0].pipe(fs._join("x"), b"x"),
     })
     return attempts
 
