@@ -18,7 +18,8 @@ from oggmhub.session import env as session_vars
 HUB_PROCESS = {"OGGMHUB_CATALOG", "OGGMHUB_IMAGES", "OGGMHUB_DATA_DIR", "OGGMHUB_ENV_CACHE",
                "OGGMHUB_DOWNLOADS", "OGGMHUB_LOCAL_ENV", "OGGMHUB_IP", "OGGMHUB_PORT",
                "OGGMHUB_HUB_PORT", "OGGMHUB_ADMIN", "OGGMHUB_IDLE_TIMEOUT",
-               "OGGMHUB_COHORT_CHECK_INTERVAL", "OGGMHUB_TASKS_CONFIG"}
+               "OGGMHUB_COHORT_CHECK_INTERVAL", "OGGMHUB_TASKS_CONFIG",
+               "OGGMHUB_CGROUP_ROOT"}  # where the hub makes sessions' cgroups
 
 
 def _literals(path):
@@ -59,8 +60,11 @@ def test_the_recipe_is_pure_and_backend_differences_are_parameters(choice, tmp_p
     assert pod == session_environment(choice)  # pure: same input, same output
     mirror = choice.datasets[0]
     # in a pod the catalog paths are real; locally they live under the user's mount root
-    assert pod["OGGM_DOWNLOAD_CACHE"] == mirror.mount_path
-    assert local["OGGM_DOWNLOAD_CACHE"] == str(tmp_path) + mirror.mount_path
+    # (OGGM's cache is the mount's parent: the mirror holds cluster.klima.uni-bremen.de/~oggm)
+    cache = choice.environment.env["OGGM_DOWNLOAD_CACHE"]
+    assert mirror.mount_path.startswith(cache + "/")
+    assert pod["OGGM_DOWNLOAD_CACHE"] == cache
+    assert local["OGGM_DOWNLOAD_CACHE"] == str(tmp_path) + cache
     assert json.loads(local[session_vars.DATASETS_JSON])[0]["mount_path"] == str(tmp_path) + mirror.mount_path
     assert (local[session_vars.SCRATCH], local[session_vars.DASK_REGISTRY]) == ("/scratch/u", "/scratch/u/dask")
     assert session_vars.SCRATCH not in pod and session_vars.DASK_REGISTRY not in pod

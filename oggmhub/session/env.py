@@ -49,6 +49,7 @@ TASKS_URL = "OGGMHUB_TASKS_URL"  # where a session reaches the tasks service (se
 TASK_RUN = "OGGMHUB_TASK_RUN"  # the run id, in a task run's own process
 
 # --- local backend's process bookkeeping
+LIMITS_ENFORCED = "OGGMHUB_LIMITS_ENFORCED"  # "cgroup v1", "cgroup v2" or "no": do the size's limits hold
 SESSION = "OGGMHUB_SESSION"  # a value of its own per server start, on every process of it
 
 ALL = tuple(value for name, value in sorted(globals().items())

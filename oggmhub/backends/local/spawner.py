@@ -335,7 +335,7 @@ class LocalEnvSpawner(CatalogPickerMixin, SessionBackend, LocalProcessSpawner):
         except cgroups.CgroupError as e:
             raise SpawnFailed(f"the size's CPU and memory limits could not be applied: {e}") from e
         enforced = f"cgroup {self._cgroup.kind}" if self._cgroup else "no"
-        self.environment = {**self.environment, "OGGMHUB_LIMITS_ENFORCED": enforced}
+        self.environment = {**self.environment, session_vars.LIMITS_ENFORCED: enforced}
 
     def _remove_cgroup(self):
         cgroup, self._cgroup = self._cgroup, None
