@@ -227,7 +227,8 @@ class LocalEnvSpawner(CatalogPickerMixin, SessionBackend, LocalProcessSpawner):
 
     def _merge_tutorials(self):
         """The environment's tutorials into ~/tutorials/<env>/ (oggmhub.session.tutorials);
-        JupyterLab opens on them unless a default URL was configured."""
+        JupyterLab opens on them unless a default URL was configured or the user's cohort
+        has materials (then it opens on the home, where both are)."""
         env = self.choice.environment.name
         ours = self.default_url in ("/lab", self._tutorials_url)
         if ours and self._tutorials_url:
@@ -237,7 +238,7 @@ class LocalEnvSpawner(CatalogPickerMixin, SessionBackend, LocalProcessSpawner):
         dest = os.path.join(self.home_dir, "tutorials", env)
         report = session_tutorials.merge(self.tutorials_dir, dest, env)
         self._report(f"Tutorials in ~/tutorials/{env}: {report.summary()}")
-        if ours:
+        if ours and not self.cohort_materials:
             self.default_url = self._tutorials_url = f"/lab/tree/tutorials/{env}"
 
     _mounts = ()
