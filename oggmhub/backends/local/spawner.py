@@ -144,11 +144,14 @@ class LocalEnvSpawner(CatalogPickerMixin, LocalProcessSpawner):
         if self.choice is not None:
             yield {"progress": 1, "message": f"Starting {self.choice.describe()}"}
         queue = self._progress_queue
+        percent = 1
         while queue is not None:
             message = await queue.get()
             if message is None:
                 break
-            yield {"progress": 50, "message": message}
+            # build steps carry where they are (.percent); the bar only moves forward
+            percent = max(percent, int(getattr(message, "percent", None) or percent))
+            yield {"progress": percent, "message": str(message)}
 
     async def start(self):
         await self.ensure_choice_applied()
