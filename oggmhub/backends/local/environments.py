@@ -69,7 +69,7 @@ def build_local_env(env_name, catalog, root_dir=None, progress=None, context=Non
         context = images.context_dir(env_name, catalog, context)
     except images.ImageError as e:
         raise LocalEnvError(str(e)) from None
-    root = Path(root_dir) if root_dir else default_root()
+    root = (Path(root_dir) if root_dir else default_root()).absolute()
     root.mkdir(parents=True, exist_ok=True)
     context_hash = images.context_hash(context)
     # one folder per version: a rebuild never pulls an environment from under a running server
