@@ -10,6 +10,7 @@ cd "$(dirname "$0")"
 me=start-local-hub.sh
 venv=.venv
 python=${OGGMHUB_PYTHON:-python3}   # the distribution's python3 (PEP 668 keeps pip out of it: hence the venv)
+export UV_SYSTEM_CERTS=${UV_SYSTEM_CERTS:-1}   # uv trusts the machine's CA store, as pip and apt do
 
 command -v "$python" >/dev/null || { echo "$me: $python is missing; install it with: apt-get install -y python3 python3-venv" >&2; exit 2; }
 "$python" -c 'import sys; sys.exit(sys.version_info < (3, 10))' || {

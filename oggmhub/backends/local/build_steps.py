@@ -61,7 +61,8 @@ def install_requirements(env_name, venv, requirements, cwd, say, log):
         cmd = [uv, "pip", "install", "-v", "--python", python, "-r", str(requirements)]
     total = pinned_count(requirements)
     env = {**os.environ, "UV_CONCURRENT_DOWNLOADS": os.environ.get("UV_CONCURRENT_DOWNLOADS", "6"),
-           "NO_COLOR": "1", "RUST_LOG": "", "UV_NO_PROGRESS": "1"}
+           "NO_COLOR": "1", "RUST_LOG": "", "UV_NO_PROGRESS": "1",
+           "UV_SYSTEM_CERTS": os.environ.get("UV_SYSTEM_CERTS", "1")}  # the machine's CA store, as pip's
     resolved = downloads = started = 0
     say(Step(f"Resolving the {total} packages of {env_name}", RESOLVE))
     lines = []
