@@ -39,6 +39,9 @@ c.JupyterHub.db_url = "sqlite:///" + os.path.join(data_dir, "jupyterhub.sqlite")
 c.JupyterHub.cookie_secret_file = os.path.join(data_dir, "jupyterhub_cookie_secret")
 # users' servers keep running while the hub restarts; the hub finds them again by pid
 c.JupyterHub.cleanup_servers = bool(os.environ.get("OGGMHUB_STOP_SERVERS_ON_EXIT"))  # oggmhub hub --stop-servers-on-exit
+from oggmhub.backends.local import shutdown  # noqa: E402  (says at exit which servers keep running)
+
+shutdown.register(os.path.join(data_dir, "jupyterhub.sqlite"), c.JupyterHub.cleanup_servers)
 
 # --- accounts: sign-up with admin approval; the first admin's password is printed once -----
 c.JupyterHub.authenticator_class = "oggmhub.backends.local.accounts.LocalHubAuthenticator"

@@ -19,4 +19,7 @@ def configure_hub(c, window_check_interval=60):
     API, pages and ``cohort-window`` service (checked every ``window_check_interval``
     seconds; 0: not at all) to a hub's config ``c``."""
     c.JupyterHub.template_paths = [TEMPLATES, *c.JupyterHub.get("template_paths", [])]
+    from oggmhub.running_session import describe_server
+
+    c.JupyterHub.template_vars = {**c.JupyterHub.get("template_vars", {}), "oggmhub_describe_server": describe_server}
     cohorts_service.configure(c, window_check_interval=window_check_interval)
