@@ -43,10 +43,15 @@ def start_hub(args):
               f"run `npm ci` in {repo_root()} (needs Node.js and npm)", file=sys.stderr)
         return 2
     try:
-        load_catalog(args.catalog)
+        catalog = load_catalog(args.catalog)
     except CatalogError as e:
         print("\n".join(e.problems), file=sys.stderr)
         return 2
+    from oggmhub.backends.local import machine
+
+    here = machine.this_machine()
+    for line in machine.not_offered(catalog, here):  # what the picker leaves out, and why
+        print(f"oggmhub: not offered here: {line}", flush=True)
     os.makedirs(args.data_dir, mode=0o700, exist_ok=True)
     print(f"oggmhub: starting the local hub on http://{args.ip}:{args.port} "
           f"(data in {os.path.abspath(args.data_dir)})", flush=True)

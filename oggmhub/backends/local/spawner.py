@@ -15,6 +15,7 @@ unprivileged user, and use the Kubernetes backend where users must not trust eac
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import shlex
 import secrets
@@ -32,6 +33,7 @@ from oggmhub.cohorts import materials as cohort_materials
 from oggmhub.backends.local import mounts as dataset_mounts
 from oggmhub.errors import SpawnFailed
 from oggmhub.backends.local.environments import LocalEnvError, build_local_env
+from oggmhub.backends.local import machine as machine_fit
 from oggmhub.picker import CatalogPickerMixin
 
 # Every process of one server session carries this variable, with a value of its own:
@@ -41,6 +43,11 @@ SESSION_MARKER = "OGGMHUB_SESSION"
 
 # the traits a choice sets; their configured values are the base every choice starts from
 _CHOICE_TRAITS = ("environment", "cpu_limit", "cpu_guarantee", "mem_limit", "mem_guarantee")
+
+
+@functools.lru_cache(maxsize=1)
+def _machine():
+    return machine_fit.this_machine()
 
 
 def data_dir_default():
@@ -112,7 +119,20 @@ class LocalEnvSpawner(CatalogPickerMixin, LocalProcessSpawner):
 
     # --- the choice ------------------------------------------------------------------
 
+    @property
+    def machine(self):
+        """What this machine can honour (:mod:`.machine`), measured once per hub."""
+        return _machine()
+
+    def max_gpus(self):
+        limit = super().max_gpus()  # the user's cohort's, if any
+        return self.machine.gpus if limit is None else min(limit, self.machine.gpus)
+
+    def picker_profile_list(self, spawner=None):
+        return machine_fit.fit_profiles(super().picker_profile_list(), self.catalog, self.machine)
+
     def apply_choice(self, choice):
+        machine_fit.check_choice(choice, self.machine)  # the API is refused what the picker leaves out
         base = self.base_settings(_CHOICE_TRAITS)
         size = choice.size
         session = {
