@@ -33,8 +33,9 @@ def notice(db_path, stopping_servers):
     count = f"{len(names)} server{'s' if len(names) != 1 else ''}"
     if stopping_servers:
         return f"oggmhub: {count} could not be stopped and may still run ({', '.join(names)})"
-    return (f"oggmhub: {count} keep running ({', '.join(names)}) and the next start finds them again; "
-            f"stop them at /hub/admin, or start the hub with --stop-servers-on-exit to stop them with it")
+    verb, them = ("keeps", "it") if len(names) == 1 else ("keep", "them")
+    return (f"oggmhub: {count} {verb} running ({', '.join(names)}) and the next start finds {them} again; "
+            f"stop {them} at /hub/admin, or start the hub with --stop-servers-on-exit to stop {them} with it")
 
 
 def _print_notice(db_path, stopping_servers):
