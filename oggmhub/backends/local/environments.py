@@ -244,11 +244,13 @@ def _build(env_name, context, venv, root, progress, python):
             f.flush()
 
         log(f"# build of environment {env_name} from {context} into {venv} with Python {python.version}")
+        _say(progress, f"Creating the virtualenv (Python {python.version.split()[0]})", 3)
         made = subprocess.run([python.executable, "-m", "venv", str(venv)], capture_output=True, text=True)
         log(made.stdout + made.stderr)
         if made.returncode:
             raise LocalEnvError(f"environment {env_name!r}: `{python.executable} -m venv` failed: "
                                 f"{(made.stderr.strip().splitlines() or ['no output'])[-1]} (full build log: {logfile})")
+        _say(progress, "Packing oggmhub's notebook helpers (a wheel) for the environment", 4)
         try:
             with images.staged_context(context) as stage:
                 _install(env_name, context, stage, venv, root, progress, python, log, logfile)
