@@ -78,7 +78,7 @@ def install_requirements(env_name, venv, requirements, cwd, say, log):
             if " Selecting: " in line:
                 resolved += 1
                 if resolved % 10 == 0:
-                    say(Step(f"Resolving packages: {resolved}/{total}", _between(RESOLVE, DOWNLOAD, resolved, total)))
+                    say(Step(f"Resolving packages: {min(resolved, total)}/{total}", _between(RESOLVE, DOWNLOAD, resolved, total)))
             elif "Identified uncached distribution" in line:
                 downloads += 1
             elif line.startswith("Resolved "):
