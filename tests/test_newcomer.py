@@ -55,6 +55,7 @@ class ScriptHub:
         words[words.index("--port") + 1] = str(self.port)
         self.words = words + ["--hub-port", str(free_port(2))]
         self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = None
         data = words[words.index("--data-dir") + 1]
         self.data_dir = os.path.join(clone, data)
 
@@ -90,8 +91,16 @@ class ScriptHub:
         return time.monotonic() - start
 
     def kill(self):
+        """Stop the hub (as Ctrl-C, then for good) and whatever of the clone still runs."""
         if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
+            os.killpg(self.proc.pid, signal.SIGINT)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        for p in psutil.process_iter(["cmdline"]):
+            if str(self.clone) in " ".join(p.info["cmdline"] or []):
+                p.kill()
 
 
 def offline_catalog(folder):
@@ -191,6 +200,7 @@ def test_the_readme_path_on_the_distributions_python(tmp_path):
         assert "Traceback" not in hub.output()
         wait_until(lambda: not singleuser_processes(clone), 20, "ada's server stopped with the hub")
     finally:
-        hub.kill()
+        if hub.proc is not None:
+            hub.kill()
         for p in singleuser_processes(clone):
             p.kill()
