@@ -156,7 +156,9 @@ class _Python:
 
 def _pick_python(env_name, context):
     runtime = context / "runtime.txt"
-    here = _Python(sys.executable, sys.version)
+    # the interpreter itself, not the hub's virtualenv around it: a second clone of the hub
+    # (another .venv) reuses the environments the first one built
+    here = _Python(getattr(sys, "_base_executable", None) or sys.executable, sys.version)
     if not runtime.is_file():
         return here
     wanted = runtime.read_text().strip()
