@@ -74,3 +74,29 @@ def test_data_dir_not_writable_is_named(clone, tmp_path):
     assert "--data-dir" in line and "not writable" in line
     line = one_line_refusal(clone, "--port", str(free_port()), "--data-dir", str(blocker))
     assert "is not a folder" in line
+
+
+def test_relative_data_dir_is_the_callers(tmp_path):
+    """``oggmhub hub --data-dir ./data`` keeps everything in ./data of where it was run (the
+    hub changes into the data directory: a path resolved after that would nest data/data)."""
+    import sys
+    from types import SimpleNamespace
+
+    from oggmhub.backends.local import hub as local_hub
+
+    seen = {}
+    real = (os.chdir, os.execve)
+    os.chdir, os.execve = (lambda path: seen.setdefault("cwd", path)), (lambda exe, cmd, env: seen.setdefault("env", env))
+    cwd = os.getcwd()
+    try:
+        real[0](tmp_path)
+        args = SimpleNamespace(ip="127.0.0.1", port=free_port(), hub_port=free_port(2), data_dir="./data",
+                               catalog=os.path.join(REPO, "hub_config", "catalog.yaml"), admin="admin",
+                               idle_timeout=0, cohort_check_interval=0, stop_servers_on_exit=False,
+                               config=os.path.join(REPO, "hub_config", "jupyterhub_config.py"))
+        local_hub.start_hub(args)
+    finally:
+        real[0](cwd)
+        os.chdir, os.execve = real
+    assert seen["cwd"] == str(tmp_path / "data")
+    assert seen["env"]["OGGMHUB_DATA_DIR"] == str(tmp_path / "data")

@@ -32,6 +32,8 @@ def hub_environment(args):
 
 
 def start_hub(args):
+    # before the chdir below: ./data (or a relative --catalog, --config) means the caller's
+    args.data_dir, args.catalog, args.config = map(os.path.abspath, (args.data_dir, args.catalog, args.config))
     found = problems(args)  # bad options, a port in use, a data dir we cannot write: before anything starts
     for line in found:
         print(f"oggmhub hub: {line}", file=sys.stderr)
