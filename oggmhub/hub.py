@@ -21,5 +21,5 @@ def configure_hub(c, window_check_interval=60):
     c.JupyterHub.template_paths = [TEMPLATES, *c.JupyterHub.get("template_paths", [])]
     from oggmhub.running_session import describe_server
 
-    c.JupyterHub.template_vars = {**c.JupyterHub.get("template_vars", {}), "oggmhub_describe_server": describe_server}
+    c.JupyterHub.template_vars = {**c.JupyterHub.get("template_vars", {}), "oggmhub_running": describe_server}
     cohorts_service.configure(c, window_check_interval=window_check_interval)

@@ -1,8 +1,8 @@
 """What a user's running server is (environment, size, GPU, datasets), for the hub's pages.
 
-``/hub/home`` (oggmhub/templates/home.html) shows it beside the Stop button: the template
-calls :func:`describe_server` (a template variable :func:`oggmhub.hub.configure_hub` adds)
-with the user's default spawner. A server started before a hub restart has no choice in
+``/hub/home`` (oggmhub/templates/home.html) shows it beside the Stop button:
+:func:`describe_server` is a template variable (``oggmhub_running``) that JupyterHub calls
+with the page's user (see :func:`oggmhub.hub.configure_hub`). A server started before a hub restart has no choice in
 memory yet: it is resolved again from the ``user_options`` the hub's database kept.
 """
 
@@ -11,9 +11,11 @@ from __future__ import annotations
 from oggmhub.choice import ChoiceError, resolve_choice
 
 
-def describe_server(spawner):
-    """``{"environment", "size", "gpu", "datasets"}`` of ``spawner``'s choice (display names), or None."""
-    if spawner is None:
+def describe_server(user):
+    """``{"environment", "size", "gpu", "datasets"}`` of ``user``'s running default server
+    (display names), or None."""
+    spawner = getattr(user, "spawner", None) if user is not None else None
+    if spawner is None or not getattr(spawner, "active", False):
         return None
     choice = getattr(spawner, "choice", None)
     catalog = getattr(spawner, "catalog", None)
