@@ -101,6 +101,10 @@ class ScriptHub:
         for p in psutil.process_iter(["cmdline"]):
             if str(self.clone) in " ".join(p.info["cmdline"] or []):
                 p.kill()
+        with open("/proc/mounts") as f:  # a mount whose process was killed: unmount it (lazily)
+            stale = [line.split()[1] for line in f if line.split()[1].startswith(str(self.clone))]
+        for path in stale:
+            subprocess.run(["fusermount", "-u", "-z", path], capture_output=True)
 
 
 def offline_catalog(folder):
