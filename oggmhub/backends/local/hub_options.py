@@ -54,6 +54,8 @@ def _port_problem(ip, port, option):
     if not 0 < port < 65536:
         return f"{option} {port} is not a port number (1-65535)"
     with socket.socket(socket.AF_INET6 if ":" in ip else socket.AF_INET, socket.SOCK_STREAM) as s:
+        # as the hub and proxy bind: a port left in TIME_WAIT by the last run is free, one listened on is not
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((ip, port))
         except OSError as e:
