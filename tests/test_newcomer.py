@@ -76,6 +76,9 @@ class ScriptHub:
 
         wait_until(up, timeout, f"the hub on {self.url}", every=1)
         self.ready_s = time.monotonic() - self.started
+        # its services have started (a Ctrl-C while they still import Python gets their tracebacks)
+        wait_until(lambda: all(f"({name}@127.0.0.1)" in self.output() for name in ("idle-culler", "cohort-window")),
+                   120, "the hub's services to call its API", every=0.5)
         return self
 
     def output(self):
@@ -101,6 +104,7 @@ class ScriptHub:
         for p in psutil.process_iter(["cmdline"]):
             if str(self.clone) in " ".join(p.info["cmdline"] or []):
                 p.kill()
+        time.sleep(1)
         with open("/proc/mounts") as f:  # a mount whose process was killed: unmount it (lazily)
             stale = [line.split()[1] for line in f if line.split()[1].startswith(str(self.clone))]
         for path in stale:
