@@ -64,7 +64,7 @@ def test_the_python_examples_run_in_the_default_environment_on_its_default_size(
 
     blocks = readme_blocks("python")
     assert blocks, "the README has Python examples"
-    env_def = catalog.environments[catalog.default_environment]
+    env_def = catalog.default_environment
     size = env_def.default_size
     venv = build_local_env(env_def.name, catalog, default_root(), progress=None)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OGGM", "JUPYTER", "DASK_"))}
