@@ -1,0 +1,191 @@
+"""One run, start to end, on a Dask worker: fetch the inputs, run the tool, publish outputs.
+
+:func:`execute` takes a JSON-able *plan* (built by :mod:`oggmhub.tasks.runs`) so it runs
+the same on a local Dask worker, a dask-kubernetes worker or in a Kubernetes Job
+(``python -m oggmhub.tasks.execution PLAN.json``). The tool runs as a child process of the
+environment's Python, in a session of its own (a cancel ends it and everything it started).
+
+Outputs appear atomically: the tool writes into a scratch folder; only when it exited 0
+and wrote every output is each one copied beside its target under a hidden temporary name
+and renamed into place (a bucket object is uploaded in one request, which the store makes
+visible only once complete). A failed or cancelled run publishes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+LOG = "log.txt"
+PID = "pid"
+CANCEL = "cancel"
+
+
+def _filesystem(location):
+    if location["kind"] == "dataset":
+        from oggmhub.session.datasets import Dataset, source_filesystem
+
+        fs, root = source_filesystem(Dataset(**location["dataset"]))
+        return fs, f"{root}/{location['path']}".rstrip("/") if location["path"] else root
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(location["url"], **location.get("options", {}))
+    return fs, path
+
+
+def fetch(location, dest_dir):
+    """A local path holding the input (home files are used where they are)."""
+    if location["kind"] == "local":
+        if not os.path.exists(location["path"]):
+            raise FileNotFoundError(f"no such file in your home: {location['path']}")
+        return location["path"]
+    fs, path = _filesystem(location)
+    os.makedirs(dest_dir, exist_ok=True)
+    local = os.path.join(dest_dir, os.path.basename(path.rstrip("/")) or "input")
+    fs.get(path, local)
+    return local
+
+
+def publish(local, location, run_id):
+    """Put ``local`` at ``location`` atomically."""
+    if location["kind"] == "local":
+        target = location["path"]
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        partial = os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.partial-{run_id}")
+        try:
+            shutil.copyfile(local, partial)
+            os.replace(partial, target)
+        finally:
+            if os.path.exists(partial):
+                os.unlink(partial)
+        return target
+    fs, path = _filesystem(location)
+    fs.put_file(local, path)  # one upload: the object appears complete or not at all
+    return location["url"]
+
+
+def argv(plan, values, files):
+    """The tool's command line (Slicer's rules: flags first, then arguments by index)."""
+    if plan["kind"] == "scijava-script":
+        merged = {**values, **files}
+        return [*plan["command"], json.dumps(merged)]
+    args, positional = [], []
+    for p in plan["parameters"]:
+        name = p["name"]
+        if name in files:
+            value = files[name]
+        elif name in values:
+            value = values[name]
+        else:
+            continue
+        if isinstance(value, list):
+            value = ",".join(str(v) for v in value)
+        if p["index"] is not None:
+            positional.append((p["index"], str(value)))
+            continue
+        flag = p["longflag"] or p["flag"]
+        if p["type"] == "boolean":
+            if value:
+                args.append(flag)
+            continue
+        args += [flag, str(value)]
+    return [*plan["command"], *args, *(v for _, v in sorted(positional))]
+
+
+def _tail(path, limit=4000):
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()[-limit:]
+    except OSError:
+        return ""
+
+
+def execute(plan):
+    """Run ``plan``; a result dict (``status`` done, failed or cancelled)."""
+    run_dir = plan["run_dir"]
+    started = time.time()
+    os.makedirs(run_dir, exist_ok=True)
+    log_path = os.path.join(run_dir, LOG)
+    result = {"status": "failed", "started": started, "outputs": {}, "error": ""}
+    if os.path.exists(os.path.join(run_dir, CANCEL)):
+        return {**result, "status": "cancelled", "finished": time.time()}
+    work = tempfile.mkdtemp(prefix="work-", dir=run_dir)
+    try:
+        with open(log_path, "a") as log:
+            files = {}
+            try:
+                for name, loc in plan["inputs"].items():
+                    files[name] = fetch(loc, os.path.join(work, "in", name))
+            except Exception as e:  # noqa: BLE001 (reported in the run)
+                log.write(f"oggmhub: could not read input {name}: {e}\n")
+                return {**result, "error": f"could not read input {name}: {e}", "finished": time.time()}
+            outs = {}
+            for name, loc in plan["outputs"].items():
+                base = os.path.basename((loc.get("path") or loc.get("url", "")).rstrip("/")) or name
+                os.makedirs(os.path.join(work, "out", name))
+                outs[name] = files[name] = os.path.join(work, "out", name, base)
+            command = argv(plan, plan["values"], files)
+            log.write("$ " + " ".join(command) + "\n")
+            log.flush()
+            cli_started = time.time()
+            proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    cwd=work, env={**os.environ, **plan.get("env", {})}, start_new_session=True)
+            with open(os.path.join(run_dir, PID), "w") as f:
+                f.write(str(proc.pid))
+            try:
+                rc = proc.wait(timeout=plan.get("timeout", 3600))
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                log.write(f"\noggmhub: stopped after {plan.get('timeout')} s (the task's time limit)\n")
+                rc = "timeout"
+            result["cli_seconds"] = time.time() - cli_started
+            result["returncode"] = rc
+        if os.path.exists(os.path.join(run_dir, CANCEL)):
+            return {**result, "status": "cancelled", "finished": time.time()}
+        if rc != 0:
+            return {**result, "error": _tail(log_path, 2000), "finished": time.time()}
+        missing = [n for n, path in outs.items() if not os.path.isfile(path)]
+        if missing:
+            return {**result, "error": f"the tool exited 0 but wrote no {', '.join(missing)}", "finished": time.time()}
+        for name, path in outs.items():
+            result["outputs"][name] = publish(path, plan["outputs"][name], plan["run_id"])
+        return {**result, "status": "done", "finished": time.time()}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        try:
+            os.unlink(os.path.join(run_dir, PID))
+        except OSError:
+            pass
+
+
+def kill(run_dir):
+    """Mark a run cancelled and end its tool's process group, if one runs."""
+    os.makedirs(run_dir, exist_ok=True)
+    open(os.path.join(run_dir, CANCEL), "w").close()
+    try:
+        with open(os.path.join(run_dir, PID)) as f:
+            pid = int(f.read().strip())
+        os.killpg(pid, signal.SIGKILL)
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+def main(argv_=None):
+    argv_ = sys.argv[1:] if argv_ is None else argv_
+    with open(argv_[0]) as f:
+        plan = json.load(f)
+    result = execute(plan)
+    print(json.dumps(result))
+    return 0 if result["status"] == "done" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

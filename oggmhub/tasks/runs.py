@@ -1,0 +1,331 @@
+"""Runs and batches: their records, and starting, watching and cancelling them on Dask.
+
+A run's record is ``<runs dir>/<user>/<id>/run.json`` (written to a temporary name and
+renamed), beside its ``log.txt``. A user only ever reaches records under their own name.
+States: ``queued`` -> ``running`` -> ``done`` | ``failed`` | ``cancelled``. A batch is a
+record of kind ``batch`` whose ``children`` are ordinary runs; its state and summary are
+computed from theirs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import glob as globlib
+import inspect
+import json
+import os
+import posixpath
+import sys
+import time
+import uuid
+
+from oggmhub.tasks import execution
+from oggmhub.tasks.parameters import TaskInputError, validate
+
+ACTIVE = ("queued", "running")
+
+
+class RunStore:
+    def __init__(self, root):
+        self.root = root
+
+    def _dir(self, user, run_id):
+        if not run_id.isalnum():
+            raise KeyError(run_id)
+        return os.path.join(self.root, user, run_id)
+
+    def run_dir(self, user, run_id):
+        return self._dir(user, run_id)
+
+    def save(self, record):
+        folder = self._dir(record["user"], record["id"])
+        os.makedirs(folder, exist_ok=True)
+        tmp = os.path.join(folder, ".run.json.tmp")
+        with open(tmp, "w") as f:
+            json.dump(record, f, indent=1)
+        os.replace(tmp, os.path.join(folder, "run.json"))
+        return record
+
+    def get(self, user, run_id):
+        try:
+            with open(os.path.join(self._dir(user, run_id), "run.json")) as f:
+                return json.load(f)
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def update(self, user, run_id, **changes):
+        record = self.get(user, run_id)
+        record.update(changes)
+        return self.save(record)
+
+    def list(self, user, limit=200):
+        records = []
+        for path in globlib.glob(os.path.join(self.root, user, "*", "run.json")):
+            try:
+                with open(path) as f:
+                    records.append(json.load(f))
+            except (OSError, ValueError):
+                continue
+        records.sort(key=lambda r: r["created"], reverse=True)
+        return records[:limit]
+
+    def log(self, user, run_id):
+        try:
+            with open(os.path.join(self._dir(user, run_id), execution.LOG), errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def mark_lost(self):
+        """Runs left active by a previous service process: failed, saying why."""
+        for path in globlib.glob(os.path.join(self.root, "*", "*", "run.json")):
+            try:
+                with open(path) as f:
+                    record = json.load(f)
+            except (OSError, ValueError):
+                continue
+            if record.get("kind") == "run" and record["status"] in ACTIVE:
+                record.update(status="failed", error="the tasks service restarted while this run was active",
+                              finished=time.time())
+                self.save(record)
+
+
+def new_id():
+    return uuid.uuid4().hex[:12]
+
+
+def summary(children):
+    counts = {}
+    for child in children:
+        counts[child["status"]] = counts.get(child["status"], 0) + 1
+    total = len(children)
+    if counts.get("cancelled"):
+        status = "cancelled" if not any(counts.get(s) for s in ACTIVE) else "running"
+    elif any(counts.get(s) for s in ACTIVE):
+        status = "running" if total - counts.get("queued", 0) else "queued"
+    else:
+        status = "done" if counts.get("done", 0) == total else "failed"
+    return status, {"total": total, **{s: counts.get(s, 0) for s in ("queued", "running", "done", "failed", "cancelled")}}
+
+
+class Runner:
+    """Starts runs of the hub's tasks for users; one per tasks service."""
+
+    def __init__(self, settings, tasks, catalog, store, clusters, log):
+        self.settings = settings
+        self.tasks = tasks
+        self.catalog = catalog
+        self.store = store
+        self.clusters = clusters
+        self.log = log
+        self.futures = {}  # (user, run id) -> distributed future
+        self.watchers = {}
+
+    # --- planning (no side effects) ---------------------------------------------------------
+
+    def task(self, task_id):
+        task = self.tasks.get(task_id)
+        if task is None:
+            known = ", ".join(sorted(self.tasks)) or "none"
+            raise TaskInputError([f"task: unknown task {task_id!r}; this hub's tasks: {known}"])
+        return task
+
+    def python(self, environment):
+        override = self.settings.environment_python.get(environment)
+        if override:
+            return override
+        from oggmhub.backends.local.environments import build_local_env
+
+        venv = build_local_env(environment, self.catalog, self.settings.env_cache or None)
+        return str(venv / "bin" / "python")
+
+    def command(self, task, python):
+        if task.spec.kind == "scijava-script":
+            return [python, "-m", "oggmhub.tasks.script_runner", task.path]
+        return [python, task.path] if task.path.endswith(".py") else [task.path]
+
+    def check(self, user, body, policy):
+        """``(task, values, locations)`` of a start request, or :class:`TaskInputError`."""
+        if not isinstance(body, dict):
+            raise TaskInputError(["body: give a JSON object with task, parameters, input-map, output-map"])
+        unknown = set(body) - {"task", "parameters", "input-map", "output-map", "batch"}
+        if unknown:
+            raise TaskInputError([f"{k}: unknown field; allowed: task, parameters, input-map, output-map, batch"
+                                  for k in sorted(unknown)])
+        task = self.task(body.get("task"))
+        values, locations = validate(task, body.get("parameters") or {}, policy, body.get("input-map"),
+                                     body.get("output-map"), self.settings.max_value_chars)
+        return task, values, locations
+
+    def record(self, user, task, body, values, locations, parent=None):
+        return {
+            "id": new_id(), "kind": "run", "user": user, "task": task.id, "parent": parent,
+            "parameters": body.get("parameters") or {}, "input-map": body.get("input-map") or {},
+            "output-map": body.get("output-map") or {}, "values": values,
+            "inputs": {n: loc.text for n, loc in locations.items() if task.spec.parameter(n).is_input},
+            "outputs": {n: loc.text for n, loc in locations.items() if task.spec.parameter(n).is_output},
+            "status": "queued", "created": time.time(), "started": None, "finished": None,
+            "error": "", "published": {},
+        }
+
+    def plan(self, record, task, locations, python):
+        inputs = {n: l.to_plan(self.catalog.datasets, self.settings.storage_options)
+                  for n, l in locations.items() if task.spec.parameter(n).is_input}
+        outputs = {n: l.to_plan(self.catalog.datasets, self.settings.storage_options)
+                   for n, l in locations.items() if task.spec.parameter(n).is_output}
+        params = [{"name": p.name, "type": p.type, "index": p.index, "flag": p.flag, "longflag": p.longflag}
+                  for p in task.spec.parameters]
+        return {"run_id": record["id"], "run_dir": self.store.run_dir(record["user"], record["id"]),
+                "kind": task.spec.kind, "command": self.command(task, python), "parameters": params,
+                "values": record["values"], "inputs": inputs, "outputs": outputs,
+                "timeout": self.settings.run_timeout, "env": {"OGGMHUB_TASK_RUN": record["id"]}}
+
+    # --- starting and watching ---------------------------------------------------------------
+
+    async def start(self, user, body, policy, budget_for):
+        task, values, locations = self.check(user, body, policy)
+        budget = budget_for(task)
+        record = self.store.save(self.record(user, task, body, values, locations))
+        await self._submit(user, task, record, locations, budget)
+        return record
+
+    async def _submit(self, user, task, record, locations, budget):
+        loop = asyncio.get_running_loop()
+        try:
+            python = await loop.run_in_executor(None, self.python, task.environment)
+        except Exception as e:  # noqa: BLE001 (the environment cannot be built here: say why)
+            self.store.update(user, record["id"], status="failed", finished=time.time(),
+                              error=f"environment {task.environment!r}: {e}")
+            return
+        plan = self.plan(record, task, locations, python)
+        client = await self.clusters.client(user, budget)
+        future = client.submit(execution.execute, plan, key=f"oggmhub-task-{record['id']}", pure=False)
+        self.futures[(user, record["id"])] = future
+        self.watchers[(user, record["id"])] = asyncio.ensure_future(self._watch(user, record["id"], future))
+
+    async def _watch(self, user, run_id, future):
+        try:
+            while not future.done():
+                if future.status == "pending" and os.path.exists(os.path.join(self.store.run_dir(user, run_id), execution.PID)):
+                    record = self.store.get(user, run_id)
+                    if record["status"] == "queued":
+                        self.store.update(user, run_id, status="running", started=time.time())
+                await asyncio.sleep(0.2)
+            result = await future
+            self.store.update(user, run_id, status=result["status"], started=result.get("started"),
+                              finished=result.get("finished"), error=result.get("error", ""),
+                              published=result.get("outputs", {}), cli_seconds=result.get("cli_seconds"),
+                              returncode=result.get("returncode"))
+        except asyncio.CancelledError:
+            self.store.update(user, run_id, status="cancelled", finished=time.time())
+        except Exception as e:  # noqa: BLE001 (a worker that died, a cancelled future)
+            status = "cancelled" if future.cancelled() or self.store.get(user, run_id)["status"] == "cancelled" else "failed"
+            self.store.update(user, run_id, status=status, finished=time.time(), error=status == "failed" and str(e) or "")
+        finally:
+            self.futures.pop((user, run_id), None)
+            self.watchers.pop((user, run_id), None)
+            self.clusters.touch(user)
+
+    def active_users(self):
+        return {user for user, _ in self.futures}
+
+    # --- batches ------------------------------------------------------------------------------
+
+    def list_folder(self, policy, parameter, folder, pattern):
+        """The input locations (as text) of every object in ``folder`` matching ``pattern``."""
+        if "/" in pattern or ".." in pattern:
+            raise TaskInputError([f"batch.glob: {pattern!r} must be a file name pattern (no '/')"])
+        base = folder.rstrip("/")
+        location = policy.input(f"batch.folder", base if base else folder)
+        if location.kind == "home":
+            names = sorted(os.path.basename(p) for p in globlib.glob(os.path.join(location.path, pattern))
+                           if os.path.isfile(p))
+        else:
+            fs, root = execution._filesystem(location.to_plan(self.catalog.datasets, self.settings.storage_options))
+            names = sorted(posixpath.basename(p) for p in fs.glob(posixpath.join(root, pattern)))
+        return [f"{base}/{n}" for n in names]
+
+    async def start_batch(self, user, body, policy, budget_for):
+        batch = body.get("batch")
+        if not isinstance(batch, dict):
+            raise TaskInputError(["batch: give {parameter, folder, glob, outputs}"])
+        task = self.task(body.get("task"))
+        param = task.spec.parameter(batch.get("parameter", ""))
+        if param is None or not param.is_input:
+            raise TaskInputError([f"batch.parameter: name an input file of {task.id}: "
+                                  + ", ".join(p.name for p in task.spec.inputs)])
+        folders = batch.get("outputs") or {}
+        missing = [p.name for p in task.spec.outputs if p.name not in folders]
+        if missing or not isinstance(folders, dict):
+            raise TaskInputError([f"batch.outputs: give an output folder for {', '.join(missing)}"])
+        for name, folder in folders.items():
+            if task.spec.parameter(name) is None or not task.spec.parameter(name).is_output:
+                raise TaskInputError([f"batch.outputs.{name}: not an output of {task.id}"])
+            policy.output_folder(name, folder)
+        loop = asyncio.get_running_loop()
+        try:
+            inputs = await loop.run_in_executor(None, self.list_folder, policy, param.name,
+                                                str(batch.get("folder", "")), str(batch.get("glob") or "*"))
+        except (FileNotFoundError, OSError) as e:
+            raise TaskInputError([f"batch.folder: cannot list {batch.get('folder')!r}: {e}"]) from None
+        if not inputs:
+            raise TaskInputError([f"batch.folder: nothing in {batch.get('folder')!r} matches {batch.get('glob') or '*'!r}"])
+        if len(inputs) > self.settings.max_batch:
+            raise TaskInputError([f"batch: {len(inputs)} objects match, more than your budget of "
+                                  f"{self.settings.max_batch} runs a batch (Tasks.max_batch); narrow the glob"])
+        budget = budget_for(task)
+        children = []
+        for text in inputs:
+            stem = posixpath.basename(text)
+            child = {**body, "input-map": {**(body.get("input-map") or {}), param.name: text},
+                     "output-map": {n: f.rstrip("/") + "/" + stem for n, f in folders.items()}}
+            child.pop("batch")
+            children.append(self.check(user, child, policy) + (child,))
+        record = {"id": new_id(), "kind": "batch", "user": user, "task": task.id, "batch": batch,
+                  "parameters": body.get("parameters") or {}, "status": "queued", "created": time.time(),
+                  "children": []}
+        for task_, values, locations, child in children:
+            run = self.store.save(self.record(user, task_, child, values, locations, parent=record["id"]))
+            record["children"].append(run["id"])
+        self.store.save(record)
+        for run_id, (task_, _, locations, _) in zip(record["children"], children):
+            await self._submit(user, task_, self.store.get(user, run_id), locations, budget)
+        return self.describe(user, record)
+
+    def describe(self, user, record):
+        if record.get("kind") != "batch":
+            return record
+        children = [self.store.get(user, c) for c in record["children"]]
+        status, counts = summary([c for c in children if c])
+        return {**record, "status": status, "summary": counts,
+                "runs": [{k: c[k] for k in ("id", "status", "inputs", "outputs", "error")} for c in children if c]}
+
+    # --- cancelling ---------------------------------------------------------------------------
+
+    async def cancel(self, user, record):
+        ids = record["children"] if record.get("kind") == "batch" else [record["id"]]
+        futures = []
+        for run_id in ids:
+            child = self.store.get(user, run_id)
+            if child is None or child["status"] not in ACTIVE:
+                continue
+            execution.kill(self.store.run_dir(user, run_id))
+            future = self.futures.get((user, run_id))
+            if future is not None:
+                futures.append(future)
+            self.store.update(user, run_id, status="cancelled", finished=time.time())
+        for future in futures:
+            pending = future.cancel(force=True)  # an asynchronous client returns a coroutine
+            if inspect.isawaitable(pending):
+                await pending
+        watchers = [w for (u, r), w in list(self.watchers.items()) if u == user and r in ids]
+        if watchers:
+            await asyncio.wait(watchers, timeout=30)
+        if record.get("kind") == "batch" and not any(u == user for u, _ in self.futures):
+            await self.clusters.close(user)  # no worker left behind
+        return self.describe(user, self.store.get(user, record["id"]))
+
+
+def python_of_hub():
+    """The hub's own Python (the stand-in interpreter for environments not built here)."""
+    return sys.executable

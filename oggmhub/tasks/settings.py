@@ -1,0 +1,110 @@
+"""The tasks service's settings (``c.TasksSettings.*`` in ``$OGGMHUB_TASKS_CONFIG``)."""
+
+from __future__ import annotations
+
+import os
+
+from traitlets import Dict, Integer, Unicode, default
+from traitlets.config import Application
+
+
+class TasksSettings(Application):
+    """Settings of the hub-managed ``tasks`` service (REST API, forms, runs on Dask)."""
+
+    name = "oggmhub-tasks"
+
+    data_dir = Unicode(
+        config=True,
+        help="""The hub's data directory (homes under it; never readable by a task as such).
+        Defaults to $OGGMHUB_DATA_DIR.""",
+    )
+
+    @default("data_dir")
+    def _data_dir(self):
+        return os.environ.get("OGGMHUB_DATA_DIR", os.path.abspath("data"))
+
+    catalog_path = Unicode(config=True, help="The catalog (environments and datasets); defaults to $OGGMHUB_CATALOG.")
+
+    @default("catalog_path")
+    def _catalog(self):
+        from oggmhub.catalog import default_catalog_path
+
+        return default_catalog_path()
+
+    images_dir = Unicode(
+        config=True,
+        help="""The environments' build contexts; each one's tasks/ folder lists its tasks.
+        Defaults to $OGGMHUB_IMAGES, else the repository's images/.""",
+    )
+
+    @default("images_dir")
+    def _images(self):
+        here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        return os.environ.get("OGGMHUB_IMAGES") or os.path.join(here, "images")
+
+    homes_dir = Unicode(config=True, help="Users' homes, one folder each; defaults to <data_dir>/homes.")
+
+    @default("homes_dir")
+    def _homes(self):
+        return os.path.join(self.data_dir, "homes")
+
+    runs_dir = Unicode(config=True, help="Where run records and logs are kept; defaults to <data_dir>/tasks/runs.")
+
+    @default("runs_dir")
+    def _runs(self):
+        return os.path.join(self.data_dir, "tasks", "runs")
+
+    env_cache = Unicode(
+        "", config=True,
+        help="Where built environments are cached (as the local spawner's); empty: $OGGMHUB_ENV_CACHE or its default.",
+    )
+
+    environment_python = Dict(
+        {}, config=True,
+        help="""Environment name -> the Python to run its tasks with, instead of building the
+        environment (build_local_env). A stand-in for environments this machine cannot build
+        (Slicer needs its download): any Python with the tools' packages (SimpleITK, ctk-cli).""",
+    )
+
+    storage_options = Dict(
+        {}, config=True,
+        help="""Protocol -> fsspec options for gs://, s3:// and https:// locations, e.g.
+        {"gs": {"endpoint_url": "http://127.0.0.1:4443", "token": "anon"}}.""",
+    )
+
+    user_prefix = Unicode(
+        "", config=True,
+        help="""The bucket prefix each user may write outputs to, with {username}, e.g.
+        gs://results/users/{username}/. Empty: outputs go to users' homes only.""",
+    )
+
+    max_batch = Integer(1000, config=True, help="The most runs one batch may start (a larger batch is refused).")
+
+    max_value_chars = Integer(10_000, config=True, help="The longest parameter value accepted, in characters.")
+
+    run_timeout = Integer(3600, config=True, help="Seconds a run may take before it is stopped and marked failed.")
+
+    max_workers = Integer(
+        0, config=True,
+        help="At most this many Dask workers per user for tasks (0: as the user's Dask limits allow).",
+    )
+
+    idle_timeout = Integer(
+        0, config=True,
+        help="Seconds a user's task cluster may sit idle before it is closed (0: the Dask limits' idle_timeout).",
+    )
+
+    config_file = Unicode(
+        config=True,
+        help="A traitlets config file with c.TasksSettings.* settings; defaults to $OGGMHUB_TASKS_CONFIG.",
+    )
+
+    @default("config_file")
+    def _config_file(self):
+        return os.environ.get("OGGMHUB_TASKS_CONFIG", "")
+
+    def initialize(self, argv=None):
+        self.parse_command_line(argv)
+        if self.config_file:
+            self.load_config_file(self.config_file)
+            self.parse_command_line(argv)  # the command line wins
