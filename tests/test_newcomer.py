@@ -79,6 +79,7 @@ class ScriptHub:
         # its services have started (a Ctrl-C while they still import Python gets their tracebacks)
         wait_until(lambda: all(f"({name}@127.0.0.1)" in self.output() for name in ("idle-culler", "cohort-window")),
                    120, "the hub's services to call its API", every=0.5)
+        time.sleep(5)  # and the others (tasks) have imported theirs, on a loaded machine
         return self
 
     def output(self):
