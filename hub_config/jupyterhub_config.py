@@ -42,6 +42,9 @@ c.JupyterHub.cleanup_servers = bool(os.environ.get("OGGMHUB_STOP_SERVERS_ON_EXIT
 from oggmhub.backends.local import shutdown  # noqa: E402  (says at exit which servers keep running)
 
 shutdown.register(os.path.join(data_dir, "jupyterhub.sqlite"), c.JupyterHub.cleanup_servers)
+# JupyterHub's periodic service check only logs, and a Ctrl-C during one prints its traceback
+# (the service's server is gone mid-check); the hub restarts managed services that exit anyway
+c.JupyterHub.service_check_interval = 0
 
 # --- accounts: sign-up with admin approval; the first admin's password is printed once -----
 c.JupyterHub.authenticator_class = "oggmhub.backends.local.accounts.LocalHubAuthenticator"
