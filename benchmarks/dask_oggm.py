@@ -1,48 +1,124 @@
-"""An ensemble of OGGM's idealized flowline runs: serial vs a 2-worker local Dask cluster.
+"""An ensemble of real OGGM glacier runs: serial vs a 2-worker local Dask cluster.
 
-One command, one run::
+One command, one run (in the OGGM environment, e.g. ~/.cache/oggmhub/envs/oggm-*/bin/python)::
 
-    python benchmarks/dask_oggm.py [--runs 16] [--years 500] [--workers 2]
+    python benchmarks/dask_oggm.py [--runs 16] [--years 100] [--workers 2] [--idealized]
 
-The members (``oggmhub.session.oggm_dask.ensemble_members``: the same glacier under ELAs spread
-from 2800 m to 3200 m) run first one after the other in this process, then on a
+Hintereisferner (RGI60-11.00897) is prepared once from OGGM's sample data
+(``oggmhub.session.oggm_glacier.prepare``: outlines, DEM, HISTALP climate, calibration,
+inversion), read through OGGM's download cache: ``$OGGM_DOWNLOAD_CACHE`` if it holds the
+sample data, else a temporary cache filled from ``--sample-data`` (OGGM's zip, default
+../shared/data) the way ``oggmhub datasets mirror`` fills a hub's mirror. The members
+(``oggm_dask.glacier_members``: climate realisations of OGGM's random mass balance,
+``--years`` each) run first one after the other in this process, then on a
 ``LocalCluster`` started by ``oggmhub.session.dask.cluster`` (worker processes, one thread
-each), each worker set up with OGGM's configuration (``oggmhub.session.oggm_dask``). OGGM is
-imported and initialized before either timing starts; the serial and Dask results must
-agree exactly.
+each) set up with OGGM's configuration. The serial and Dask results must agree exactly.
+``--idealized`` runs OGGM's idealized flowline ensemble instead (no data).
 
-``speedup`` is serial time over Dask time (the ensemble only; target >= 1.7 on 2
-cores), ``speedup_with_start`` also counts starting the cluster and setting up OGGM on
-its workers (``cluster_start_s``). The last line is a JSON object.
+``speedup`` is serial time over Dask time (the ensemble only; target >= 1.8 on 2 quiet
+cores), ``speedup_with_start`` also counts starting the cluster. The last line is JSON.
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import os
 import sys
+import tempfile
 import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+COMMIT = "8af40f89620c6bd72f3485a777a018dcacb99d94"  # oggm 1.6.3's SAMPLE_DATA_COMMIT
+ZIP_NAME = f"oggm-sample-data-{COMMIT}.zip"
+
+
+def default_zip():
+    """``$OGGMHUB_SHARED_DATA``'s zip, else the first shared/data beside the checkout or above it."""
+    if os.environ.get("OGGMHUB_SHARED_DATA"):
+        return os.path.join(os.environ["OGGMHUB_SHARED_DATA"], ZIP_NAME)
+    for up in ("..", os.path.join("..", ".."), os.path.join("..", "..", "..")):
+        candidate = os.path.abspath(os.path.join(HERE, up, "shared", "data", ZIP_NAME))
+        if os.path.isfile(candidate):
+            return candidate
+    return os.path.abspath(os.path.join(HERE, "..", "..", "shared", "data", ZIP_NAME))
+
+
+DEFAULT_ZIP = default_zip()
+SALEM = "salem-sample-data-454bf696324000d198f574a1bf5bc56e3e489051"
+
+
+def _offline_setup(zip_path, scratch):
+    """Point OGGM's cache at the sample data; stand in for salem's map borders if absent.
+    Returns what was done (for the summary)."""
+    from oggmhub.cli import mirror
+
+    done = {}
+    cache = os.environ.get("OGGM_DOWNLOAD_CACHE")
+    target = f"github.com/OGGM/oggm-sample-data/archive/{COMMIT}.zip"
+    if not (cache and os.path.isfile(os.path.join(cache, target))):
+        if not os.path.isfile(zip_path):
+            sys.exit(f"OGGM's sample data is not in $OGGM_DOWNLOAD_CACHE and {zip_path} is absent: "
+                     "give --sample-data ZIP (see shared/data/README.md)")
+        cache = os.path.join(scratch, "oggm-mirror")
+        fs, root = mirror.destination(cache)
+        mirror.mirror_sample_zip(zip_path, fs, root, log=lambda *_: None)
+        os.environ["OGGM_DOWNLOAD_CACHE"] = cache
+    os.environ.setdefault("OGGM_DOWNLOAD_CACHE_RO", "1")
+    os.environ.setdefault("OGGM_EXTRACT_DIR", os.path.join(scratch, "extract"))
+    done["download_cache"] = cache
+    # salem fetches country borders on first import; this machine cannot (shared/data/README.md)
+    if not glob.glob(os.path.expanduser(f"~/.salem_cache/{SALEM}")):
+        home = os.path.join(scratch, "home")
+        shapes = os.path.join(home, ".salem_cache", SALEM, "shapes", "world_borders")
+        os.makedirs(shapes, exist_ok=True)
+        open(os.path.join(shapes, "world_borders.shp"), "w").close()
+        os.environ["HOME"] = home
+        done["salem_stand_in"] = True
+    return done
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=16, help="ensemble members (default: %(default)s)")
-    parser.add_argument("--years", type=int, default=500, help="years each member runs (default: %(default)s)")
+    parser.add_argument("--years", type=int, default=100, help="years each member runs (default: %(default)s)")
     parser.add_argument("--workers", type=int, default=2, help="Dask workers (default: %(default)s)")
+    parser.add_argument("--sample-data", default=DEFAULT_ZIP, help="OGGM's sample-data zip (default: ../shared/data)")
+    parser.add_argument("--idealized", action="store_true", help="OGGM's idealized flowline instead of a real glacier")
     args = parser.parse_args(argv)
+    scratch = tempfile.mkdtemp(prefix="oggmhub-bench-")
 
-    from oggm import cfg
+    setup = {} if args.idealized else _offline_setup(os.path.abspath(args.sample_data), scratch)
 
     import oggmhub.session.dask
     from oggmhub.session import oggm_dask
 
-    cfg.initialize_minimal(logging_level="WARNING")
-    members = oggm_dask.ensemble_members(args.runs, years=args.years)
-    oggm_dask.idealized_run(oggm_dask.IdealizedRun(years=1))  # imports warm, like the workers' setup
+    if args.idealized:
+        from oggm import cfg
+
+        cfg.initialize_minimal(logging_level="WARNING")
+        members = oggm_dask.ensemble_members(args.runs, years=args.years)
+        oggm_dask.idealized_run(oggm_dask.IdealizedRun(years=1))
+
+        def run(client):
+            return oggm_dask.run_ensemble(client, members)
+        glacier = "idealized rectangular-bed glacier"
+    else:
+        from oggmhub.session import oggm_glacier
+
+        started = time.perf_counter()
+        gdir = oggm_glacier.prepare(os.path.join(scratch, "hef"), logging_level="CRITICAL")
+        print(f"prepared {oggm_glacier.NAME} in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+        members = oggm_dask.glacier_members(args.runs, years=args.years)
+        oggm_dask.glacier_run(oggm_dask.GlacierMember(seed=0, years=1), gdir)  # imports warm
+
+        def run(client):
+            return oggm_dask.run_glacier_ensemble(client, gdir, members)
+        glacier = f"{oggm_glacier.NAME} ({oggm_glacier.RGI_ID})"
 
     started = time.perf_counter()
-    serial = oggm_dask.run_ensemble(None, members)
+    serial = run(None)
     serial_s = time.perf_counter() - started
     print(f"serial: {args.runs} runs of {args.years} years in {serial_s:.2f} s", file=sys.stderr)
 
@@ -52,17 +128,20 @@ def main(argv=None):
         oggm_dask.setup_workers(client)
         client.run(lambda: __import__("oggm.core.flowline"))  # OGGM imported on every worker
         start_s = time.perf_counter() - started
-        print(f"cluster: {args.workers} workers ready in {start_s:.2f} s ({cluster.dashboard_link})", file=sys.stderr)
+        print(f"cluster: {args.workers} workers ready in {start_s:.2f} s", file=sys.stderr)
         started = time.perf_counter()
-        parallel = oggm_dask.run_ensemble(client, members)
+        parallel = run(client)
         dask_s = time.perf_counter() - started
     finally:
         client.close()
         cluster.close()
     print(f"dask: {args.runs} runs in {dask_s:.2f} s", file=sys.stderr)
 
-    same = [round(a["volume_km3"], 9) for a in serial] == [round(b["volume_km3"], 9) for b in parallel]
+    key = "volume_km3"
+    same = [r[key] for r in serial] == [r[key] for r in parallel]
+    final = [r[key][-1] if isinstance(r[key], list) else r[key] for r in serial]
     summary = {
+        "glacier": glacier,
         "runs": args.runs,
         "years": args.years,
         "workers": args.workers,
@@ -73,8 +152,10 @@ def main(argv=None):
         "speedup": round(serial_s / dask_s, 3),
         "speedup_with_start": round(serial_s / (dask_s + start_s), 3),
         "mean_run_s": round(sum(r["seconds"] for r in serial) / len(serial), 3),
+        "final_volume_km3": [round(min(final), 4), round(max(final), 4)],
         "results_identical": same,
         "load_average": round(os.getloadavg()[0], 2),
+        **setup,
     }
     print(json.dumps(summary))
     return 0 if same else 1

@@ -72,7 +72,9 @@ from oggmhub.hub import configure_hub  # noqa: E402
 
 configure_hub(c, window_check_interval=int(os.environ.get("OGGMHUB_COHORT_CHECK_INTERVAL", "60")))
 c.Cohorts.catalog_path = c.LocalEnvSpawner.catalog_path
+c.Welcome.catalog_path = c.LocalEnvSpawner.catalog_path  # the welcome page lists its environments and datasets
 c.Cohorts.homes_dir = os.path.join(data_dir, "homes")  # exports of members' homes go beside it
+c.Launch.catalog_path = c.LocalEnvSpawner.catalog_path  # launch links (/hub/launch, /hub/datasets)
 
 # --- idle culling --------------------------------------------------------------------------
 idle_timeout = int(os.environ.get("OGGMHUB_IDLE_TIMEOUT", "3600"))

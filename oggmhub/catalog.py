@@ -22,6 +22,7 @@ from importlib import resources
 import jsonschema
 import yaml
 
+from oggmhub.launch.identifiers import alias_problems
 from oggmhub.session.datasets import Dataset
 from oggmhub.session.quantities import parse_memory
 
@@ -267,6 +268,7 @@ def _rule_problems(data):
     problems = []
     environments = _mapping(data.get("environments"))
     datasets = _mapping(data.get("datasets"))
+    problems += alias_problems(datasets)
     defaults = [name for name, env in environments.items() if _mapping(env).get("default")]
     if len(defaults) > 1:
         problems.append(("environments", f"only one environment may be the default; found {', '.join(defaults)}"))
@@ -424,6 +426,9 @@ def _build(path, data):
                 doi=spec.get("doi", ""),
                 endpoint=spec.get("endpoint", "").rstrip("/"),
                 credentials=dict(spec.get("credentials") or {}),
+                required=bool(spec.get("required", True)),
+                aliases=tuple(spec.get("aliases") or ()),
+                size=str(spec.get("size", "")),
             )
             for name, spec in (data.get("datasets") or {}).items()
         },

@@ -42,6 +42,7 @@ class SpawnChoice:
     size: object  # catalog.Size
     gpu: object = None  # catalog.GpuVariant or None
     extra_datasets: tuple = ()  # catalog.Dataset objects added beyond the environment's
+    extra_names: tuple = ()  # how each was asked for (a name, or an on-demand source URL)
     default_datasets: tuple = ()  # the environment's own catalog.Dataset objects
 
     @property
@@ -56,7 +57,7 @@ class SpawnChoice:
             "profile": self.environment.name,
             "size": self.size.name,
             "gpu": self.gpu.name if self.gpu else NO_GPU,
-            "datasets": [d.name for d in self.extra_datasets],
+            "datasets": list(self.extra_names) or [d.name for d in self.extra_datasets],
         }
 
     def session_env(self):
@@ -92,7 +93,7 @@ def _allowed_gpus(env, max_gpus):
     return {n: g for n, g in env.gpus.items() if max_gpus is None or g.count <= max_gpus}
 
 
-def resolve_choice(catalog, user_options, allowed_environments=None, max_gpus=None):
+def resolve_choice(catalog, user_options, allowed_environments=None, max_gpus=None, on_demand=None):
     """Validate ``user_options`` (a dict, e.g. a REST API body) and resolve it.
 
     Missing keys take the catalog's defaults (an empty body starts the default
@@ -100,6 +101,8 @@ def resolve_choice(catalog, user_options, allowed_environments=None, max_gpus=No
     ``allowed_environments`` narrows the catalog (e.g. to a cohort's environments): a
     collection of environment names, or a dict of environment name to the allowed size
     names (None: all of them). ``max_gpus`` drops GPU variants with more GPUs.
+    ``on_demand`` maps a requested dataset that is not in the catalog (a source URL the
+    admin allows, see oggmhub.launch) to a Dataset, or to None to refuse it.
     Raises :class:`ChoiceError`.
     """
     if user_options is None:
@@ -161,18 +164,19 @@ def resolve_choice(catalog, user_options, allowed_environments=None, max_gpus=No
                 f"GPU variant {gpu_name!r} is not offered for {environment.display_name}; "
                 f"choose one of: {_one_of([NO_GPU, *gpus])}",
             )
-    extra = []
+    extra, names = [], []
     for name in user_options.get("datasets") or []:
-        dataset = catalog.datasets.get(name)
+        dataset = catalog.datasets.get(name) or (on_demand(name) if on_demand else None)
         if dataset is None:
             raise ChoiceError(
                 "datasets",
                 f"unknown dataset {name!r}; choose from: {_one_of(list(catalog.datasets))}",
             )
-        if name not in environment.datasets and dataset not in extra:
+        if dataset.name not in environment.datasets and dataset not in extra:
             extra.append(dataset)
+            names.append(name)
     return SpawnChoice(
-        environment=environment, size=size, gpu=gpu, extra_datasets=tuple(extra),
+        environment=environment, size=size, gpu=gpu, extra_datasets=tuple(extra), extra_names=tuple(names),
         default_datasets=tuple(catalog.datasets[name] for name in environment.datasets),
     )
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 
+from oggmhub import welcome
 from oggmhub.cohorts import service as cohorts_service
+from oggmhub.launch import handlers as launch_handlers
 from oggmhub.tasks import service as tasks_service
 
 TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
@@ -18,12 +20,15 @@ TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates"
 def configure_hub(c, window_check_interval=60, tasks=True):
     """Add oggmhub's templates (JupyterHub's pages with oggmhub's links), the cohorts'
     API, pages and ``cohort-window`` service (checked every ``window_check_interval``
-    seconds; 0: not at all), and the ``tasks`` service (tool tasks as forms and REST
-    jobs, :mod:`oggmhub.tasks.service`; ``tasks=False``: none) to a hub's config ``c``."""
+    seconds; 0: not at all), the launch links' pages and API, and the ``tasks`` service
+    (tool tasks as forms and REST jobs, :mod:`oggmhub.tasks.service`; ``tasks=False``:
+    none) to a hub's config ``c``."""
     c.JupyterHub.template_paths = [TEMPLATES, *c.JupyterHub.get("template_paths", [])]
     from oggmhub.running_session import describe_server
 
     c.JupyterHub.template_vars = {**c.JupyterHub.get("template_vars", {}), "oggmhub_running": describe_server}
+    welcome.configure(c)  # the welcome page at / and on the login page (c.Welcome)
     cohorts_service.configure(c, window_check_interval=window_check_interval)
+    launch_handlers.configure(c)  # /hub/launch, /hub/datasets, /hub/api/datasets/resolve
     if tasks:
         tasks_service.configure(c)

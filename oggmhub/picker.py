@@ -36,21 +36,55 @@ class CohortAccessError(web.HTTPError):
 
 _DATASETS_TEMPLATE = """
 <div class="form-group" id="oggmhub-datasets">
-  <h3>Add datasets</h3>
-  <p>Mounted read-only next to the environment's own.</p>
+  <h3>Datasets</h3>
+  <p>Read-only. Those included with the chosen environment are always mounted; add others here.</p>
   {%- for d in datasets %}
-  <div class="checkbox"><label>
+  {%- set inc = included.get(d.name, []) %}
+  <div class="checkbox oggmhub-dataset" data-included-in="{{ inc | map(attribute=0) | join(' ') }}"><label>
     <input type="checkbox" name="datasets" value="{{ d.name }}"{% if d.name in chosen %} checked{% endif %}>
-    {{ d.title }}{% if d.description %} <small>{{ d.description }}</small>{% endif %}
+    {{ d.title }}{% if inc %} <span class="label label-info oggmhub-included">included with {{ inc | map(attribute=1) | join(', ') }}</span>{% endif %}
+    {%- if d.description %} <small>{{ d.description }}</small>{% endif %}
   </label></div>
   {%- endfor %}
 </div>
+<script>
+(function () {
+  // a dataset the chosen environment mounts anyway: shown as included, not as an extra
+  var box = document.getElementById("oggmhub-datasets");
+  var form = box.closest("form") || document;
+  function chosen() {
+    var r = form.querySelector("input[name=profile]:checked") || form.querySelector("input[name=profile]");
+    return r ? r.value : "";
+  }
+  box.querySelectorAll(".oggmhub-dataset input").forEach(function (input) {
+    input.dataset.own = input.checked ? "1" : "";  // the user's own choice, kept across switches
+    input.addEventListener("change", function () { input.dataset.own = input.checked ? "1" : ""; });
+  });
+  function update() {
+    var env = chosen();
+    box.querySelectorAll(".oggmhub-dataset").forEach(function (row) {
+      var input = row.querySelector("input"), label = row.querySelector(".oggmhub-included");
+      var inc = (row.dataset.includedIn || "").split(" ").indexOf(env) >= 0;
+      input.checked = inc || input.dataset.own === "1";
+      input.disabled = inc;  // not sent: the environment mounts it anyway
+      row.classList.toggle("oggmhub-dataset-included", inc);
+      if (label) { label.style.display = inc ? "" : "none"; }
+    });
+  }
+  form.querySelectorAll("input[name=profile]").forEach(function (r) { r.addEventListener("change", update); });
+  update();
+})();
+</script>
 """
 
 
-def render_picker(profiles, user_options=None, datasets=()):
+def render_picker(profiles, user_options=None, datasets=(), included=None):
     """Render kubespawner's picker template for ``profiles`` (see choice.profile_list),
     followed by checkboxes to add ``datasets`` (catalog Dataset objects).
+
+    ``included`` maps a dataset's name to ``[(environment, display name), ...]`` of the
+    environments that mount it by default: for those it shows as included (checked and
+    fixed), not as an extra. A dataset every offered environment includes is not offered.
 
     Both backends show this same form; the last choice in ``user_options`` is
     pre-selected.
@@ -66,9 +100,12 @@ def render_picker(profiles, user_options=None, datasets=()):
     env.policies["json.dumps_kwargs"] = {"sort_keys": False}
     user_options = user_options or {}
     html = env.get_template("form.html").render(profile_list=profiles, user_options=user_options)
+    included = included or {}
+    slugs = {p["slug"] for p in profiles}
+    datasets = [d for d in datasets if not slugs or not slugs <= {e for e, _ in included.get(d.name, [])}]
     if datasets:
         html += env.from_string(_DATASETS_TEMPLATE).render(
-            datasets=datasets, chosen=user_options.get("datasets") or []
+            datasets=datasets, chosen=user_options.get("datasets") or [], included=included,
         )
     return html
 
@@ -116,6 +153,13 @@ class CatalogPickerMixin(LoggingConfigurable):
         policy = self.cohort_policy()
         return None if policy is None else policy.limits["gpus"]
 
+    def on_demand_datasets(self):
+        """Sources outside the catalog this hub's admin allows (``c.Launch.allowed_sources``)."""
+        from oggmhub.launch.config import launch_settings
+        from oggmhub.launch.resolution import on_demand_resolver
+
+        return on_demand_resolver(launch_settings(self.config).allowed_sources)
+
     def check_cohort_access(self, policy):
         """Raise :class:`CohortAccessError` if the user's cohorts refuse this spawn."""
         if policy is None:
@@ -146,9 +190,10 @@ class CatalogPickerMixin(LoggingConfigurable):
         policy = self.cohort_policy()
         if policy is not None and policy.refusal:
             return f'<div class="alert alert-warning" id="oggmhub-cohort-refusal">{html.escape(policy.refusal)}</div>'
-        return render_picker(
-            self.picker_profile_list(), self.user_options, list(self.catalog.datasets.values())
-        )
+        catalog = self.catalog
+        included = {name: [(e.name, e.display_name) for e in catalog.environments.values() if name in e.datasets]
+                    for name in catalog.datasets}
+        return render_picker(self.picker_profile_list(), self.user_options, list(catalog.datasets.values()), included)
 
     @default("options_from_form")
     def _default_options_from_form(self):
@@ -169,6 +214,7 @@ class CatalogPickerMixin(LoggingConfigurable):
             self.catalog, user_options,
             None if policy is None else policy.environments,
             None if policy is None else policy.limits["gpus"],
+            on_demand=self.on_demand_datasets(),
         )
         # store the canonical form, so that the picker pre-selects it next time
         if user_options != choice.user_options:

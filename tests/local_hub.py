@@ -25,6 +25,43 @@ SALEM_DATA = "salem-sample-data-454bf696324000d198f574a1bf5bc56e3e489051"
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def _shared_data():
+    """``$OGGMHUB_SHARED_DATA``, else the first ``shared/data`` beside the checkout or above it."""
+    if os.environ.get("OGGMHUB_SHARED_DATA"):
+        return os.environ["OGGMHUB_SHARED_DATA"]
+    for up in (REPO, os.path.dirname(REPO), os.path.dirname(os.path.dirname(REPO))):
+        candidate = os.path.join(up, "shared", "data") if up != REPO else os.path.join(up, "..", "shared", "data")
+        if os.path.isdir(candidate):
+            return os.path.abspath(candidate)
+    return os.path.abspath(os.path.join(REPO, "..", "shared", "data"))
+
+
+SHARED_DATA = _shared_data()
+SAMPLE_COMMIT = "8af40f89620c6bd72f3485a777a018dcacb99d94"  # oggm 1.6.3's SAMPLE_DATA_COMMIT
+SAMPLE_ZIP = os.path.join(SHARED_DATA, f"oggm-sample-data-{SAMPLE_COMMIT}.zip")
+
+
+def sample_zip():
+    """OGGM's real sample data (../shared/data), or a pytest skip saying it is absent."""
+    if not os.path.isfile(SAMPLE_ZIP):
+        import pytest
+
+        pytest.skip(f"OGGM's sample data is absent: {SAMPLE_ZIP} (see shared/data/README.md); "
+                    "tests of real glacier runs need it")
+    return SAMPLE_ZIP
+
+
+def fill_oggm_mirror(folder):
+    """Fill ``folder`` as a hub's OGGM mirror, from OGGM's sample-data zip when it is here
+    (``oggmhub datasets mirror``'s own code); empty (OGGM then finds nothing) when not."""
+    if not os.path.isfile(SAMPLE_ZIP):
+        return False
+    from oggmhub.cli import mirror
+
+    fs, root = mirror.destination(folder)
+    return mirror.mirror_sample_zip(SAMPLE_ZIP, fs, root, log=lambda *_: None).ok
+
+
 def free_port(count=1):
     """A port p such that p..p+count-1 are free on 127.0.0.1 (best effort)."""
     for _ in range(100):
@@ -125,7 +162,9 @@ class LocalHub:
         folder = os.path.abspath(self.data_dir).rstrip("/") + "-config"
         mirror = os.path.join(folder, "oggm-mirror")
         os.makedirs(mirror, exist_ok=True)
-        catalog["datasets"]["oggm-mirror"]["source"] = mirror
+        fill_oggm_mirror(mirror)
+        # a hub's own mirror, in OGGM's download-cache layout, mounted where OGGM looks
+        catalog["datasets"]["oggm-mirror"].update(source=mirror, mount_path="/data/oggm-mirror")
         path = os.path.join(folder, "catalog.yaml")
         with open(path, "w") as f:
             yaml.safe_dump(catalog, f, sort_keys=False)

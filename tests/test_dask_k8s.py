@@ -10,6 +10,7 @@ operator that never acts, says so, and deletes it.
 
 import asyncio
 import json
+import posixpath
 import threading
 
 import kmock
@@ -204,7 +205,7 @@ def test_cluster_spec_runs_the_notebook_image_with_the_datasets_owned_by_the_pod
     [sidecar] = worker["spec"]["initContainers"]
     assert sidecar["name"] == "oggmhub-datasets" and sidecar["image"] == "ghcr.io/oggmhub/mounter:0.1.0"
     [mount] = main["volumeMounts"]
-    assert (mount["name"], mount["mountPath"], mount["readOnly"]) == (worker["spec"]["volumes"][0]["name"], "/data", True)
+    assert (mount["name"], mount["mountPath"], mount["readOnly"]) == (worker["spec"]["volumes"][0]["name"], posixpath.dirname(catalog.datasets["oggm-mirror"].mount_path), True)
     assert "initContainers" not in scheduler["spec"]
     assert worker["spec"]["nodeSelector"] == {"pool": "users"}
 

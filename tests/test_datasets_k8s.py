@@ -6,6 +6,7 @@ user container checked to stay unprivileged.
 """
 
 import asyncio
+import dataclasses
 import json
 
 import kubernetes_validate
@@ -57,7 +58,9 @@ def sidecar(pod):
 
 @pytest.mark.parametrize("native", [True, False])
 def test_the_pod_validates_and_only_the_sidecar_is_privileged(catalog, native):
-    mirror = catalog.datasets["oggm-mirror"]
+    # a hub's internal mirror (docs/datasets.md), mounted at OGGM's cache folder itself
+    mirror = dataclasses.replace(catalog.datasets["oggm-mirror"], source="gs://my-hub-oggm-mirror",
+                                 mount_path="/data/oggm-mirror")
     settings = pod_settings([mirror, ERA5, MINIO], IMAGE, native=native,
                             env=[{"name": "OBS_KEYS", "valueFrom": {"secretKeyRef": {"name": "obs", "key": "keys"}}}])
     pod = build_pod(settings)

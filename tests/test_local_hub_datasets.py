@@ -1,28 +1,37 @@
-"""Datasets in the local hub: a GCS bucket (emulator) mounted read-only into a user's OGGM
-server, OGGM reading its downloads from it offline, and refusals that name the dataset."""
+"""Datasets in the local hub: a GCS bucket (emulator) filled from OGGM's real sample data
+(../shared/data) with `oggmhub datasets mirror`, mounted read-only into a user's OGGM
+server; the OGGM tutorial runs Hintereisferner from it offline; unreachable datasets are
+refused in seconds naming the dataset, or, when the catalog says required: false, the
+server starts without them and the session says so."""
 
 import json
 import os
 import subprocess
 
+import re
+import sys
+
 import psutil
 import pytest
 import yaml
 
-from conftest import CATALOG
+from conftest import CATALOG, REPO
 from gcs_emulator import GCSEmulator
-from local_hub import LocalHub
+from local_hub import LocalHub, sample_zip
 from oggmhub.backends.local.environments import default_root
 
-URL = "https://cluster.klima.uni-bremen.de/~oggm/test_files/oggmhub/outlines.csv"
-CONTENT = b"rgi_id,area\nRGI60-11.00897,7.96\n"
 
 
 @pytest.fixture(scope="module")
 def gcs():
+    zip_path = sample_zip()  # OGGM's real sample data (../shared/data), or a skip saying it is absent
     with GCSEmulator() as gcs:
         gcs.create_bucket("oggm-mirror")
-        gcs.filesystem().pipe("oggm-mirror/cluster.klima.uni-bremen.de/~oggm/test_files/oggmhub/outlines.csv", CONTENT)
+        # filled the way an operator fills a hub's mirror
+        out = subprocess.run([sys.executable, "-m", "oggmhub", "datasets", "mirror", "gs://oggm-mirror",
+                              "--endpoint", gcs.url, "--token", "anon", "--tree", zip_path],
+                             capture_output=True, text=True, cwd=REPO, timeout=300)
+        assert out.returncode == 0, out.stderr
         yield gcs
 
 
@@ -30,9 +39,13 @@ def gcs():
 def hub(tmp_path_factory, gcs):
     folder = tmp_path_factory.mktemp("datasets-hub")
     catalog = yaml.safe_load(CATALOG.read_text())
-    catalog["datasets"]["oggm-mirror"].update(source="gs://oggm-mirror", endpoint=gcs.url)
+    # the hub's own mirror (a bucket, here the emulator's), mounted where OGGM's cache looks
+    catalog["datasets"]["oggm-mirror"].update(source="gs://oggm-mirror", endpoint=gcs.url,
+                                              mount_path="/data/oggm-mirror", required=True)
     catalog["datasets"]["unreachable"] = {"title": "A bucket that does not exist",
                                          "source": "gs://no-such-bucket", "endpoint": gcs.url}
+    catalog["datasets"]["optional"] = {"title": "A server with a typo", "required": False,
+                                      "source": "https://cluster.klima.uni-bremen.invalid/~oggm/"}
     path = folder / "catalog.yaml"
     path.write_text(yaml.safe_dump(catalog, sort_keys=False))
     # the catalog's image contexts stay those of the repository
@@ -70,16 +83,24 @@ def test_oggm_server_reads_the_mirror_from_a_read_only_mount(hub, gcs):
     with pytest.raises(OSError, match="Read-only file system"):
         open(os.path.join(cache, "new.txt"), "w")
 
-    # OGGM, in the session's own environment and variables, finds its download in the mount
-    code = ("import oggm.cfg as cfg, oggm.utils as utils\n"
-            "cfg.initialize_minimal(logging_level='WARNING')\n"
-            "cfg.PARAMS['has_internet'] = False\n"
-            f"print(utils.file_downloader({URL!r}))\n")
-    python = os.path.join(env["VIRTUAL_ENV"], "bin", "python")
-    out = subprocess.run([python, "-c", code], env=env, cwd=env["HOME"], capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
-    found = out.stdout.strip().splitlines()[-1]
-    assert found.startswith(cache) and open(found, "rb").read() == CONTENT
+    # the OGGM tutorial the hub put in the home runs, in the session's own environment and
+    # variables: a real Hintereisferner run from the mounted mirror, no internet, no stand-in
+    tutorial = os.path.join(env["HOME"], "tutorials", "oggm", "oggm-getting-started.ipynb")
+    assert os.path.isfile(tutorial)
+    executed = os.path.join(hub.data_dir, "executed.ipynb")
+    jupyter = os.path.join(env["VIRTUAL_ENV"], "bin", "jupyter")
+    out = subprocess.run([jupyter, "execute", f"--output={executed}", tutorial], env=env,
+                         cwd=os.path.dirname(tutorial), capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
+    with open(executed) as f:
+        text = "".join("".join(o.get("text", "")) for c in json.load(f)["cells"] for o in c.get("outputs", []))
+    match = re.search(r"Hintereisferner: area ([0-9.]+) km2; modelled volume ([0-9.]+) km3 -> ([0-9.]+) km3 after 100 years", text)
+    assert match, text[-3000:]
+    area, v0, v100 = map(float, match.groups())
+    assert area == pytest.approx(8.036, abs=0.001)  # the RGI outline's area
+    assert v0 == pytest.approx(0.856, abs=0.02) and 0.3 < v100 < v0  # inverted, then shrinking
+    assert f"download cache: {cache} (read-only)" in text
+    assert "github.com/OGGM/oggm-sample-data/archive/" in text  # what the mirror holds, listed
 
     hub.api(session, "DELETE", "/users/glacio/server")
     hub.stop_servers()
@@ -105,8 +126,30 @@ def test_an_unreachable_bucket_fails_the_spawn_naming_the_dataset(hub):
         message = hub.log()
     else:
         message = r.json()["message"]
-    assert "dataset 'unreachable'" in message
+    assert "dataset 'unreachable': gs://no-such-bucket" in message
     model = hub.api(session, "GET", "/users/unlucky").json()
     assert model["servers"] == {}
     mounts = os.path.join(hub.data_dir, "mounts", "unlucky")
     assert not any(os.path.ismount(os.path.join(root, d)) for root, dirs, _ in os.walk(mounts) for d in dirs)
+
+
+def test_an_optional_unreachable_dataset_starts_the_server_without_it_and_says_so(hub):
+    session = hub.new_user("hopeful")
+    hub.salem_stand_in("hopeful")
+    r = hub.api(session, "POST", "/users/hopeful/server", json={"profile": "oggm", "datasets": ["optional"]})
+    assert r.status_code in (201, 202), r.text
+    hub.wait_for_server(session, "hopeful")
+    env = server_process("hopeful").environ()
+    code = "import json, oggmhub.session.datasets as d; print(json.dumps(d.unavailable()))"
+    python = os.path.join(env["VIRTUAL_ENV"], "bin", "python")
+    out = subprocess.run([python, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    reasons = json.loads(out.stdout.strip().splitlines()[-1])
+    assert list(reasons) == ["optional"]
+    assert "https://cluster.klima.uni-bremen.invalid/~oggm/" in reasons["optional"]
+    assert "does not resolve" in reasons["optional"]
+    assert "dataset 'optional'" in hub.log() and "starting without it" in hub.log()
+    mounts = os.path.join(hub.data_dir, "mounts", "hopeful")
+    assert os.path.ismount(os.path.join(mounts, "data", "oggm-mirror"))  # the environment's own, as ever
+    assert not os.path.exists(os.path.join(mounts, "data", "optional"))  # nothing left of the other
+    hub.api(session, "DELETE", "/users/hopeful/server")

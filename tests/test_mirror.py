@@ -158,3 +158,37 @@ def test_oggm_reads_its_downloads_from_the_mounted_mirror_without_internet(gcs, 
         assert result.returncode != 0 and "NoInternetException" in result.stderr
     finally:
         mounts.unmount_datasets(live)
+
+
+def test_a_folder_without_oggms_layout_is_refused_and_nothing_is_copied(tmp_path):
+    wrong = tmp_path / "not-a-cache"
+    (wrong / "rgi").mkdir(parents=True)
+    (wrong / "rgi" / "outlines.shp").write_bytes(b"x")
+    (wrong / "README.txt").write_text("hello")
+    dest = tmp_path / "mirror"
+    cli = [sys.executable, "-m", "oggmhub", "datasets", "mirror", str(dest), "--tree", str(wrong)]
+    result = subprocess.run(cli, capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert result.returncode == 1
+    assert "not laid out as OGGM's download cache" in result.stderr
+    assert "README.txt, rgi" in result.stderr and "<host>/<path>" in result.stderr
+    assert "Nothing was copied" in result.stderr
+    assert not dest.exists() or not any(dest.rglob("*"))
+    bad_zip = tmp_path / "oggm-sample-data-main.zip"
+    bad_zip.write_bytes(b"PK")
+    with pytest.raises(ValueError, match="not named oggm-sample-data-<40-hex commit>.zip"):
+        mirror.mirror_tree(str(bad_zip), *mirror.destination(str(dest)), log=lambda *_: None)
+
+
+def test_the_sample_data_zip_lands_where_oggm_looks(tmp_path):
+    sys.path.insert(0, os.path.dirname(__file__))
+    from local_hub import SAMPLE_COMMIT, sample_zip
+
+    zip_path = sample_zip()  # skips, saying so, when ../shared/data is absent
+    dest = tmp_path / "mirror"
+    cli = [sys.executable, "-m", "oggmhub", "datasets", "mirror", str(dest), "--tree", zip_path]
+    result = subprocess.run(cli, capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert result.returncode == 0, result.stderr
+    target = dest / "github.com" / "OGGM" / "oggm-sample-data" / "archive" / f"{SAMPLE_COMMIT}.zip"
+    assert target.stat().st_size == os.path.getsize(zip_path)
+    again = subprocess.run(cli, capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert "0 copied, 1 already there" in again.stdout

@@ -163,9 +163,9 @@ def test_an_unreachable_bucket_fails_naming_the_dataset_and_leaves_nothing(gcs, 
     closed = Dataset(name="era5", title="ERA5", source="gs://era5", mount_path="/data/era5",
                      endpoint=f"http://127.0.0.1:{free_port()}")
     start = time.monotonic()
-    with pytest.raises(mounts.MountError, match=r"dataset 'era5': gs://era5 at http://127.0.0.1:\d+ did not answer within 2 s"):
+    with pytest.raises(mounts.MountError, match=r"dataset 'era5': gs://era5 at http://127.0.0.1:\d+ cannot be reached: 127.0.0.1 port \d+ refused the connection"):
         mounts.mount_datasets([closed], root, mounts.DatasetMounts(timeout=2))
-    assert time.monotonic() - start < 20
+    assert time.monotonic() - start < 10
     assert_nothing_left(root)
 
 

@@ -53,26 +53,31 @@ def run_notebook(venv, name, env, tmp_path):
 
 
 def test_oggm_tutorial_runs_in_the_local_oggm_environment(oggm_env, tmp_path):
+    """Hintereisferner from a mirror filled from OGGM's real sample data (no stand-in)."""
+    from local_hub import fill_oggm_mirror, sample_zip
+
+    sample_zip()  # skips, saying so, when ../shared/data is absent
     catalog, venv = oggm_env
     mirror = tmp_path / "oggm-mirror"
-    sample = mirror / "cluster.klima.uni-bremen.de" / "~oggm" / "demo" / "README.txt"
-    sample.parent.mkdir(parents=True)
-    sample.write_text("a file of the mirror\n")
+    assert fill_oggm_mirror(str(mirror))
     env = {**catalog.environments["oggm"].env, "OGGM_DOWNLOAD_CACHE": str(mirror)}
     text, images = run_notebook(venv, "oggm-getting-started.ipynb", env, tmp_path)
     assert f"download cache: {mirror} (read-only)" in text
     assert "after 300 years: volume" in text and "length: " in text
-    assert images == 2
-    assert f"{mirror}: 1 hosts: cluster.klima.uni-bremen.de" in text
-    assert "cluster.klima.uni-bremen.de/~oggm/demo/README.txt  (21 bytes)" in text
+    assert "Hintereisferner (RGI60-11.00897): area 8.036 km2" in text
+    assert "Hintereisferner: area 8.036 km2; modelled volume 0.85" in text
+    assert images == 3
+    assert f"{mirror}: 1 hosts: github.com" in text
+    assert "github.com/OGGM/oggm-sample-data/archive/" in text
 
 
 def test_oggm_tutorial_without_the_mirror_says_so(oggm_env, tmp_path):
     catalog, venv = oggm_env
     env = {**catalog.environments["oggm"].env, "OGGM_DOWNLOAD_CACHE": str(tmp_path / "not-mounted")}
     text, _ = run_notebook(venv, "oggm-getting-started.ipynb", env, tmp_path)
+    assert "after 300 years: volume" in text  # the idealized runs need no data
+    assert "OGGM's sample data is not on this hub's data mount" in text
     assert "The OGGM data mirror is not mounted here" in text
-    assert "Start your server with the 'oggm-mirror' dataset" in text
 
 
 def test_catalog_oggm_settings_are_oggms_own_variables(oggm_env):

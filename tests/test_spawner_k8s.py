@@ -7,6 +7,7 @@ whose state the tests inspect. Manifests are validated with kubernetes-validate
 
 import asyncio
 import json
+import posixpath
 
 import kubernetes_validate
 import pytest
@@ -86,11 +87,13 @@ async def test_datasets_are_mounted_by_a_sidecar_the_user_container_stays_unpriv
     assert mounter["image"] == spawner.dataset_mounter_image
     assert mounter["securityContext"]["privileged"] is True
     container = notebook_container(pod)
-    data_mount = next(m for m in container["volumeMounts"] if m["mountPath"] == "/data")
+    # the shipped dataset (OGGM's server) is mounted where OGGM's cache looks: <host>/<path>
+    mount_path = "/data/oggm-mirror/cluster.klima.uni-bremen.de/~oggm"
+    data_mount = next(m for m in container["volumeMounts"] if m["mountPath"] == posixpath.dirname(mount_path))
     assert data_mount["readOnly"] is True and data_mount["mountPropagation"] == "HostToContainer"
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["OGGMHUB_DATASETS"] == "oggm-mirror"
-    assert json.loads(env["OGGMHUB_DATASETS_JSON"])[0]["mount_path"] == "/data/oggm-mirror"
+    assert json.loads(env["OGGMHUB_DATASETS_JSON"])[0]["mount_path"] == mount_path
     await spawner.stop()
     # a later spawn without datasets has no sidecar
     await spawn(spawner, {"profile": "fiji"})

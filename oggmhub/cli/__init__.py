@@ -29,7 +29,9 @@ def catalog_check(args):
         f"{env.name} ({len(env.sizes)} sizes, {len(env.gpus)} GPU variants)"
         for env in catalog.environments.values()
     )
-    print(f"{path}: OK: environments {envs}; {len(catalog.datasets)} datasets; "
+    optional = [d.name for d in catalog.datasets.values() if not d.required]
+    note = f" ({', '.join(optional)}: required: false, sessions start without it if unreachable)" if optional else ""
+    print(f"{path}: OK: environments {envs}; {len(catalog.datasets)} datasets{note}; "
           f"{len(catalog.cohorts)} cohorts")
     return 0
 

@@ -28,7 +28,8 @@ def register(commands):
     mirror.add_argument("dest", help="gs://BUCKET[/PREFIX], s3://..., a folder, or a catalog dataset name")
     mirror.add_argument("urls", nargs="*", metavar="URL", help="URLs to copy")
     mirror.add_argument("--urls-from", metavar="FILE", help="a file of URLs, one a line ('-': stdin; '#' comments)")
-    mirror.add_argument("--tree", metavar="DIR", help="copy this folder (e.g. an OGGM download cache) instead")
+    mirror.add_argument("--tree", metavar="DIR", help="copy this folder (an OGGM download cache: <host>/<path>) or OGGM's sample-data zip "
+                             "(oggm-sample-data-<commit>.zip) instead")
     mirror.add_argument("--endpoint", help="the bucket's service URL (an emulator, MinIO); default: the catalog's or the cloud's")
     mirror.add_argument("--token", help="gcsfs token for writing: a service-account JSON file, google_default or anon")
     mirror.add_argument("--overwrite", action="store_true", help="replace objects that already exist with the same size")
@@ -41,7 +42,7 @@ def register(commands):
     mount.add_argument("--from-env", action="store_true", help="take the datasets from $OGGMHUB_DATASETS_JSON, not the catalog")
     mount.add_argument("--wait", action="store_true", help="stay in the foreground; unmount on SIGTERM or Ctrl-C")
     mount.add_argument("--timeout", type=float, default=None,
-                       help="seconds to wait for each source (default: $OGGMHUB_MOUNT_OPTIONS's timeout, else 30)")
+                       help="seconds to wait for each source (default: $OGGMHUB_MOUNT_OPTIONS's timeout, else 5)")
     mount.add_argument("--catalog", help=catalog_help)
     mount.set_defaults(func=mount_command)
 

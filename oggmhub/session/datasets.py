@@ -10,6 +10,7 @@ In a notebook::
     with fs.open("cluster.klima.uni-bremen.de/~oggm/README.txt") as f:
         f.read()
     datasets.path("oggm-mirror")       # "/data/oggm-mirror" where it is mounted, else None
+    datasets.unavailable()             # {name: why} of datasets this session started without
 
 ``open()`` reads the source (``gs://``, ``s3://``, ``https://`` or a local path) with
 fsspec, through a local cache on the session's scratch space (fsspec's ``simplecache``
@@ -30,6 +31,7 @@ import json
 import os
 import re
 import tempfile
+from builtins import open as builtins_open
 
 # gcsfs >= 2026.10 probes every bucket over gRPC unless told not to; that hangs for a
 # minute against emulators and buys nothing for reading. Must be set before gcsfs loads.
@@ -39,7 +41,7 @@ from oggmhub.session.readonly import DatasetReadOnlyError, ReadOnlyFileSystem  #
 
 __all__ = [
     "Dataset", "DatasetError", "DatasetReadOnlyError", "list", "get", "open", "path",
-    "open_dataset", "session_env", "localize_env", "session_datasets", "source_filesystem",
+    "open_dataset", "unavailable", "session_env", "localize_env", "session_datasets", "source_filesystem",
 ]
 
 ENV_NAMES = "OGGMHUB_DATASETS"  # comma list of names (set by spawner/pod.py's session_env)
@@ -47,6 +49,9 @@ ENV_JSON = "OGGMHUB_DATASETS_JSON"  # the session's catalog entries, as JSON
 ENV_CACHE = "OGGMHUB_DATASETS_CACHE"  # simplecache (default), blockcache or none
 ENV_CACHE_DIR = "OGGMHUB_DATASETS_CACHE_DIR"  # where cached copies go
 ENV_SCRATCH = "OGGMHUB_SCRATCH"  # the session's scratch space, if the spawner gives one
+# in the scratch space: {name: why} of the session's datasets (required: false) that could
+# not be mounted; the spawner writes it, :func:`unavailable` reads it
+UNAVAILABLE_FILE = "datasets-unavailable.json"
 CACHE_TYPES = ("simplecache", "blockcache", "none")
 AMBIENT = object()  # credentials: the platform's own (Workload Identity, ADC, IAM role)
 
@@ -69,6 +74,12 @@ class Dataset:
     doi: str = ""
     endpoint: str = ""
     credentials: dict = dataclasses.field(default_factory=dict)
+    required: bool = True  # False: a session starts without it when its source cannot be reached
+    size: str = ""  # as the catalog gives it (e.g. 120Gi), shown on the hub's datasets page
+    aliases: tuple = ()  # other identifiers (DOIs, URLs, names) launch links resolve to it
+
+    def __post_init__(self):
+        object.__setattr__(self, "aliases", tuple(self.aliases))  # a list, when read back from JSON
 
 
 class DatasetError(Exception):
@@ -112,13 +123,21 @@ def localize_env(env, datasets, mount_root):
 
     E.g. ``OGGM_DOWNLOAD_CACHE=/data/oggm-mirror`` becomes
     ``<mount_root>/data/oggm-mirror`` when the local backend mounts under ``mount_root``.
+    A value naming a folder above a mount path (``OGGM_DOWNLOAD_CACHE=/data/oggm-mirror``
+    for a dataset mounted at ``/data/oggm-mirror/<host>/<path>``) moves under
+    ``mount_root`` as well.
     """
     out = dict(env)
+    root = os.path.abspath(mount_root)
     for dataset in datasets:
         old, new = dataset.mount_path, local_mount_path(dataset, mount_root)
         for key, value in out.items():
-            if isinstance(value, str) and (value == old or value.startswith(old + "/")):
+            if not isinstance(value, str) or value.startswith(root + "/"):
+                continue
+            if value == old or value.startswith(old + "/"):
                 out[key] = new + value[len(old):]
+            elif value.startswith("/") and old.startswith(value.rstrip("/") + "/") and value.count("/") >= 2:
+                out[key] = os.path.join(root, value.lstrip("/"))
     return out
 
 
@@ -145,6 +164,35 @@ def get(name, environ=None):
             return dataset
     known = ", ".join(d.name for d in datasets) or "none"
     raise DatasetError(name, f"not one of this session's datasets ({known})")
+
+
+def unavailable(environ=None):
+    """``{name: why}`` of this session's datasets that could not be reached at its start
+    (the catalog let the session start without them); ``{}`` when all are there."""
+    environ = os.environ if environ is None else environ
+    scratch = environ.get(ENV_SCRATCH)
+    if not scratch:
+        return {}
+    try:
+        with builtins_open(os.path.join(scratch, UNAVAILABLE_FILE), encoding="utf-8") as f:
+            return dict(json.load(f))
+    except (OSError, ValueError):
+        return {}
+
+
+def write_unavailable(scratch, reasons):
+    """Record ``{name: why}`` for :func:`unavailable` (the spawner's side); none: remove it."""
+    path = os.path.join(scratch, UNAVAILABLE_FILE)
+    if not reasons:
+        try:
+            os.remove(path)
+        except FileNotFoundError:
+            pass
+        return
+    os.makedirs(scratch, exist_ok=True)
+    with builtins_open(path + ".tmp", "w", encoding="utf-8") as f:
+        json.dump(reasons, f, indent=1)
+    os.replace(path + ".tmp", path)
 
 
 def dataset_path(name, environ=None):
@@ -288,6 +336,9 @@ def open_dataset(dataset, cache=None, cache_dir=None, environ=None, **options):
     dataset is mounted, the mount is used instead.
     """
     environ = os.environ if environ is None else environ
+    why = unavailable(environ).get(dataset.name)
+    if why:
+        raise DatasetError(dataset.name, f"not available in this session: {why}")
     cache = cache or environ.get(ENV_CACHE) or "simplecache"
     if cache not in CACHE_TYPES:
         raise DatasetError(dataset.name, f"unknown cache {cache!r}; choose from: {', '.join(CACHE_TYPES)}")

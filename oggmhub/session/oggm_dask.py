@@ -1,5 +1,6 @@
-"""OGGM on Dask: entity tasks, or an ensemble of idealized flowline runs, across the
-workers of a session's cluster (:func:`oggmhub.session.dask.cluster`).
+"""OGGM on Dask: entity tasks, an ensemble of real glacier runs (Hintereisferner under
+many climate realisations, :func:`run_glacier_ensemble`) or of idealized flowline runs,
+across the workers of a session's cluster (:func:`oggmhub.session.dask.cluster`).
 
 Each worker is set up once with the notebook's OGGM configuration (:func:`setup_workers`:
 OGGM's own ``cfg.pack_config()``, unpacked on every worker, also on workers that join
@@ -11,6 +12,8 @@ does across its processes::
 
     cfg.initialize_minimal()
     cluster, client = oggmhub.session.dask.cluster(workers=2)
+    gdir = oggmhub.session.oggm_glacier.prepare("/tmp/hef")          # the hub's data mount
+    runs = od.run_glacier_ensemble(client, gdir, od.glacier_members(16))
     runs = od.run_ensemble(client, od.ensemble_members(16))       # no data needed
     od.run_entity_tasks(client, tasks.define_glacier_region, gdirs)  # like execute_entity_task
 
@@ -154,3 +157,45 @@ def run_ensemble(client, members):
         return [idealized_run(m) for m in members]
     setup_workers(client)
     return client.gather(client.map(idealized_run, members, pure=False))
+
+
+# --- real glacier ensembles ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GlacierMember:
+    """One member of a real-glacier ensemble: a climate realisation (``seed`` of OGGM's
+    random mass balance) and a temperature bias, on the glacier of
+    :mod:`oggmhub.session.oggm_glacier` (Hintereisferner)."""
+
+    seed: int
+    temperature_bias: float = 0.0
+    years: int = 100
+
+
+def glacier_members(n, years=100, temperature_biases=(0.0,)):
+    """``n`` members: climate realisations 1..k under each temperature bias in turn."""
+    biases = list(temperature_biases) or [0.0]
+    return [GlacierMember(seed=1 + i // len(biases), temperature_bias=float(biases[i % len(biases)]), years=years)
+            for i in range(n)]
+
+
+def glacier_run(member, gdir):
+    """Run one :class:`GlacierMember` on the prepared glacier directory ``gdir``; a dict
+    (:class:`~oggmhub.session.oggm_glacier.GlacierRun` fields, plus ``seconds``)."""
+    from oggmhub.session import oggm_glacier
+
+    started = time.perf_counter()
+    run = oggm_glacier.run(gdir, years=member.years, seed=member.seed, temperature_bias=member.temperature_bias)
+    return {**run.as_dict(), "seconds": time.perf_counter() - started}
+
+
+def run_glacier_ensemble(client, gdir, members):
+    """Run ``members`` on ``gdir`` (prepared by :func:`oggmhub.session.oggm_glacier.prepare`
+    in the notebook, in a working directory every worker sees), one Dask task each
+    (serially here when ``client`` is None); the results in order."""
+    members = list(members)
+    if client is None:
+        return [glacier_run(m, gdir) for m in members]
+    setup_workers(client)
+    return client.gather(client.map(glacier_run, members, gdir=gdir, pure=False))

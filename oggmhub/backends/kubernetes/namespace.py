@@ -204,7 +204,7 @@ def _unprivileged(c):
 
 def _probe(c, kind):
     cmd = f"{c}.{kind}.exec.command"
-    check = 'mountpoint -q "/[A-Za-z0-9_][A-Za-z0-9_./-]*"'
+    check = 'mountpoint -q "/[A-Za-z0-9_][A-Za-z0-9_./~-]*"'  # '~' is literal in "..." (OGGM's ~oggm)
     return (f"(!has({c}.{kind}) || (!has({c}.{kind}.httpGet) && !has({c}.{kind}.tcpSocket) && !has({c}.{kind}.grpc)"
             f" && has({c}.{kind}.exec) && size({cmd}) == 3 && {cmd}[0] == 'sh' && {cmd}[1] == '-c'"
             f" && {cmd}[2].matches('^{check}( && {check})*$')))")

@@ -30,6 +30,7 @@ from oggmhub.session import dask_limits
 from oggmhub.picker import CatalogPickerMixin
 
 from oggmhub.session import dask_kubernetes as dask_k8s
+from oggmhub.backends.kubernetes import dataset_links
 from oggmhub.backends.kubernetes import namespace as user_namespace
 from oggmhub.backends.kubernetes.pod import CHOICE_TRAITS, _literal, check_user_container, choice_settings
 
@@ -211,6 +212,12 @@ class OGGMHubSpawner(CatalogPickerMixin, KubeSpawner):
             settings["environment"].update(dask_k8s.downward_env())
         for name, value in settings.items():
             setattr(self, name, value)
+        # ~/datasets/<name> links, where JupyterLab (and launch links) find the mounts
+        if self._configured_hooks is None:
+            self._configured_hooks = dict(self.lifecycle_hooks or {})
+        self.lifecycle_hooks = dataset_links.with_links(self._configured_hooks, choice.datasets, self.home_mount_path)
+
+    _configured_hooks = None
 
     # --- Dask, GPUs and the user namespace ------------------------------------------------
 

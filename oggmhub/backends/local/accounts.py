@@ -59,6 +59,11 @@ class LoginHandler(native_handlers.LoginHandler):
         # JupyterHub 6 passes extra template variables when it shows a login error
         return super()._render(login_error=login_error, username=username)
 
+    def render_template(self, name, sync=False, **ns):
+        if name == "native-login.html":  # the same form, beside the hub's welcome (oggmhub/welcome.py)
+            name = "oggmhub-native-login.html"
+        return super().render_template(name, sync=sync, **ns)
+
 
 class SignUpHandler(native_handlers.SignUpHandler):
     """NativeAuthenticator's sign-up, with an optional cohort join code."""
@@ -67,6 +72,8 @@ class SignUpHandler(native_handlers.SignUpHandler):
         if name == "signup.html":  # the same form, with the join code field
             name = "oggmhub-signup.html"
             ns.setdefault("join_code", self.get_argument("join_code", ""))
+            # where to go after logging in (a launch link): kept through the form, this hub only
+            ns.setdefault("next_url", self.get_next_url(default="") if self.get_argument("next", "") else "")
         return super().render_template(name, sync=sync, **ns)
 
     async def post(self):

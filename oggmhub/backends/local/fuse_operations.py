@@ -180,7 +180,16 @@ def make_operations_class():
             entries, _ = self._listing(self._store(parent))
             if entries is None or name not in entries:
                 raise FuseOSError(errno.ENOENT)
-            return entries[name]
+            entry = entries[name]
+            if entry.get("type") == "file" and entry.get("size") is None:
+                # an HTTP listing (a web server's index page) gives no sizes: ask once
+                try:
+                    entry = {**entry, **self.fs.info(self._store(path))}
+                except OSError:
+                    raise FuseOSError(errno.ENOENT) from None
+                with self._lock:
+                    entries[name] = entry
+            return entry
 
         def _stat(self, info):
             if info["type"] == "directory":

@@ -49,9 +49,10 @@ class DatasetMounts(LoggingConfigurable):
         help="Seconds the kernel caches attributes, names and missing names of a mount.",
     )
     timeout = Float(
-        30.0, config=True,
-        help="Seconds to wait for a dataset's source to answer before the mount (and the "
-             "spawn) fails with an error naming the dataset.",
+        5.0, config=True,
+        help="Seconds to wait for a dataset's source to answer before the mount fails with "
+             "an error naming the dataset (and the spawn with it, unless the catalog says "
+             "required: false). Mount process start-up comes on top (about 1-2 s).",
     )
     threads = Bool(
         False, config=True,

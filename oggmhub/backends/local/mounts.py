@@ -64,8 +64,7 @@ class Mount:
 
 def _serve(spec):
     """Run in the child: check the source is reachable, then serve the mount until unmounted."""
-    from oggmhub.catalog import Dataset
-    from oggmhub.session.datasets import source_filesystem
+    from oggmhub.session.datasets import Dataset, source_filesystem  # not the catalog: starts faster
 
     status = os.fdopen(spec["status_fd"], "w", buffering=1)
 
@@ -80,7 +79,8 @@ def _serve(spec):
     options = DatasetMounts(**spec["options"])
     try:
         fs, root = source_filesystem(dataset, listings_expiry_time=options.listings_ttl)
-        _check_reachable(fs, root, dataset, options.timeout)
+        if not spec.get("checked"):
+            _check_reachable(fs, root, dataset, options.timeout)
         ops = make_operations_class()(fs, root, dataset.name, options, on_ready=lambda: report("ready"))
     except Exception as e:  # noqa: BLE001 - reported to the parent, which raises
         report("error: " + (str(e) or type(e).__name__))
@@ -104,20 +104,9 @@ def _serve(spec):
 
 def _check_reachable(fs, root, dataset, timeout):
     """List the dataset's root within ``timeout`` seconds or raise naming the problem."""
-    from fsspec.asyn import AsyncFileSystem, sync
+    from oggmhub.backends.local.reachable import check_listing
 
-    where = dataset.source + (f" at {dataset.endpoint}" if dataset.endpoint else "")
-    try:
-        if isinstance(fs, AsyncFileSystem):
-            sync(fs.loop, fs._ls, root, timeout=timeout)
-        else:
-            fs.ls(root)
-    except FileNotFoundError:
-        raise RuntimeError(f"{where} does not exist (no such bucket or folder)") from None
-    except Exception as e:  # noqa: BLE001
-        if type(e).__name__ in ("FSTimeoutError", "TimeoutError"):
-            raise RuntimeError(f"{where} did not answer within {timeout:g} s (unreachable?)") from None
-        raise RuntimeError(f"cannot list {where}: {e}") from None
+    check_listing(fs, root, dataset, timeout)
 
 
 # --- mounting from the hub side ---------------------------------------------------
@@ -147,8 +136,19 @@ def mount_dataset(dataset, mountpoint, options=None):
     leaves nothing behind: no process, no mount, no folder it created) if the source is
     unreachable, the mount point is in use, or FUSE fails.
     """
+    from oggmhub.backends.local.reachable import Unreachable, precheck
+    from oggmhub.session.datasets import DatasetError, source_filesystem
+
     options = options if options is not None else DatasetMounts()
     mountpoint = os.path.abspath(mountpoint)
+    try:  # here, before a mount process starts (that takes seconds on a busy machine)
+        precheck(dataset, options.timeout)
+        fs, root = source_filesystem(dataset)
+        _check_reachable(fs, root, dataset, options.timeout)
+    except Unreachable as e:
+        raise MountError(dataset.name, str(e)) from None
+    except DatasetError as e:  # e.g. its credentials are not set
+        raise MountError(dataset.name, str(e).split(": ", 1)[-1]) from None
     if mountpoint in mounted():
         raise MountError(dataset.name, f"{mountpoint} is already mounted (run cleanup_stale_mounts?)")
     created = _makedirs(mountpoint)
@@ -156,7 +156,8 @@ def mount_dataset(dataset, mountpoint, options=None):
         _remove_dirs(created)
         raise MountError(dataset.name, f"mount point {mountpoint} is not empty")
     read_fd, write_fd = os.pipe()
-    spec = {"dataset": asdict(dataset), "options": options.as_dict(), "mountpoint": mountpoint, "status_fd": write_fd}
+    spec = {"dataset": asdict(dataset), "options": options.as_dict(), "mountpoint": mountpoint, "status_fd": write_fd,
+            "checked": True}
     log = tempfile.TemporaryFile()  # the child's stderr, shown if it fails
     try:
         process = subprocess.Popen(
@@ -214,18 +215,26 @@ def _wait_mounted(mountpoint, process, timeout):
     return False
 
 
-def mount_datasets(datasets, root, options=None):
+def mount_datasets(datasets, root, options=None, unavailable=None):
     """Mount each dataset at ``root`` + its catalog mount path; all of them or none.
 
     Returns the :class:`Mount` list for :func:`unmount_datasets`. Call it before the
-    user's server starts; a :class:`MountError` names the dataset that failed.
+    user's server starts; a :class:`MountError` names the dataset that failed. With
+    ``unavailable`` (a callable), a dataset whose catalog entry says ``required: false``
+    and that cannot be mounted is passed to it, ``unavailable(dataset, error)``, and the
+    others are mounted all the same.
     """
     from oggmhub.session.datasets import local_mount_path
 
     mounts = []
     try:
         for dataset in datasets:
-            mounts.append(mount_dataset(dataset, local_mount_path(dataset, root), options))
+            try:
+                mounts.append(mount_dataset(dataset, local_mount_path(dataset, root), options))
+            except MountError as e:
+                if unavailable is None or getattr(dataset, "required", True):
+                    raise
+                unavailable(dataset, e)
     except BaseException:
         unmount_datasets(mounts)
         raise

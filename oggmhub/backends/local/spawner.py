@@ -29,8 +29,10 @@ from traitlets import Unicode, default
 
 from oggmhub.session import dask_limits
 from oggmhub.session import datasets as datasets_api
+from oggmhub.session import tutorials as session_tutorials
 from oggmhub.cohorts import materials as cohort_materials
 from oggmhub.backends.local import mounts as dataset_mounts
+from oggmhub.backends.local.dataset_links import link_datasets
 from oggmhub.errors import SpawnFailed
 from oggmhub.backends.local.environments import LocalEnvError, build_local_env
 from oggmhub.backends.local import machine as machine_fit
@@ -92,6 +94,20 @@ class LocalEnvSpawner(CatalogPickerMixin, LocalProcessSpawner):
     @default("images_dir")
     def _default_images_dir(self):
         return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(self.catalog_path))), "images")
+
+    tutorials_dir = Unicode(
+        config=True,
+        help="""The folder of tutorials: an environment's are the files named <env>-* in it.
+
+        Merged into the home at every start, in tutorials/<env>/, the way nbgitpuller
+        merges (new ones added, unchanged ones updated, the user's edits never
+        overwritten), and JupyterLab opens on that folder. Defaults to the notebooks/
+        folder beside images_dir; empty: no tutorials.""",
+    )
+
+    @default("tutorials_dir")
+    def _default_tutorials_dir(self):
+        return os.path.join(os.path.dirname(os.path.abspath(self.images_dir)), "notebooks")
 
     @property
     def home_dir(self):
@@ -184,6 +200,7 @@ class LocalEnvSpawner(CatalogPickerMixin, LocalProcessSpawner):
                 os.makedirs(self.home_dir, mode=0o700, exist_ok=True)
                 os.makedirs(self.scratch_dir, mode=0o700, exist_ok=True)
                 await self._loop.run_in_executor(None, self._pull_materials)
+                await self._loop.run_in_executor(None, self._merge_tutorials)
             except LocalEnvError as e:
                 raise SpawnFailed(str(e)) from e
             self.cmd = self._start_script() + [os.path.join(venv, "bin", "jupyterhub-singleuser")]
@@ -221,12 +238,31 @@ class LocalEnvSpawner(CatalogPickerMixin, LocalProcessSpawner):
             cohort_materials.pull(item, self.home_dir, search_path=os.path.join(self._venv, "bin"),
                                   progress=self._report)
 
+    _tutorials_url = None  # the default URL this spawner set for the last start's tutorials
+
+    def _merge_tutorials(self):
+        """The environment's tutorials into ~/tutorials/<env>/ (oggmhub.session.tutorials);
+        JupyterLab opens on them unless a default URL was configured."""
+        env = self.choice.environment.name
+        ours = self.default_url in ("/lab", self._tutorials_url)
+        if ours and self._tutorials_url:
+            self.default_url = "/lab"
+        if not self.tutorials_dir or not session_tutorials.tutorial_files(self.tutorials_dir, env):
+            return
+        dest = os.path.join(self.home_dir, "tutorials", env)
+        report = session_tutorials.merge(self.tutorials_dir, dest, env)
+        self._report(f"Tutorials in ~/tutorials/{env}: {report.summary()}")
+        if ours:
+            self.default_url = self._tutorials_url = f"/lab/tree/tutorials/{env}"
+
     _mounts = ()
 
     def _mount_datasets(self):
         """Mount the session's datasets read-only; a failure names the dataset."""
         dataset_mounts.cleanup_stale_mounts(self.mount_root)  # left by a crash, if any
         datasets = self.choice.datasets
+        datasets_api.write_unavailable(self.scratch_dir, {})  # a previous session's notice
+        link_datasets(self.home_dir, {})  # links of an earlier session's datasets go
         if not datasets:
             return
         ok, why = dataset_mounts.fuse_available()
@@ -235,7 +271,17 @@ class LocalEnvSpawner(CatalogPickerMixin, LocalProcessSpawner):
             return
         for dataset in datasets:
             self._report(f"Mounting dataset {dataset.name} ({dataset.source}) read-only")
-        self._mounts = dataset_mounts.DatasetMounts(parent=self).mount(datasets, self.mount_root)
+        missing = {}
+
+        def unavailable(dataset, error):  # catalog: required: false
+            missing[dataset.name] = str(error)
+            self._report(f"{error}; starting without it")
+
+        options = dataset_mounts.DatasetMounts(parent=self)
+        self._mounts = dataset_mounts.mount_datasets(datasets, self.mount_root, options, unavailable=unavailable)
+        datasets_api.write_unavailable(self.scratch_dir, missing)  # read by datasets.unavailable()
+        # browsable from JupyterLab at datasets/<name> (where launch links open)
+        link_datasets(self.home_dir, {m.dataset: m.mountpoint for m in self._mounts})
 
     def _unmount_datasets(self):
         mounts, self._mounts = self._mounts, ()
