@@ -19,6 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from oggmhub.errors import UserFacingError
+from oggmhub.limits import MAX_OPTION_CHARS, TRUNCATED, quote
+from oggmhub.session import env as session_vars
 
 NO_GPU = "none"
 OPTION_FIELDS = ("profile", "size", "gpu", "datasets")
@@ -64,13 +66,13 @@ class SpawnChoice:
         """Variables telling notebook-side helpers what this session is and may use."""
         env, size, gpu = self.environment, self.size, self.gpu
         return {
-            "OGGMHUB_ENVIRONMENT": env.name,
-            "OGGMHUB_IMAGE": env.image.ref,
-            "OGGMHUB_SIZE": size.name,
-            "OGGMHUB_CPU_LIMIT": f"{size.cpu_limit:g}",
-            "OGGMHUB_MEM_LIMIT": str(size.mem_limit),
-            "OGGMHUB_GPU": gpu.name if gpu else NO_GPU,
-            "OGGMHUB_GPU_COUNT": str(gpu.count if gpu else 0),
+            session_vars.ENVIRONMENT: env.name,
+            session_vars.IMAGE: env.image.ref,
+            session_vars.SIZE: size.name,
+            session_vars.CPU_LIMIT: f"{size.cpu_limit:g}",
+            session_vars.MEM_LIMIT: str(size.mem_limit),
+            session_vars.GPU: gpu.name if gpu else NO_GPU,
+            session_vars.GPU_COUNT: str(gpu.count if gpu else 0),
         }
 
     def describe(self):
@@ -116,8 +118,8 @@ def resolve_choice(catalog, user_options, allowed_environments=None, max_gpus=No
     unknown = sorted(set(user_options) - set(OPTION_FIELDS))
     if unknown:
         raise ChoiceError(
-            unknown[0],
-            f"unknown server option {unknown[0]!r}; allowed options: {', '.join(OPTION_FIELDS)}",
+            unknown[0][:40],
+            f"unknown server option {quote(unknown[0])}; allowed options: {', '.join(OPTION_FIELDS)}",
         )
     for key, value in user_options.items():
         if key == "datasets":
@@ -125,13 +127,18 @@ def resolve_choice(catalog, user_options, allowed_environments=None, max_gpus=No
                 raise ChoiceError(key, "server option 'datasets' must be a list of dataset names")
         elif value is not None and not isinstance(value, str):
             raise ChoiceError(key, f"server option {key!r} must be a string, not {type(value).__name__}")
+        if isinstance(value, str) and (len(value) > MAX_OPTION_CHARS or TRUNCATED in value):
+            raise ChoiceError(key, f"server option {key!r} is too long (it starts {value[:40]!r}); "
+                                   f"at most {MAX_OPTION_CHARS} characters")
 
     environments = {
         name: env
         for name, env in catalog.environments.items()
         if allowed_environments is None or name in allowed_environments
     }
-    env_name = user_options.get("profile") or None
+    env_name = user_options.get("profile")
+    if env_name == "":
+        raise ChoiceError("profile", f"the environment is empty; choose one of: {_one_of(list(environments))}")
     if env_name is None:
         default = catalog.default_environment
         env_name = default.name if default.name in environments else next(iter(environments), None)
@@ -139,7 +146,7 @@ def resolve_choice(catalog, user_options, allowed_environments=None, max_gpus=No
     if environment is None:
         raise ChoiceError(
             "profile",
-            f"unknown environment {env_name!r}; choose one of: {_one_of(list(environments))}",
+            f"unknown environment {quote(env_name)}; choose one of: {_one_of(list(environments))}",
         )
 
     sizes = _allowed_sizes(environment, allowed_environments)
@@ -149,7 +156,7 @@ def resolve_choice(catalog, user_options, allowed_environments=None, max_gpus=No
     if size is None:
         raise ChoiceError(
             "size",
-            f"size {size_name!r} is not offered for {environment.display_name}; "
+            f"size {quote(size_name)} is not offered for {environment.display_name}; "
             f"choose one of: {_one_of(list(sizes))}",
         )
 
@@ -161,7 +168,7 @@ def resolve_choice(catalog, user_options, allowed_environments=None, max_gpus=No
         if gpu is None:
             raise ChoiceError(
                 "gpu",
-                f"GPU variant {gpu_name!r} is not offered for {environment.display_name}; "
+                f"GPU variant {quote(gpu_name)} is not offered for {environment.display_name}; "
                 f"choose one of: {_one_of([NO_GPU, *gpus])}",
             )
     extra, names = [], []
@@ -170,7 +177,7 @@ def resolve_choice(catalog, user_options, allowed_environments=None, max_gpus=No
         if dataset is None:
             raise ChoiceError(
                 "datasets",
-                f"unknown dataset {name!r}; choose from: {_one_of(list(catalog.datasets))}",
+                f"unknown dataset {quote(name)}; choose from: {_one_of(list(catalog.datasets))}",
             )
         if dataset.name not in environment.datasets and dataset not in extra:
             extra.append(dataset)
@@ -191,7 +198,7 @@ def options_from_form(catalog, formdata, allowed_environments=None, max_gpus=Non
     extra_datasets = fields.pop("datasets", [])
     for key, values in fields.items():
         if len(values) != 1:
-            raise ChoiceError(key, f"the form sent {len(values)} values for {key!r}; expected one")
+            raise ChoiceError(key, f"the form sent {len(values)} values for {quote(key)}; expected one")
     env_names = list(catalog.environments)
     prefixes = tuple(f"profile-option-{name}--" for name in env_names)
     for key in fields:
@@ -199,7 +206,7 @@ def options_from_form(catalog, formdata, allowed_environments=None, max_gpus=Non
             continue
         option = key.split("--", 1)[-1] if key.startswith(prefixes) else None
         if option not in ("size", "gpu"):
-            raise ChoiceError(key, f"unexpected form field {key!r}")
+            raise ChoiceError(key, f"unexpected form field {quote(key)}")
 
     if "profile" not in fields or not fields["profile"][0]:
         raise ChoiceError("profile", f"choose an environment: one of {_one_of(env_names)}")
@@ -208,6 +215,11 @@ def options_from_form(catalog, formdata, allowed_environments=None, max_gpus=Non
     environment = catalog.environments.get(env_name)
     if environment is not None:
         expected = ["size"] + (["gpu"] if _allowed_gpus(environment, max_gpus) else [])
+        for key in fields:
+            option = key[len(f"profile-option-{env_name}--"):] if key.startswith(f"profile-option-{env_name}--") else None
+            if option is not None and option not in expected:
+                raise ChoiceError(option, f"{environment.display_name} offers no {option} option; "
+                                          f"its options: {', '.join(expected)}")
         for option in expected:
             key = f"profile-option-{env_name}--{option}"
             if key not in fields:

@@ -14,6 +14,7 @@ import copy
 import html
 
 import jinja2
+from sqlalchemy.orm import object_session
 from tornado import web
 from traitlets import Unicode, default
 from traitlets.config import LoggingConfigurable
@@ -21,6 +22,9 @@ from traitlets.config import LoggingConfigurable
 from oggmhub.cohorts import model as cohorts
 from oggmhub.catalog import cached_catalog, default_catalog_path
 from oggmhub.choice import options_from_form, profile_list, resolve_choice
+from oggmhub.limits import cap_options, install_option_cap
+
+install_option_cap()  # hub-side: spawn options are capped before JupyterHub stores them
 
 
 class CohortAccessError(web.HTTPError):
@@ -207,7 +211,32 @@ class CatalogPickerMixin(LoggingConfigurable):
         return type(self)._apply_catalog_choice
 
     async def _apply_catalog_choice(self, user_options):
-        """JupyterHub's apply_user_options hook: validate, then let the backend apply."""
+        """JupyterHub's apply_user_options hook: validate, then let the backend apply.
+
+        JupyterHub saved the request's options before calling this; a refusal puts the
+        previous ones back (:mod:`oggmhub.limits`), so a refused request is not replayed.
+        """
+        saved = getattr(getattr(self, "orm_spawner", None), "oggmhub_options_saved", None)
+        try:
+            await self._validate_and_apply(cap_options(user_options) if isinstance(user_options, dict) else user_options)
+        except BaseException:
+            if saved is not None:
+                self._restore_options(saved[0])
+            raise
+        finally:
+            if getattr(self, "orm_spawner", None) is not None:
+                self.orm_spawner.oggmhub_options_saved = None
+
+    def _restore_options(self, previous):
+        previous = dict(previous or {})
+        self.user_options = previous
+        self.orm_spawner.user_options = previous
+        session = object_session(self.orm_spawner)
+        if session is not None:
+            session.commit()
+        self.log.info("%s: refused server options not kept; the previous ones stay", getattr(self, "_log_name", "?"))
+
+    async def _validate_and_apply(self, user_options):
         policy = self.cohort_policy()
         self.check_cohort_access(policy)
         choice = resolve_choice(

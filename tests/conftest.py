@@ -22,15 +22,26 @@ def catalog():
 
 
 @pytest_asyncio.fixture
-async def api(tmp_path):
-    """A Kubernetes API server (kmock's emulator, over HTTP) that kubespawner talks to."""
+async def api(tmp_path, request):
+    """A Kubernetes API server (kmock's emulator, over HTTP) that kubespawner talks to.
+
+    A test module adds what it needs before kubespawner connects with
+    ``async def setup_api(api, request)`` (resources to declare, the pod policy, nodes).
+    """
     from kube_harness import KubeAPI, configure_kubespawner, reset_kubespawner
+    from kube_harness.oggmhub import reset_kr8s, reset_oggmhub
 
     async with KubeAPI() as api:
+        setup = getattr(request.module, "setup_api", None)
+        if setup is not None:
+            await setup(api, request)
         await configure_kubespawner(api, tmp_path / "kubeconfig")
+        reset_kr8s()
         try:
             yield api
         finally:
+            reset_kr8s()
+            reset_oggmhub()
             await reset_kubespawner()  # stop class-level reflectors before the server goes
 
 
@@ -41,3 +52,66 @@ async def kubelet(api):
 
     async with TestKubelet(api) as kubelet:
         yield kubelet
+
+
+@pytest.fixture(scope="module")
+def gcs(request):
+    """A GCS emulator for the test module, its buckets filled from the module's
+    ``GCS_BUCKETS = {bucket: {path: bytes}}`` (none if it has none)."""
+    from gcs_emulator import GCSEmulator
+
+    with GCSEmulator() as emulator:
+        for bucket, files in getattr(request.module, "GCS_BUCKETS", {}).items():
+            emulator.create_bucket(bucket)
+            if files:
+                emulator.filesystem().pipe({f"{bucket}/{key}": value for key, value in files.items()})
+        yield emulator
+
+
+@pytest.fixture
+def local_spawner(tmp_path):
+    """``local_spawner(name="ada", config=None, **traits)``: a LocalEnvSpawner outside a hub,
+    on the shipped catalog, with its data directory under the test's tmp_path."""
+    from jupyterhub.objects import Hub
+
+    from kube_harness.spawners import FakeOrmSpawner, FakeUser
+    from oggmhub.backends.local.spawner import LocalEnvSpawner
+
+    def make(name="ada", config=None, **traits):
+        traits.setdefault("catalog_path", str(CATALOG))
+        traits.setdefault("data_dir", str(tmp_path / "data"))
+        kwargs = {"config": config} if config is not None else {}
+        return LocalEnvSpawner(hub=Hub(), user=FakeUser(name), orm_spawner=FakeOrmSpawner(), **kwargs, **traits)
+
+    return make
+
+
+# --- markers: a quick subset is `pytest -m "not browser and not slow"` --------------------
+# A module may set pytestmark itself; otherwise its markers follow from what it uses.
+
+def _uses(module, *names):
+    return any(name in vars(module) for name in names)
+
+
+def pytest_collection_modifyitems(config, items):
+    import types
+
+    for item in items:
+        module = getattr(item, "module", None)
+        if module is None:
+            continue
+        values = vars(module).values()
+        modules = {v.__name__ for v in values if isinstance(v, types.ModuleType)}
+        origins = {getattr(v, "__module__", None) for v in values if callable(v)}
+        marks = set()
+        if "browser" in modules | origins or "browser" in module.__name__:
+            marks.add("browser")  # Chromium through playwright (tests/browser.py)
+        if "oggmhub.backends.local.mounts" in modules | origins or _uses(module, "FUSE"):
+            marks.add("fuse")  # real FUSE mounts
+        if {"api", "kubelet"} & set(item.fixturenames) or any(
+                str(o).startswith("kube_harness") for o in modules | origins):
+            marks.add("k8s")  # the kmock Kubernetes API emulator
+        if _uses(module, "LocalHub", "running_hub", "build_local_env", "default_root"):
+            marks.add("slow")  # a running hub, or environments built (80-200 s each when not cached)
+        for mark in marks - {m.name for m in item.iter_markers()}:
+            item.add_marker(mark)

@@ -7,31 +7,22 @@ from types import SimpleNamespace
 
 import kubernetes_validate
 import pytest
-import pytest_asyncio
 from tornado import web
 
 from conftest import CATALOG
-from kube_harness import hub_start, KubeAPI, TestKubelet, configure_kubespawner, make_spawner, reset_kubespawner
+from kube_harness import hub_start
+from kube_harness.oggmhub import oggmhub_spawner
 from oggmhub.catalog import load_catalog
 from oggmhub.cohorts.model import (
     now_utc,
 )
 from oggmhub.cohorts.validation import validate_spec
-from oggmhub.spawner import OGGMHubSpawner
 
 NS = "default"
 NOW = now_utc()
 
 
-@pytest_asyncio.fixture
-async def api(tmp_path):
-    async with KubeAPI() as api:
-        await configure_kubespawner(api, tmp_path / "kubeconfig")
-        async with TestKubelet(api):
-            try:
-                yield api
-            finally:
-                await reset_kubespawner()
+pytestmark = pytest.mark.usefixtures("kubelet")  # conftest's api, with pods that start
 
 
 def member(name, **spec):
@@ -40,8 +31,7 @@ def member(name, **spec):
         "environments": ["oggm=small,medium"], "materials": {"repo": "https://example.org/tutorials.git", "branch": "v1"},
         "limits": {"dask_workers": 3}, **spec,
     }, load_catalog(str(CATALOG)))
-    spawner = make_spawner(name, spawner_class=OGGMHubSpawner, catalog_path=str(CATALOG),
-                           k8s_api_request_timeout=1, k8s_api_request_retry_timeout=2, start_timeout=10)
+    spawner = oggmhub_spawner(name, k8s_api_request_timeout=1, k8s_api_request_retry_timeout=2, start_timeout=10)
     spawner.user.groups = [SimpleNamespace(name=cohort.group, properties=cohort.to_properties())]
     return spawner, cohort
 

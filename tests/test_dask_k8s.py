@@ -13,17 +13,14 @@ import json
 import posixpath
 import threading
 
-import kmock
 import kubernetes_validate
 import pytest
-import pytest_asyncio
 
-from conftest import CATALOG
-from kube_harness import hub_start, KubeAPI, TestKubelet, configure_kubespawner, make_spawner, reset_kubespawner, wait_until
+from kube_harness import hub_start, wait_until
+from kube_harness.oggmhub import declare, install_pod_policy, oggmhub_spawner
 from oggmhub.session import dask as oggmhub_dask
 from oggmhub.session import dask_limits
 from oggmhub.choice import resolve_choice
-from oggmhub.spawner import OGGMHubSpawner
 from oggmhub.session import dask_kubernetes as dask_k8s
 from oggmhub.backends.kubernetes import namespace as user_namespace
 from oggmhub.backends.kubernetes.pod import check_user_container
@@ -40,64 +37,20 @@ def as_pod(spec, name="dask"):
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec}
 
 
-def declare(api, resource, kind, namespaced=True):
-    """Declare a resource the harness does not (yet) serve, as kmock's emulator expects."""
-    api.emulator.resources[resource] = kmock.ResourceInfo(
-        kind=kind, singular=kind.lower(), namespaced=namespaced,
-        verbs={"create", "delete", "get", "list", "patch", "update", "watch"}, subresources=set())
-
-
-POLICIES = "admissionregistration.k8s.io/v1/validatingadmissionpolicies"
-BINDINGS = "admissionregistration.k8s.io/v1/validatingadmissionpolicybindings"
-
-
-async def install_pod_policy(api, install=True):
-    """Declare the admission policy resources; install oggmhub's policy unless told not to."""
-    declare(api, POLICIES, "ValidatingAdmissionPolicy", namespaced=False)
-    declare(api, BINDINGS, "ValidatingAdmissionPolicyBinding", namespaced=False)
-    if install:
-        policy, binding = user_namespace.pod_policy("ghcr.io/oggmhub/mounter:0.1.0")
-        await api.create(POLICIES, policy)
-        await api.create(BINDINGS, binding)
-
-
-def reset_kr8s():
-    """Forget kr8s's cached API clients (each test's emulator has its own port)."""
-    from kr8s._api import Api
-
-    Api._instances.clear()
-
-
-@pytest_asyncio.fixture
-async def api(tmp_path, request):
-    async with KubeAPI() as api:
-        # kr8s (dask-kubernetes' client) asks for /version/ with a slash; kmock answers /version
-        api.emulator["get /version/"] << {"major": "1", "minor": "32", "gitVersion": "v1.32.0"}
-        declare(api, GROUPS, "DaskWorkerGroup")
-        declare(api, "v1/limitranges", "LimitRange")
-        # what the hub's admins install once, with the chart
-        await install_pod_policy(api, install=getattr(request, "param", True))
-        await configure_kubespawner(api, tmp_path / "kubeconfig")
-        reset_kr8s()
-        try:
-            yield api
-        finally:
-            reset_kr8s()
-            OGGMHubSpawner._pod_policy_found = False
-            await reset_kubespawner()
-
-
-@pytest_asyncio.fixture
-async def kubelet(api):
-    async with TestKubelet(api) as kubelet:
-        yield kubelet
+async def setup_api(api, request):
+    """conftest's api fixture: what this module's tests need declared before kubespawner connects."""
+    # kr8s (dask-kubernetes' client) asks for /version/ with a slash; kmock answers /version
+    api.emulator["get /version/"] << {"major": "1", "minor": "32", "gitVersion": "v1.32.0"}
+    declare(api, GROUPS, "DaskWorkerGroup")
+    declare(api, "v1/limitranges", "LimitRange")
+    # what the hub's admins install once, with the chart
+    await install_pod_policy(api, install=getattr(request, "param", True))
 
 
 def hub_spawner(name="alice", servername="", **traits):
     traits = {"enable_user_namespaces": True, "user_namespace_template": "oggmhub-{username}",
               "dask_kubernetes": True, **FAST, **traits}
-    return make_spawner(name, servername=servername, spawner_class=OGGMHubSpawner,
-                        catalog_path=str(CATALOG), **traits)
+    return oggmhub_spawner(name, servername=servername, **traits)
 
 
 spawn = hub_start  # what JupyterHub does to start a server
@@ -266,6 +219,28 @@ async def test_spawn_fences_the_user_namespace_and_hands_the_pod_a_dask_template
     assert quota["limits.cpu"] == f"{4000 + 500 + 2 * 1000 + 16000 + 16 * 500}m"
     assert api.count("create", "resourcequotas", status=409) == 1
     await spawner.stop()
+
+
+async def test_dask_workers_mount_with_the_configured_dataset_options(api, kubelet):
+    """c.DatasetMounts.* reaches the mount sidecar of every Dask pod too ($OGGMHUB_MOUNT_OPTIONS)."""
+    from traitlets.config import Config
+
+    from oggmhub.backends.local.mount_options import from_env
+
+    c = Config()
+    c.DatasetMounts.block_size = 4 * 2**20
+    c.DatasetMounts.listings_ttl = 30.0
+    spawner = hub_spawner("alice", config=c)
+    await spawn(spawner, {"profile": "oggm", "size": "small"})
+    [pod] = api.objects("pods", "oggmhub-alice")
+    template = json.loads(session_environ(pod)[dask_k8s.ENV_TEMPLATE])
+    await spawner.stop()
+    spec = dask_k8s.cluster_spec("c", template, workers=1, owner=dask_k8s.owner_reference("jupyter-alice", "uid"))
+    for pod_spec in (pod["spec"], spec["spec"]["worker"]["spec"]):
+        [sidecar] = [s for s in pod_spec["initContainers"] if s["name"] == "oggmhub-datasets"]
+        options = from_env({e["name"]: e["value"] for e in sidecar["env"] if "value" in e})
+        assert (options.block_size, options.listings_ttl) == (4 * 2**20, 30.0)
+    assert admitted(as_pod(spec["spec"]["worker"]["spec"])) == []  # and the pod policy admits it
 
 
 async def test_without_dask_no_token_no_role(api, kubelet):

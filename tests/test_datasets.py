@@ -14,7 +14,6 @@ import pytest
 import yaml
 
 from conftest import CATALOG, REPO
-from gcs_emulator import GCSEmulator
 from oggmhub.session import datasets
 from oggmhub.catalog import CatalogError, Dataset, load_catalog
 from oggmhub.session.readonly import WRITE_METHODS, DatasetReadOnlyError
@@ -166,12 +165,7 @@ def test_credentials_are_resolved_from_the_environment_only():
 # --- the notebook API against a GCS emulator ---------------------------------------
 
 
-@pytest.fixture(scope="module")
-def gcs():
-    with GCSEmulator() as emulator:
-        emulator.create_bucket("oggm-data")
-        emulator.filesystem().pipe({f"oggm-data/{k}": v for k, v in FILES.items()})
-        yield emulator
+GCS_BUCKETS = {"oggm-data": FILES}  # conftest's gcs fixture fills them
 
 
 @pytest.fixture
@@ -214,6 +208,13 @@ def write_attempts(fs, tmp_path):
         "mapper": lambda: fs.get_mapper("rgi").__setitem__("new.txt", b"x"),
         "mapper del": lambda: fs.get_mapper("rgi").__delitem__("outlines.csv"),
         "transaction": lambda: fs.transaction,
+        # the filesystem underneath is not handed out writable either (issue 14)
+        "underlying pipe": lambda: fs.fs.pipe(fs._join("rgi/new.txt"), b"x"),
+        "underlying open wb": lambda: fs.fs.open(fs._join("rgi/new.txt"), "wb"),
+        "underlying rm": lambda: fs.fs.rm(fs._join("rgi/outlines.csv")),
+        "underlying mapper": lambda: fs.fs.get_mapper(fs._join("rgi")),
+        "nested fs": lambda: fs.fs.fs,
+        "constructor args": lambda: [a for a in fs.storage_args if hasattr(a, "ls")][0].pipe(fs._join("x"), b"x"),
     })
     return attempts
 

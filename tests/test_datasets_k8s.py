@@ -25,7 +25,7 @@ from oggmhub.session.mount_sidecar import (
 from oggmhub.backends.kubernetes.spawner import SAFE_CONTAINER_SECURITY_CONTEXT
 from oggmhub.backends.kubernetes.pod import check_user_container
 
-IMAGE = "ghcr.io/oggmhub/datasets-mounter:0.1.0"
+IMAGE = "ghcr.io/oggmhub/mounter:0.1.0"  # OGGMHubSpawner.dataset_mounter_image's default
 ERA5 = Dataset(name="era5", title="ERA5", source="gs://era5-subset/monthly", mount_path="/data/era5",
                credentials={"secret": "era5-reader", "key": "sa.json"})
 MINIO = Dataset(name="minio-obs", title="Observations", source="s3://obs", mount_path="/mnt/obs/v1",

@@ -10,21 +10,18 @@ kubernetes-validate (strict, 1.32).
 import json
 import time
 
-import kmock
 import kubernetes_validate
 import pytest
-import pytest_asyncio
 import yaml
 
 from conftest import CATALOG
-from kube_harness import hub_start, KubeAPI, TestKubelet, configure_kubespawner, make_spawner, reset_kubespawner
+from kube_harness import hub_start
+from kube_harness.oggmhub import declare, install_pod_policy, oggmhub_spawner
 from oggmhub.session import dask_limits
 from oggmhub.catalog import CatalogError, load_catalog
 from oggmhub.errors import SpawnFailed
-from oggmhub.spawner import OGGMHubSpawner
 from oggmhub.session import dask_kubernetes as dask_k8s
 from oggmhub.backends.kubernetes.spawner import gpu_node_problem
-from test_dask_k8s import install_pod_policy
 
 CUDA = {"name": "ghcr.io/oggmhub/slicer-cuda", "tag": "r2d-cuda12-1"}
 T4_LABEL = {"cloud.google.com/gke-accelerator": "nvidia-tesla-t4"}
@@ -49,29 +46,15 @@ def gpu_catalog(tmp_path):
     return str(path)
 
 
-@pytest_asyncio.fixture
-async def api(tmp_path):
-    async with KubeAPI() as api:
-        api.emulator.resources["v1/nodes"] = kmock.ResourceInfo(
-            kind="Node", singular="node", namespaced=False, verbs={"create", "get", "list", "watch", "delete"},
+async def setup_api(api, request):
+    """conftest's api fixture: nodes to list, and the pod policy installed."""
+    declare(api, "v1/nodes", "Node", namespaced=False, verbs={"create", "get", "list", "watch", "delete"},
             subresources={"status"})
-        await install_pod_policy(api)
-        await configure_kubespawner(api, tmp_path / "kubeconfig")
-        try:
-            yield api
-        finally:
-            OGGMHubSpawner._pod_policy_found = False
-            await reset_kubespawner()
-
-
-@pytest_asyncio.fixture
-async def kubelet(api):
-    async with TestKubelet(api) as kubelet:
-        yield kubelet
+    await install_pod_policy(api)
 
 
 def hub_spawner(catalog_path, name="alice", **traits):
-    return make_spawner(name, spawner_class=OGGMHubSpawner, catalog_path=catalog_path, **{**FAST, **traits})
+    return oggmhub_spawner(name, catalog_path=catalog_path, **{**FAST, **traits})
 
 
 spawn = hub_start  # what JupyterHub does to start a server

@@ -81,3 +81,18 @@ def test_hub_image_installs_oggmhub():
     assert "pip install --no-cache-dir /tmp/oggmhub" in dockerfile
     values = yaml.safe_load(VALUES_FILES[0].read_text())
     assert values["hub"]["image"]["name"].endswith("/hub")
+
+
+def test_hub_image_copies_what_exists_and_every_package():
+    """Each COPY source is in the repository, and every package setup.cfg installs is copied
+    (a folder removed from the layout must not linger in the Dockerfile, nor a new one be missed)."""
+    import setuptools
+
+    lines = (REPO / "images" / "hub" / "Dockerfile").read_text().splitlines()
+    sources = [part for line in lines if line.startswith("COPY ") for part in line.split()[1:-1]]
+    missing = [s for s in sources if not (REPO / s).exists()]
+    assert not missing, f"images/hub/Dockerfile copies what the repository lacks: {missing}"
+    assert {"setup.cfg", "pyproject.toml", "README.md", "oggmhub"} <= set(sources)
+    packages = setuptools.find_packages(str(REPO), include=["oggmhub", "oggmhub.*"])
+    assert "oggmhub.session" in packages and "oggmhub.backends.kubernetes" in packages
+    assert all(p.split(".")[0] in sources for p in packages)

@@ -9,7 +9,9 @@ import subprocess
 import sys
 from datetime import timedelta
 
+
 import pytest
+import yaml
 import requests
 
 from launch_fixtures import CELLS_DOI, OGGM_DOI, launch_catalog
@@ -37,6 +39,11 @@ def ada(hub):
     return hub.new_user("ada")
 
 
+# where the shipped catalog mounts OGGM's mirror (the test hub's catalog keeps it)
+SHIPPED_MIRROR_PATH = yaml.safe_load(open(os.path.join(REPO, "hub_config", "catalog.yaml")).read())[
+    "datasets"]["oggm-mirror"]["mount_path"]
+
+
 def resolve(hub, session, identifier):
     return hub.api(session, "GET", "/datasets/resolve", params={"id": identifier})
 
@@ -48,7 +55,7 @@ def test_every_spelling_resolves_to_the_same_dataset(hub, ada, spelling):
         assert r.status_code == 200, r.text
         body = r.json()
         assert body["dataset"]["name"] == "oggm-mirror" and body["dataset"]["doi"] == OGGM_DOI
-        assert body["mount_path"] == "/data/oggm-mirror" and body["folder"] == "datasets/oggm-mirror"
+        assert body["mount_path"] == SHIPPED_MIRROR_PATH and body["folder"] == "datasets/oggm-mirror"
         assert [e["name"] for e in body["environments"]] == ["oggm"]
         assert body["launch_url"] == f"{hub.url}/hub/launch?dataset=oggm-mirror"
 
@@ -153,13 +160,13 @@ def test_logged_out_visitors_are_asked_to_log_in_and_come_back(hub):
     assert "/hub/signup?next=" in r.text
     # the datasets page is open to visitors too (the whole catalog; cohorts narrow it after login)
     page = requests.get(f"{hub.url}/hub/datasets")
-    assert page.status_code == 200 and "OGGM data mirror" in page.text and "Cell images" in page.text
+    assert page.status_code == 200 and "OGGM data server" in page.text and "Cell images" in page.text
 
 
 def test_the_datasets_page_and_badge(hub, ada):
     page = ada.get(f"{hub.url}/hub/datasets").text
     assert '<dd class="col-sm-10 dataset-size">12Mi</dd>' in page  # the catalog's size, where it gives one
-    for text in ("OGGM data mirror", "Cell images", OGGM_DOI, CELLS_DOI, "CC-BY-4.0", "Maussion",
+    for text in ("OGGM data server", "Cell images", OGGM_DOI, CELLS_DOI, "CC-BY-4.0", "Maussion",
                  "Open in oggmhub", "javascript:", f"{hub.url}/hub/launch?dataset={OGGM_DOI}"):
         assert text in page, text
     r = requests.get(f"{hub.url}/hub/launch/badge.svg")
@@ -183,7 +190,7 @@ def test_a_cohort_member_sees_and_launches_only_what_the_cohort_allows(hub):
                                           "_xsrf": s.cookies.get("_xsrf", "")}).raise_for_status()
     mo = hub.login("mo", password)
     page = mo.get(f"{hub.url}/hub/datasets").text
-    assert "Cell images" in page and "OGGM data mirror" not in page
+    assert "Cell images" in page and "OGGM data server" not in page
     r = resolve(hub, mo, OGGM_DOI)
     assert r.status_code == 403 and "mounted by no environment you may start; available datasets: cell-images" in r.json()["message"]
     r = mo.get(f"{hub.url}/hub/launch", params={"dataset": "oggm-mirror"})

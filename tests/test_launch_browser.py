@@ -40,7 +40,7 @@ def test_a_doi_link_logs_in_starts_and_opens_the_datasets_files(hub, tmp_path):
     with chromium() as browser:
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.goto(link)
-        assert page.locator("#launch-dataset").inner_text() == "OGGM data mirror"
+        assert page.locator("#launch-dataset").inner_text() == "OGGM data server"
         page.locator("#launch-login-button").click()
         page.fill("#username_input", "lena")
         page.fill("#password_input", PASSWORD)

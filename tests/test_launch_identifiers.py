@@ -50,7 +50,7 @@ def write_catalog(tmp_path, **datasets):
 
 def test_aliases_resolve_and_bad_or_shared_aliases_are_catalog_errors(tmp_path):
     catalog = load_catalog(write_catalog(tmp_path, **{"oggm-mirror": {"aliases": ["https://zenodo.org/records/1", "doi:10.5281/zenodo.1"]}}))
-    for text in ("https://zenodo.org/records/1/", "https://doi.org/10.5281/ZENODO.1", "gs://oggmhub-oggm-mirror"):
+    for text in ("https://zenodo.org/records/1/", "https://doi.org/10.5281/ZENODO.1", "https://cluster.klima.uni-bremen.de/~oggm/"):
         assert resolve(catalog, text).dataset.name == "oggm-mirror"
     with pytest.raises(CatalogError) as info:
         load_catalog(write_catalog(tmp_path, **{"oggm-mirror": {"aliases": ["ftp://x", "10.5194/gmd-12-909-2019"]},

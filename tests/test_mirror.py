@@ -17,18 +17,11 @@ import threading
 import pytest
 
 from conftest import REPO
-from gcs_emulator import GCSEmulator
 from oggmhub.cli import mirror
 from oggmhub.backends.local import mounts
 from oggmhub.catalog import Dataset
 
 OGGM_URL = "https://cluster.klima.uni-bremen.de/~oggm/test_files/oggmhub/rgi62_11_outlines.csv"
-
-
-@pytest.fixture(scope="module")
-def gcs():
-    with GCSEmulator() as emulator:
-        yield emulator
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import time
 import pytest
 
 from conftest import REPO
-from gcs_emulator import GCSEmulator, free_port
+from gcs_emulator import free_port
 from oggmhub.session import datasets
 from oggmhub.backends.local import mounts
 from oggmhub.catalog import Dataset
@@ -32,15 +32,8 @@ FILES = {
     "mirror/many/" + "f000.txt": b"0",
 }
 FILES.update({f"mirror/many/f{i:03d}.txt": str(i).encode() for i in range(1, 40)})
+GCS_BUCKETS = {"oggm-data": FILES}  # conftest's gcs fixture fills them
 OPTIONS = mounts.DatasetMounts(block_size=2**20, small_file_size=2**20, readahead=2, timeout=10)
-
-
-@pytest.fixture(scope="module")
-def gcs():
-    with GCSEmulator() as emulator:
-        emulator.create_bucket("oggm-data")
-        emulator.filesystem().pipe({f"oggm-data/{k}": v for k, v in FILES.items()})
-        yield emulator
 
 
 @pytest.fixture(scope="module")

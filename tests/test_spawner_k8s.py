@@ -13,9 +13,8 @@ import kubernetes_validate
 import pytest
 from tornado import web
 
-from conftest import CATALOG
-from kube_harness import hub_start, make_spawner
-from oggmhub.spawner import OGGMHubSpawner
+from kube_harness import hub_start
+from kube_harness.oggmhub import oggmhub_spawner
 from oggmhub.backends.kubernetes.spawner import SpawnFailed
 from oggmhub.backends.kubernetes.pod import UnsafePodError
 
@@ -24,7 +23,7 @@ FAST = dict(k8s_api_request_timeout=1, k8s_api_request_retry_timeout=2, start_ti
 
 
 def hub_spawner(name="alice", **traits):
-    return make_spawner(name, spawner_class=OGGMHubSpawner, catalog_path=str(CATALOG), **{**FAST, **traits})
+    return oggmhub_spawner(name, **{**FAST, **traits})
 
 
 spawn = hub_start  # what JupyterHub does to start a server

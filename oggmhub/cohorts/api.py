@@ -11,6 +11,7 @@ from tornado import web
 
 from oggmhub.cohorts import homes as cohort_homes
 
+from oggmhub.cohorts import powers
 from oggmhub.cohorts import store as cohort_store
 from oggmhub.cohorts.model import (
     CohortError,
@@ -59,15 +60,13 @@ class CohortAPIHandler(_API):
 
 
 class CohortMembersAPIHandler(_API):
-    def post(self, name):
+    async def post(self, name):
         self.require_manage(name)
-        added, already = cohort_store.add_members(self.db, name, self.members_from(self.body()))
+        added, already = await self.add_members(name, self.members_from(self.body()))
         self.send({"added": added, "already": already})
 
     async def delete(self, name):
-        self.require_manage(name)
-        removed = cohort_store.remove_members(self.db, name, self.members_from(self.body()))
-        stopped = await self.stop_servers(removed)
+        removed, stopped = await self.remove_members(name, self.members_from(self.body()))
         self.send({"removed": removed, "stopped": stopped})
 
 
@@ -78,6 +77,8 @@ class CohortOrganisersAPIHandler(_API):
             raise web.HTTPError(403, f"only hub admins change the organisers of cohort {name!r}")
         body = self.body()
         organisers = cohort_store.change_organisers(self.db, name, body.get("add") or (), body.get("remove") or ())
+        powers.audit(self.log, self.actor(), "changed the organisers", name, organisers,
+                     detail=f"added {list(body.get('add') or ())}, removed {list(body.get('remove') or ())}")
         self.send({"organisers": organisers})
 
 
@@ -107,8 +108,8 @@ class CohortExportDownloadAPIHandler(_API):
 class CohortDeleteHomesAPIHandler(_API):
     async def post(self, name):
         body = self.body()
-        deleted = await self.delete_cohort_homes(name, body.get("export"), body.get("sha256"))
-        self.send({"deleted": deleted})
+        deleted, skipped = await self.delete_cohort_homes(name, body.get("export"), body.get("sha256"))
+        self.send({"deleted": deleted, "skipped": skipped})
 
 
 class CohortPrewarmAPIHandler(_API):

@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from tornado import web
 
 from oggmhub.cohorts import joincodes
+from oggmhub.session import env as session_vars
 
 GROUP_PREFIX = "cohort-"
 ROLE_PREFIX = "cohort-organiser-"
@@ -153,6 +154,7 @@ class Cohort:
     created_by: str = ""
     exports: tuple = ()  # dicts: id, at, sha256, bytes, members, by
     homes_deleted_at: datetime | None = None
+    owned: tuple = ()  # accounts this cohort created (its add or its join code): exports and deletions cover only these
 
     @property
     def group(self):
@@ -168,6 +170,10 @@ class Cohort:
 
     def window_text(self):
         return f"from {human_time(self.start)} to {human_time(self.end)}"
+
+    def is_current(self, now=None):
+        """Open now or still to come (not closed, not ended)."""
+        return not self.closed and (now or now_utc()) < self.end
 
     def is_open(self, now=None):
         now = now or now_utc()
@@ -217,6 +223,7 @@ class Cohort:
             "created_by": self.created_by,
             "exports": [dict(e) for e in self.exports],
             "homes_deleted_at": format_time(self.homes_deleted_at) if self.homes_deleted_at else None,
+            "owned": list(self.owned),
         }
 
     def public(self):
@@ -247,6 +254,7 @@ class Cohort:
             created_by=props.get("created_by") or "",
             exports=tuple(props.get("exports") or ()),
             homes_deleted_at=optional("homes_deleted_at"),
+            owned=tuple(props.get("owned") or ()),
         )
 
     def with_changes(self, **changes):
@@ -277,9 +285,9 @@ class MemberPolicy:
     def session_env(self):
         """Variables telling notebook-side helpers the member's limits."""
         return {
-            "OGGMHUB_COHORTS": ",".join(self.cohorts),
-            "OGGMHUB_MAX_DASK_WORKERS": str(self.limits["dask_workers"]),
-            "OGGMHUB_MAX_GPUS": str(self.limits["gpus"]),
+            session_vars.COHORTS: ",".join(self.cohorts),
+            session_vars.MAX_DASK_WORKERS: str(self.limits["dask_workers"]),
+            session_vars.MAX_GPUS: str(self.limits["gpus"]),
         }
 
 

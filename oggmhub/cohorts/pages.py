@@ -101,17 +101,15 @@ class CohortPageHandler(_Page):
                 text = self.get_body_argument("csv", "")
                 upload = self.request.files.get("csv_file")
                 if upload:
-                    text = upload[0]["body"].decode("utf-8", "replace") + "\n" + text
+                    text = upload[0]["body"].decode("utf-8-sig", "replace") + "\n" + text
                     source = upload[0]["filename"] or "members.csv"
                 else:
                     source = "members.csv"
                 self.require_manage(name)
-                added, already = cohort_store.add_members(self.db, name, parse_members_csv(text, source))
+                added, already = await self.add_members(name, parse_members_csv(text, source))
                 notice = f"Added {len(added)} member(s)" + (f"; {len(already)} already in" if already else "") + "."
             elif action == "remove":
-                self.require_manage(name)
-                removed = cohort_store.remove_members(self.db, name, [self.get_body_argument("username")])
-                await self.stop_servers(removed)
+                removed, _ = await self.remove_members(name, [self.get_body_argument("username")])
                 notice = f"Removed {', '.join(removed)}."
             elif action == "join-code":
                 self.require_manage(name)
@@ -127,13 +125,17 @@ class CohortPageHandler(_Page):
                     record = await self.export_cohort(name)
                     notice += f" Homes exported ({record['id']})."
                     if self.get_body_argument("delete_homes", ""):
-                        deleted = await self.delete_cohort_homes(name, record["id"], record["sha256"])
+                        deleted, skipped = await self.delete_cohort_homes(name, record["id"], record["sha256"])
                         notice += f" {len(deleted)} home(s) deleted after the export."
+                        if skipped:
+                            notice += " Kept: " + "; ".join(f"{n} ({why})" for n, why in skipped.items()) + "."
                 elif self.get_body_argument("delete_homes", ""):
                     notice += " Homes were kept: they are deleted only after an export."
             elif action == "export":
                 record = await self.export_cohort(name)
                 notice = f"Homes exported ({record['id']})."
+                if record.get("skipped"):
+                    notice += " Not exported: " + "; ".join(f"{n} ({why})" for n, why in record["skipped"].items()) + "."
             else:
                 raise web.HTTPError(400, f"unknown action {action!r}")
         except CohortError as e:

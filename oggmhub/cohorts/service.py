@@ -31,6 +31,7 @@ from oggmhub.cohorts import client as cohort_api
 
 from oggmhub.cohorts import homes as cohort_homes
 
+from oggmhub.cohorts import powers
 from oggmhub.cohorts import store as cohort_store
 from oggmhub.catalog import CatalogError, cached_catalog, default_catalog_path
 from oggmhub.cohorts.model import (
@@ -157,16 +158,58 @@ class _CohortMixin:
 
     def member_status(self, group):
         rows = []
-        for orm_user in sorted(group.users, key=lambda u: u.name):
-            spawner = self.users[orm_user].spawners.get("")
+        loaded = self._loaded_users_by_name()
+        for name in sorted(cohort_store.member_names(self.db, group)):
+            # a user with a running or pending server is always loaded in the hub's users
+            # dict: the others are stopped, without making 10,000 User objects to say so
+            user = next(iter(loaded.get(name, ())), None)
+            spawner = user.spawners.get("") if user is not None else None
             if spawner is None or not (spawner.active or spawner.pending):
                 state = "stopped"
             elif spawner.pending:
                 state = spawner.pending
             else:
                 state = "ready" if spawner.ready else "starting"
-            rows.append({"name": orm_user.name, "server": state})
+            rows.append({"name": name, "server": state})
         return rows
+
+    def _loaded_users_by_name(self):
+        loaded = {}
+        for user in dict.values(self.users):
+            loaded.setdefault(user.name, []).append(user)
+        return loaded
+
+    def actor(self):
+        user = self.current_user
+        return getattr(user, "name", None) or "?"
+
+    async def add_members(self, name, usernames):
+        """Add members, within the caller's powers (:mod:`oggmhub.cohorts.powers`); the
+        database work is planned here and written in one transaction in a thread."""
+        self.require_manage(name)
+        is_admin = self.is_admin()
+
+        def vet(cohort, existing):
+            try:
+                powers.check_additions(self.db, cohort, existing, self.actor(), is_admin)
+            except CohortError as e:
+                powers.audit(self.log, self.actor(), "was refused adding members", name, detail=e.message)
+                raise
+
+        plan = cohort_store.plan_members(self.db, name, usernames, vet)
+        await asyncio.get_running_loop().run_in_executor(None, partial(cohort_store.write_members, **plan.bind(self.db)))
+        cohort_store.after_write(self.db, plan)
+        if plan.new:
+            powers.audit(self.log, self.actor(), "added members", name, plan.new,
+                         detail=f"{len(plan.created)} account(s) created, owned by the cohort")
+        return plan.new, plan.already
+
+    async def remove_members(self, name, usernames):
+        self.require_manage(name)
+        removed = cohort_store.remove_members(self.db, name, usernames)
+        powers.audit(self.log, self.actor(), "removed members", name, removed)
+        stopped = await self.stop_servers(removed)
+        return removed, stopped
 
     def detail(self, group, cohort):
         record = cohort.public()
@@ -191,7 +234,8 @@ class _CohortMixin:
 
     async def stop_servers(self, names):
         """Stop the default servers of ``names``; wait until they are down. The names stopped."""
-        users = [self.users[u] for u in (orm.User.find(self.db, n) for n in names) if u is not None]
+        loaded = self._loaded_users_by_name()  # a running or pending server's user is loaded
+        users = [u for n in names for u in loaded.get(n, ())]
         stopping = []
         for user in users:
             spawner = user.spawners.get("")
@@ -217,18 +261,23 @@ class _CohortMixin:
     async def close_cohort(self, name):
         group, cohort = self.require_manage(name)
         cohort = cohort_store.close(self.db, name)  # first: no member can start a server from now on
-        stopped = await self.stop_servers(cohort_store.members(group))
+        powers.audit(self.log, self.actor(), "closed the cohort", name)
+        stopped = await self.stop_servers(sorted(cohort_store.member_names(self.db, group)))
         return cohort, stopped
 
     async def export_cohort(self, name):
         group, cohort = self.require_manage(name)
         settings = self.cohorts
+        covered, skipped = powers.custody(self.db, cohort, sorted(cohort_store.member_names(self.db, group)))
         loop = asyncio.get_running_loop()
         record = await loop.run_in_executor(None, partial(
             cohort_homes.export_homes, settings.homes_dir, settings.exports_dir, cohort.name,
-            cohort_store.members(group), by=self.current_user.name,
+            covered, by=self.current_user.name,
         ))
+        record["skipped"] = skipped
         cohort_store.record_export(self.db, name, record)
+        powers.audit(self.log, self.actor(), f"exported homes (export {record['id']})", name, record["members"],
+                     detail=_skipped_text(skipped))
         return record
 
     async def delete_cohort_homes(self, name, export_id, sha256):
@@ -236,13 +285,15 @@ class _CohortMixin:
         settings = self.cohorts
         if not settings.homes_dir:
             raise CohortError(f"homes: {cohort_homes.KUBERNETES_NOTE}")
-        names = cohort_store.members(group)
-        await self.stop_servers(names)
+        names, skipped = powers.custody(self.db, cohort, sorted(cohort_store.member_names(self.db, group)))
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, cohort_homes.check_deletable, settings.exports_dir, cohort, export_id, sha256, names)
+        await self.stop_servers(names)
         deleted = await loop.run_in_executor(None, cohort_homes.delete_homes, settings.homes_dir, names)
         cohort_store.record_homes_deleted(self.db, name)
-        return deleted
+        powers.audit(self.log, self.actor(), f"deleted homes (export {export_id})", name, deleted,
+                     detail=_skipped_text(skipped))
+        return deleted, skipped
 
     def start_prewarm(self, name, options=None):
         """Start every member's server in the background; progress in ``cohorts.prewarms[name]``."""
@@ -288,6 +339,13 @@ class _CohortMixin:
 
         state["task"] = asyncio.ensure_future(run())
         return state
+
+
+def _skipped_text(skipped):
+    if not skipped:
+        return ""
+    return "skipped: " + "; ".join(f"{n}: {why}" for n, why in list(skipped.items())[:20]) + (
+        f"; and {len(skipped) - 20} more" if len(skipped) > 20 else "")
 
 
 def _public_state(state):

@@ -18,6 +18,7 @@ API for cohorts (:mod:`oggmhub.cohorts.service`) calls them.
 from __future__ import annotations
 
 from jupyterhub import orm, roles
+from sqlalchemy import select
 
 from oggmhub.cohorts import joincodes
 from oggmhub.cohorts.model import (
@@ -30,6 +31,7 @@ from oggmhub.cohorts.model import (
     is_cohort_record,
     now_utc,
 )
+from oggmhub.cohorts.powers import find_users
 from oggmhub.cohorts.validation import check_username
 
 
@@ -56,6 +58,13 @@ def load(db, name):
 
 def members(group):
     return sorted(u.name for u in group.users)
+
+
+def member_names(db, group):
+    """The names of ``group``'s members, from one query (no ORM objects loaded)."""
+    rows = db.execute(select(orm.User.name).join(orm.user_group_map, orm.user_group_map.c.user_id == orm.User.id)
+                      .where(orm.user_group_map.c.group_id == group.id))
+    return {row[0] for row in rows}
 
 
 def save(group, cohort):
@@ -140,27 +149,88 @@ def ensure_roles(db):
     return changed
 
 
-def add_members(db, name, usernames):
-    """Add ``usernames`` (creating missing hub users); all or nothing.
+def plan_members(db, name, usernames, vet=None):
+    """Check an addition of ``usernames`` to cohort ``name`` without writing anything.
 
-    Returns (added, already members). Refused when the cohort is closed or the size
-    limit would be passed.
+    Returns a :class:`MembersPlan`. Refused (:class:`CohortError`, nothing written) when
+    the cohort is closed, a username is not valid, the size limit would be passed, or
+    ``vet(cohort, existing_orm_users)`` raises.
     """
     group, cohort = load(db, name)
     if cohort.closed:
         raise CohortConflict(f"cohort {name!r} is closed; members can no longer be added")
     usernames = [check_username(u, "members") for u in usernames]
-    current = set(members(group))
+    current = member_names(db, group)
     new = [u for u in dict.fromkeys(usernames) if u not in current]
     if cohort.max_members is not None and len(current) + len(new) > cohort.max_members:
         raise CohortConflict(
             f"cohort {name!r} is limited to {cohort.max_members} members: it has {len(current)}, "
             f"and adding {len(new)} new would make {len(current) + len(new)}; nobody was added"
         )
-    with _transaction(db):
-        for username in new:
-            group.users.append(_user(db, username))
-    return new, [u for u in usernames if u in current]
+    existing = find_users(db, new)
+    if vet is not None:
+        vet(cohort, existing)
+    known = {u.name for u in existing}
+    created = [u for u in new if u not in known]
+    return MembersPlan(group=group, cohort=cohort, new=new, already=[u for u in usernames if u in current],
+                       existing=existing, created=created)
+
+
+class MembersPlan:
+    """An addition checked by :func:`plan_members`; :func:`write_members` carries it out."""
+
+    def __init__(self, group, cohort, new, already, existing, created):
+        self.group, self.cohort, self.new, self.already = group, cohort, new, already
+        self.existing, self.created = existing, created
+
+    def bind(self, db):
+        """What the writing thread needs: plain values, no ORM objects."""
+        user_role = orm.Role.find(db, "user")
+        properties = self.cohort.with_changes(owned=(*self.cohort.owned, *self.created)).to_properties()
+        return dict(engine=db.get_bind(), group_id=self.group.id, role_id=user_role.id if user_role else None,
+                    existing_ids=[u.id for u in self.existing], created=list(self.created), properties=properties)
+
+
+def write_members(engine, group_id, role_id, existing_ids, created, properties, chunk=500):
+    """Write a planned addition in ONE transaction on a connection of its own (safe to run
+    in a thread, off the hub's event loop): new users with the 'user' role, the group's
+    memberships, and the cohort's record (which now owns the created accounts)."""
+    users, groups = orm.User.__table__, orm.Group.__table__
+    with engine.begin() as conn:
+        ids = list(existing_ids)
+        if created:
+            conn.execute(users.insert(), [{"name": n} for n in created])
+            new_ids = []
+            for i in range(0, len(created), chunk):
+                new_ids += conn.execute(select(users.c.id).where(users.c.name.in_(created[i:i + chunk]))).scalars().all()
+            if role_id is not None:
+                conn.execute(orm.Base.metadata.tables["user_role_map"].insert(), [{"user_id": u, "role_id": role_id} for u in new_ids])
+            ids += new_ids
+        if ids:
+            conn.execute(orm.user_group_map.insert(), [{"user_id": u, "group_id": group_id} for u in ids])
+        conn.execute(groups.update().where(groups.c.id == group_id).values(properties=properties))
+
+
+def after_write(db, plan):
+    """Let the hub's own session see what :func:`write_members` wrote."""
+    db.expire(plan.group)
+    for user in plan.existing:
+        db.expire(user)
+    role = orm.Role.find(db, "user")
+    if role is not None:
+        db.expire(role)
+
+
+def add_members(db, name, usernames, vet=None):
+    """Add ``usernames`` (creating missing hub users, owned by the cohort); all or nothing.
+
+    Returns (added, already members). Blocking: the hub's handlers run
+    :func:`plan_members` and :func:`write_members` themselves, the write in a thread.
+    """
+    plan = plan_members(db, name, usernames, vet)
+    write_members(**plan.bind(db))
+    after_write(db, plan)
+    return plan.new, plan.already
 
 
 def remove_members(db, name, usernames):
@@ -230,7 +300,11 @@ def join(db, name, username, now=None):
     if username not in members(group):
         cohort.check_can_join(len(group.users), now)
         with _transaction(db):
+            created = orm.User.find(db, username) is None
             group.users.append(_user(db, username))
+            if created:  # the join code made this account: the cohort owns it
+                cohort = cohort.with_changes(owned=(*cohort.owned, username))
+                save(group, cohort)
     return cohort
 
 

@@ -6,8 +6,7 @@ import csv
 import io
 import re
 
-
-
+from oggmhub.limits import quote
 from oggmhub.cohorts.model import (
     Cohort,
     CohortError,
@@ -47,7 +46,7 @@ def parse_environments(value):
 
 def check_username(name, where):
     if not isinstance(name, str) or not USERNAME_PATTERN.match(name):
-        raise CohortError(f"{where}: {name!r} is not a valid username ({USERNAME_RULE})")
+        raise CohortError(f"{where}: {quote(name)} is not a valid username ({USERNAME_RULE})")
     return name
 
 
@@ -226,6 +225,7 @@ def parse_members_csv(text, source="members.csv"):
     line of every bad row; an empty file is an error too.
     """
     problems, names = [], []
+    text = text[1:] if text.startswith("\ufeff") else text  # the byte-order mark Excel writes
     reader = csv.reader(io.StringIO(text), strict=True)
     try:
         for row in reader:
@@ -238,7 +238,7 @@ def parse_members_csv(text, source="members.csv"):
             if not first:
                 problems.append(f"{source}:{line}: the first column (the username) is empty")
             elif not USERNAME_PATTERN.match(first):
-                problems.append(f"{source}:{line}: {row[0].strip()!r} is not a valid username ({USERNAME_RULE})")
+                problems.append(f"{source}:{line}: {quote(row[0].strip())} is not a valid username ({USERNAME_RULE})")
             else:
                 names.append(first)
     except csv.Error as e:

@@ -43,13 +43,14 @@ from distributed.core import Status
 from distributed.diagnostics.plugin import SchedulerPlugin
 
 from oggmhub.session import dask_limits
+from oggmhub.session import env as session_vars
 from oggmhub.session.dask_limits import ClusterRequest, DaskLimitError, Usage
 from oggmhub.session.quantities import parse_memory
 
 __all__ = ["cluster", "new_cluster", "limits", "DaskLimitError", "DaskStartError", "backend_name"]
 
-ENV_BACKEND = "OGGMHUB_DASK_BACKEND"
-ENV_REGISTRY = "OGGMHUB_DASK_REGISTRY"
+ENV_BACKEND = session_vars.DASK_BACKEND
+ENV_REGISTRY = session_vars.DASK_REGISTRY
 BACKENDS = ("local", "kubernetes")
 DEFAULT_MAX_WORKERS = 4  # the default cluster: as many workers as fit, at most this many
 
@@ -61,7 +62,7 @@ class DaskStartError(RuntimeError):
 def proxy_host_allowed(handler, host):
     """jupyter-server-proxy's ``host_allowlist`` for Kubernetes sessions: this machine and
     the Dask scheduler services of the session's own namespace."""
-    namespace = os.environ.get("OGGMHUB_NAMESPACE", "")
+    namespace = os.environ.get(session_vars.NAMESPACE, "")
     if host in ("localhost", "127.0.0.1"):
         return True
     pattern = rf"^[a-z0-9]([-a-z0-9]*[a-z0-9])?-scheduler\.{re.escape(namespace)}(\.svc(\.cluster\.local)?)?$"
@@ -247,10 +248,10 @@ class LocalBackend:
             limits = dask_limits.DaskLimits(clusters=10, workers=cores, cores=float(cores),
                                             memory=psutil.virtual_memory().total, idle_timeout=0,
                                             sources={f: "this machine (outside a hub session)" for f in dask_limits.FIELDS})
-        cpu = env.get("OGGMHUB_CPU_LIMIT")
-        mem = env.get("OGGMHUB_MEM_LIMIT")
+        cpu = env.get(session_vars.CPU_LIMIT)
+        mem = env.get(session_vars.MEM_LIMIT)
         limits = dask_limits.within_allotment(limits, float(cpu) if cpu else None, int(mem) if mem else None,
-                                              env.get("OGGMHUB_SIZE"))
+                                              env.get(session_vars.SIZE))
         return limits.cap("gpus", 0, "the local backend, which runs no GPU workers")
 
     def usage(self):

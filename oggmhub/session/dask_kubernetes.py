@@ -23,15 +23,16 @@ from __future__ import annotations
 import copy
 import math
 
+from oggmhub.session import env as session_vars
 from oggmhub.session.dask_limits import Usage
 from oggmhub.session.quantities import parse_memory
 
 from oggmhub.session.mount_sidecar import pod_settings
 
-ENV_TEMPLATE = "OGGMHUB_DASK_TEMPLATE"
-ENV_POD_NAME = "OGGMHUB_POD_NAME"
-ENV_POD_UID = "OGGMHUB_POD_UID"
-ENV_NAMESPACE = "OGGMHUB_NAMESPACE"
+ENV_TEMPLATE = session_vars.DASK_TEMPLATE
+ENV_POD_NAME = session_vars.POD_NAME
+ENV_POD_UID = session_vars.POD_UID
+ENV_NAMESPACE = session_vars.NAMESPACE
 OWNER_LABEL = "oggmhub.org/owner-pod"
 GPU_GROUP = "gpu"
 # the scheduler's pod; the namespace's ResourceQuota counts one per cluster
@@ -50,7 +51,7 @@ def downward_env():
     }
 
 
-def worker_template(*, image, env, size, datasets=(), mounter_image=None, uid=1000, gid=None,
+def worker_template(*, image, env, size, datasets=(), mounter_image=None, mounter_env=None, uid=1000, gid=None,
                     fs_gid=None, container_security_context=None, node_selector=None,
                     tolerations=(), gpu=None, gpu_image=None):
     """What every Dask pod of a session shares (a JSON-able dict).
@@ -58,13 +59,13 @@ def worker_template(*, image, env, size, datasets=(), mounter_image=None, uid=10
     ``env`` is the notebook's own (expanded) environment; ``size`` the catalog ``Size``
     (default worker size); ``datasets`` the session's catalog ``Dataset`` objects; ``gpu``
     the catalog ``GpuVariant`` GPU workers use (None: no GPU workers), on ``gpu_image``
-    (default: ``image``).
+    (default: ``image``); ``mounter_env`` the mount sidecar's own variables (its options).
     """
     security = dict(container_security_context or {})
     security["runAsUser"] = uid
     if gid is not None:
         security["runAsGroup"] = gid
-    data = pod_settings(datasets, mounter_image, resources=WORKER_SIDECAR_RESOURCES) if datasets else {}
+    data = pod_settings(datasets, mounter_image, env=mounter_env, resources=WORKER_SIDECAR_RESOURCES) if datasets else {}
     template = {
         "image": image,
         "env": {**{k: v for k, v in env.items() if k != ENV_TEMPLATE}, **data.get("environment", {})},

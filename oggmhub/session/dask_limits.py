@@ -21,8 +21,10 @@ Every limit remembers where it was set, so a refusal names it::
 On Kubernetes the same numbers also become the user namespace's ResourceQuota
 (:mod:`oggmhub.backends.kubernetes.namespace`), so they hold against direct API calls too.
 
-Both spawners put :func:`session_env` in the session: the limits (``OGGMHUB_DASK_LIMITS``)
-and :func:`dashboard_env`, Dask's dashboard link through the user's server.
+Both spawners put :func:`session_env` in the session (through
+:func:`oggmhub.backends.session_env.session_environment`): the limits
+(``OGGMHUB_DASK_LIMITS``) and :func:`dashboard_env`, Dask's dashboard link through the
+user's server.
 """
 
 from __future__ import annotations
@@ -32,10 +34,11 @@ import math
 import os
 from dataclasses import dataclass, field, replace
 
+from oggmhub.session import env as session_vars
 from oggmhub.session.quantities import parse_memory
 
-ENV_LIMITS = "OGGMHUB_DASK_LIMITS"  # JSON of DaskLimits.to_json(), set by both spawners
-ENV_COHORT_WORKERS = "OGGMHUB_MAX_DASK_WORKERS"  # a cohort's dask_workers limit
+ENV_LIMITS = session_vars.DASK_LIMITS  # JSON of DaskLimits.to_json(), set by both spawners
+ENV_COHORT_WORKERS = session_vars.MAX_DASK_WORKERS  # a cohort's dask_workers limit
 FIELDS = ("clusters", "workers", "cores", "memory", "gpus", "idle_timeout")
 DEFAULTS = {
     "clusters": 1,

@@ -18,9 +18,9 @@ by default; ``blockcache`` for large files read in parts, or none). Every write,
 rename or mkdir raises :class:`~oggmhub.session.readonly.DatasetReadOnlyError` (a
 ``PermissionError`` with ``errno.EROFS``).
 
-The spawner side: :func:`session_env` builds the environment variables a session gets,
+The hub side: :func:`session_env` builds the datasets' variables a session gets and
 :func:`localize_env` rewrites catalog mount paths for a backend that mounts under a
-root directory, and :func:`source_filesystem` is shared with the FUSE mounts
+root directory (both called by :func:`oggmhub.backends.session_env.session_environment`), and :func:`source_filesystem` is shared with the FUSE mounts
 (:mod:`oggmhub.backends.local.mounts`) and the mirror tool (:mod:`oggmhub.cli.mirror`).
 """
 
@@ -37,6 +37,7 @@ from builtins import open as builtins_open
 # minute against emulators and buys nothing for reading. Must be set before gcsfs loads.
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 
+from oggmhub.session import env as session_vars  # noqa: E402
 from oggmhub.session.readonly import DatasetReadOnlyError, ReadOnlyFileSystem  # noqa: E402
 
 __all__ = [
@@ -44,11 +45,13 @@ __all__ = [
     "open_dataset", "unavailable", "session_env", "localize_env", "session_datasets", "source_filesystem",
 ]
 
-ENV_NAMES = "OGGMHUB_DATASETS"  # comma list of names (set by spawner/pod.py's session_env)
-ENV_JSON = "OGGMHUB_DATASETS_JSON"  # the session's catalog entries, as JSON
-ENV_CACHE = "OGGMHUB_DATASETS_CACHE"  # simplecache (default), blockcache or none
-ENV_CACHE_DIR = "OGGMHUB_DATASETS_CACHE_DIR"  # where cached copies go
-ENV_SCRATCH = "OGGMHUB_SCRATCH"  # the session's scratch space, if the spawner gives one
+# the variables (named in oggmhub.session.env); both backends set them through
+# oggmhub.backends.session_env.session_environment, which calls session_env() below
+ENV_NAMES = session_vars.DATASETS
+ENV_JSON = session_vars.DATASETS_JSON
+ENV_CACHE = session_vars.DATASETS_CACHE
+ENV_CACHE_DIR = session_vars.DATASETS_CACHE_DIR
+ENV_SCRATCH = session_vars.SCRATCH
 # in the scratch space: {name: why} of the session's datasets (required: false) that could
 # not be mounted; the spawner writes it, :func:`unavailable` reads it
 UNAVAILABLE_FILE = "datasets-unavailable.json"
@@ -213,7 +216,7 @@ def _is_mounted(path):
 
 def credentials_env_var(name):
     """The variable a ``{secret: ...}`` reference is delivered in (mount sidecar only)."""
-    return "OGGMHUB_DATASET_CREDENTIALS_" + re.sub(r"[^A-Z0-9]", "_", name.upper())
+    return session_vars.DATASET_CREDENTIALS_PREFIX + re.sub(r"[^A-Z0-9]", "_", name.upper())
 
 
 def resolve_credentials(dataset, environ=None):

@@ -34,6 +34,7 @@ import json
 import posixpath
 import re
 
+from oggmhub.session import env as session_vars
 from oggmhub.session.datasets import credentials_env_var, session_env, split_source
 
 SIDECAR_NAME = "oggmhub-datasets"
@@ -96,7 +97,7 @@ def _env_list(env):
 
 def sidecar_env(datasets, extra=None):
     """The sidecar's environment: the datasets (JSON) and secret references."""
-    env = [{"name": "OGGMHUB_DATASETS_JSON", "value": session_env(datasets)["OGGMHUB_DATASETS_JSON"]},
+    env = [{"name": session_vars.DATASETS_JSON, "value": session_env(datasets)[session_vars.DATASETS_JSON]},
            {"name": "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "value": "false"}]
     for dataset in datasets:
         ref = dataset.credentials or {}

@@ -75,8 +75,41 @@ class ReadOnlyFileSystem(DirFileSystem):
     cachable = False
 
     def __init__(self, dataset, path, fs, **kwargs):
-        super().__init__(path=path, fs=fs, **kwargs)
         self.dataset = dataset
+        super().__init__(path=path, fs=fs, **kwargs)
+
+    # DirFileSystem keeps the filesystem underneath as ``.fs`` and hands it to anyone who
+    # asks; here ``.fs`` is a read-only view of it, so ``ro.fs.pipe(...)`` is refused too.
+    @property
+    def fs(self):
+        return self.__dict__["_oggmhub_view"]
+
+    @fs.setter
+    def fs(self, value):
+        self.__dict__["_oggmhub_view"] = value if isinstance(value, ReadOnlyView) else ReadOnlyView(self.dataset, value)
+
+    # fsspec keeps the constructor's arguments (to pickle and to compare instances): the
+    # filesystem underneath is kept there as its view too
+    @property
+    def storage_args(self):
+        return self.__dict__.get("_oggmhub_args", ())
+
+    @storage_args.setter
+    def storage_args(self, args):
+        self.__dict__["_oggmhub_args"] = tuple(self._viewed(a) for a in args)
+
+    @property
+    def storage_options(self):
+        return self.__dict__.get("_oggmhub_options", {})
+
+    @storage_options.setter
+    def storage_options(self, options):
+        self.__dict__["_oggmhub_options"] = {k: self._viewed(v) for k, v in options.items()}
+
+    def _viewed(self, value):
+        from fsspec.spec import AbstractFileSystem
+
+        return ReadOnlyView(self.dataset, value) if isinstance(value, AbstractFileSystem) else value
 
     def open(self, path, mode="rb", *args, **kwargs):
         if set(mode) - set("rbt"):
@@ -99,3 +132,59 @@ class ReadOnlyFileSystem(DirFileSystem):
 for _name in WRITE_METHODS:
     setattr(ReadOnlyFileSystem, _name, _refuse(_name))
 del _name
+
+# what ReadOnlyView refuses besides WRITE_METHODS: ways to a writable object or a write
+_VIEW_REFUSED = frozenset(("get_mapper", "transaction", "_open", "open_files", "_fs", "fs", "storage_args",
+                           "storage_options"))
+
+
+class ReadOnlyView:
+    """The filesystem under a dataset, with its writes refused (see ``ReadOnlyFileSystem.fs``).
+
+    Reads are passed through; writes, write modes and ways to the object underneath
+    (``get_mapper``, a nested ``.fs``, ``__dict__``) raise :class:`DatasetReadOnlyError`;
+    attributes that are filesystems come back as views too. The filesystem itself is held
+    in a closure (:func:`read_only_view`), not in an attribute that would hand it out.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, dataset, target):
+        return read_only_view(dataset, target)
+
+
+def read_only_view(dataset, target):
+    """A :class:`ReadOnlyView` of ``target`` (an fsspec filesystem)."""
+    from fsspec.spec import AbstractFileSystem
+
+    def __getattr__(self, name):
+        if name.startswith("__"):  # __dict__ and the like: not handed out (hasattr sees no attribute)
+            raise AttributeError(name)
+        if name in WRITE_METHODS or name in _VIEW_REFUSED:
+            raise DatasetReadOnlyError(dataset, f"{name} on the filesystem under the dataset")
+        if name in ("open", "open_async"):
+            real = getattr(target, name)
+
+            def opened(path, mode="rb", *args, **kwargs):
+                if set(mode) - set("rbt"):
+                    raise DatasetReadOnlyError(dataset, f"open with mode {mode!r}", path)
+                return real(path, mode, *args, **kwargs)
+
+            return opened
+        value = getattr(target, name)
+        return read_only_view(dataset, value) if isinstance(value, AbstractFileSystem) else value
+
+    def __setattr__(self, name, value):
+        raise DatasetReadOnlyError(dataset, f"setting {name}")
+
+    def __reduce__(self):  # pickled (e.g. to a Dask worker) as a view, never as the filesystem
+        return read_only_view, (dataset, target)
+
+    def __repr__(self):
+        return f"<read-only view of {target!r}>"
+
+    view = type("ReadOnlyView", (ReadOnlyView,), {
+        "__slots__": (), "__getattr__": __getattr__, "__setattr__": __setattr__, "__reduce__": __reduce__,
+        "__repr__": __repr__, "__new__": object.__new__,
+    })
+    return object.__new__(view)

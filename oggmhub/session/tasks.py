@@ -25,6 +25,8 @@ import time
 import urllib.error
 import urllib.request
 
+from oggmhub.session import env as session_vars
+
 FINISHED = ("done", "failed", "cancelled")
 
 
@@ -43,7 +45,7 @@ class Client:
     (default: ``$JUPYTERHUB_API_TOKEN``, the session's own)."""
 
     def __init__(self, url=None, token=None):
-        url = url or os.environ.get("OGGMHUB_TASKS_URL")  # set by the hub's configure_hub
+        url = url or os.environ.get(session_vars.TASKS_URL)  # set by the hub's configure_hub
         if url is None:
             hub = os.environ.get("JUPYTERHUB_PUBLIC_HUB_URL") or os.environ.get("JUPYTERHUB_EXTERNAL_URL")
             if not hub:

@@ -19,6 +19,7 @@ import sys
 import time
 import uuid
 
+from oggmhub.session import env as session_vars
 from oggmhub.tasks import execution
 from oggmhub.tasks.parameters import TaskInputError, validate
 
@@ -178,7 +179,7 @@ class Runner:
         return {"run_id": record["id"], "run_dir": self.store.run_dir(record["user"], record["id"]),
                 "kind": task.spec.kind, "command": self.command(task, python), "parameters": params,
                 "values": record["values"], "inputs": inputs, "outputs": outputs,
-                "timeout": self.settings.run_timeout, "env": {"OGGMHUB_TASK_RUN": record["id"]}}
+                "timeout": self.settings.run_timeout, "env": {session_vars.TASK_RUN: record["id"]}}
 
     # --- starting and watching ---------------------------------------------------------------
 

@@ -33,6 +33,7 @@ from urllib.parse import urlparse
 from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
 from tornado import web
 
+from oggmhub.session import env as session_vars
 from oggmhub.session.dask_limits import DaskLimitError
 from oggmhub.tasks import pages
 from oggmhub.tasks.cluster import UserClusters, budget_for
@@ -62,7 +63,7 @@ def configure(c, port=None):
     }]
     # sessions on this machine reach the service directly (oggmhub.session.tasks reads it)
     c.Spawner.environment = {**c.Spawner.get("environment", {}),
-                             "OGGMHUB_TASKS_URL": f"http://127.0.0.1:{port}/services/{SERVICE}/"}
+                             session_vars.TASKS_URL: f"http://127.0.0.1:{port}/services/{SERVICE}/"}
     # users reach the service; their servers' tokens too (oggmhub.session.tasks in a notebook)
     roles = list(c.JupyterHub.get("load_roles", []))
     for name, base in (("user", ["self"]), ("server", ["users:activity!user", "access:servers!server"])):

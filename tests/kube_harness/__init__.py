@@ -26,6 +26,8 @@ Modules
 ``spawners``   kubespawner glue: ``configure_kubespawner``,
                ``reset_kubespawner``, ``make_spawner``, ``FakeUser``,
                ``FakeOrmSpawner``, ``wait_until``.
+``oggmhub``    oggmhub on it: ``oggmhub_spawner``, ``declare``,
+               ``install_pod_policy``, ``reset_kr8s``, ``reset_oggmhub``.
 
 Usage
 -----

@@ -24,8 +24,8 @@ node (hostPath, host network, PID or IPC).
 
 from __future__ import annotations
 
+from oggmhub.session import env as session_vars
 from oggmhub.session.quantities import parse_memory
-
 from oggmhub.session.dask_kubernetes import SCHEDULER_RESOURCES, WORKER_SIDECAR_RESOURCES
 from oggmhub.session.mount_sidecar import DEFAULT_SIDECAR_RESOURCES, SIDECAR_NAME
 
@@ -212,12 +212,13 @@ def _probe(c, kind):
 
 def _mounter(c, image, env_names):
     """CEL: ``c`` is exactly the dataset mount sidecar oggmhub renders, nothing added."""
-    allowed = ", ".join(_cel_str(n) for n in ["OGGMHUB_DATASETS_JSON", "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", *env_names])
+    allowed = ", ".join(_cel_str(n) for n in [session_vars.DATASETS_JSON, session_vars.MOUNT_OPTIONS,
+                                                 "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", *env_names])
     return (f"({c}.name == {_cel_str(SIDECAR_NAME)} && {c}.image == {_cel_str(image)}"
             f" && has({c}.command) && {c}.command == [{', '.join(_cel_str(x) for x in MOUNT_COMMAND)}]"
             f" && !has({c}.args) && !has({c}.lifecycle) && !has({c}.workingDir) && !has({c}.envFrom)"
             f" && (!has({c}.env) || {c}.env.all(e, (e.name in [{allowed}]"
-            f" || e.name.startsWith('OGGMHUB_DATASET_CREDENTIALS_'))"
+            f" || e.name.startsWith({_cel_str(session_vars.DATASET_CREDENTIALS_PREFIX)}))"
             f" && (!has(e.value) || !e.value.matches({_cel_str(_BAD_MOUNT_JSON)}))))"
             f" && (!has({c}.volumeMounts) || {c}.volumeMounts.all(m, !has(m.subPath) && !has(m.subPathExpr)"
             f" && !m.mountPath.matches('{_SYSTEM}') && m.mountPath.matches('^(/[A-Za-z0-9_][A-Za-z0-9._-]*)+$')))"

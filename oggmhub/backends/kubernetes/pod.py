@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import copy
 
-from oggmhub.session.datasets import session_env
-
+from oggmhub.backends.session_env import session_environment
 from oggmhub.session.mount_sidecar import pod_settings
 
 HOME_VOLUME = "home"
@@ -61,22 +60,41 @@ def _add_named(base, extra):
     return [*base, *(item for item in extra if item.get("name") not in names)]
 
 
-def choice_settings(choice, base, home_mount_path="/home/jovyan", mounter_image=None):
+def choice_image(choice):
+    """The image a pod of ``choice`` runs: a GPU variant's own build where it has one."""
+    gpu = choice.gpu
+    return (gpu.image if gpu is not None and gpu.image is not None else choice.environment.image).ref
+
+
+def pod_session_environment(choice, dask_backend="local"):
+    """:func:`~oggmhub.backends.session_env.session_environment` for a pod: catalog mount
+    paths as they are, the pod's image, oggmhub's values kept literal through
+    kubespawner's ``{placeholder}`` expansion."""
+    return session_environment(choice, dask_backend=dask_backend, image=choice_image(choice), escape=_literal)
+
+
+def choice_settings(choice, base, home_mount_path="/home/jovyan", mounter_image=None, dask_backend="local",
+                    sidecar_env=None, session=None):
     """Return the trait values for ``choice`` merged over ``base`` (a dict of traits).
 
     The session's datasets are mounted by a sidecar running ``mounter_image``
-    (:mod:`oggmhub.session.mount_sidecar`).
+    (:mod:`oggmhub.session.mount_sidecar`), with ``sidecar_env`` added to its environment;
+    the session's environment is ``session``, by default :func:`pod_session_environment`'s
+    with Dask clusters on ``dask_backend``.
     """
     base = copy.deepcopy(base)
     env, size, gpu = choice.environment, choice.size, choice.gpu
+    image = choice_image(choice)
 
     volumes, mounts = _with_home(base["volumes"], base["volume_mounts"], home_mount_path)
     # kubespawner expands {placeholders} in these traits: dataset JSON must stay literal
-    data = _literal(pod_settings(choice.datasets, mounter_image, home_mount_path=home_mount_path)
+    data = _literal(pod_settings(choice.datasets, mounter_image, home_mount_path=home_mount_path, env=sidecar_env)
                     if choice.datasets else {})
     volumes = _add_named(volumes, data.get("volumes", []))
     mounts = _add_named(mounts, data.get("volume_mounts", []))
-    environment = {**base["environment"], **env.env, **choice.session_env(), **_literal(session_env(choice.datasets))}
+    if session is None:
+        session = pod_session_environment(choice, dask_backend)
+    environment = {**base["environment"], **session}
     labels = {
         **base["extra_labels"],
         "oggmhub.org/environment": env.name,
@@ -93,7 +111,7 @@ def choice_settings(choice, base, home_mount_path="/home/jovyan", mounter_image=
         limits[gpu.resource] = str(gpu.count)
         guarantees[gpu.resource] = str(gpu.count)
     return {
-        "image": env.image.ref,
+        "image": image,
         "cpu_guarantee": size.cpu_guarantee,
         "cpu_limit": size.cpu_limit,
         "mem_guarantee": size.mem_guarantee,  # bytes: JupyterHub reads "4G" as 4 GiB

@@ -27,12 +27,15 @@ from traitlets import Bool, Unicode, default
 from oggmhub.errors import SpawnFailed
 from oggmhub.cohorts import materials
 from oggmhub.session import dask_limits
+from oggmhub.session import env as session_vars
 from oggmhub.picker import CatalogPickerMixin
 
 from oggmhub.session import dask_kubernetes as dask_k8s
 from oggmhub.backends.kubernetes import dataset_links
 from oggmhub.backends.kubernetes import namespace as user_namespace
-from oggmhub.backends.kubernetes.pod import CHOICE_TRAITS, _literal, check_user_container, choice_settings
+from oggmhub.backends.base import SessionBackend
+from oggmhub.backends.kubernetes.pod import (CHOICE_TRAITS, check_user_container, choice_settings,
+                                             pod_session_environment)
 
 
 def start_failure_message(error):
@@ -85,8 +88,10 @@ SAFE_CONTAINER_SECURITY_CONTEXT = {
 }
 
 
-class OGGMHubSpawner(CatalogPickerMixin, KubeSpawner):
+class OGGMHubSpawner(CatalogPickerMixin, SessionBackend, KubeSpawner):
     """Spawn the environment a user picked from the catalog, with a persistent home."""
+
+    backend_name = "kubernetes"
 
     home_mount_path = Unicode(
         "/home/jovyan",
@@ -99,8 +104,11 @@ class OGGMHubSpawner(CatalogPickerMixin, KubeSpawner):
         config=True,
         help="""Image of the sidecar that mounts a session's datasets read-only (FUSE).
 
-        The only container of a user's pod with FUSE privileges; built from
-        images/mounter/. The user's container sees the mounts, never the privileges.""",
+        The only container of a user's pod with FUSE privileges; it runs
+        ``oggmhub datasets mount --from-env``, so any image with oggmhub[mount] and
+        Debian's fuse3 serves (this repository ships no build context for it). The
+        user's container sees the mounts, never the privileges; c.DatasetMounts.*
+        reaches it as $OGGMHUB_MOUNT_OPTIONS.""",
     )
 
     dask_kubernetes = Bool(
@@ -198,18 +206,25 @@ class OGGMHubSpawner(CatalogPickerMixin, KubeSpawner):
 
     # --- the choice -------------------------------------------------------------------
 
+    @property
+    def _dask_backend(self):
+        return "kubernetes" if self.dask_kubernetes else "local"
+
+    def session_environment(self, choice):
+        """Catalog mount paths as they are, Dask on Kubernetes with ``dask_kubernetes``."""
+        return pod_session_environment(choice, self._dask_backend)
+
+    def sidecar_env(self):
+        """The mount sidecar's own variables: ``c.DatasetMounts.*`` as ``$OGGMHUB_MOUNT_OPTIONS``
+        (read by ``oggmhub datasets mount``), on the notebook's pod and every Dask pod."""
+        options = json.dumps(self.mount_options.as_dict(), separators=(",", ":"), sort_keys=True)
+        return [{"name": session_vars.MOUNT_OPTIONS, "value": options}]
+
     def apply_choice(self, choice):
         """Merge the choice into the configured base (snapshotted once, reused after)."""
-        settings = choice_settings(choice, self.base_settings(CHOICE_TRAITS), self.home_mount_path, self.dataset_mounter_image)
-        if choice.gpu is not None and choice.gpu.image is not None:  # the variant's CUDA build
-            settings["image"] = settings["environment"]["OGGMHUB_IMAGE"] = choice.gpu.image.ref
-        backend = "kubernetes" if self.dask_kubernetes else "local"
-        dask_env = dask_limits.session_env(choice.environment, choice.size, backend)
-        if self.dask_kubernetes:
-            dask_env["OGGMHUB_DASK_BACKEND"] = "kubernetes"
-        settings["environment"].update(_literal(dask_env))
-        if self.dask_kubernetes:
-            settings["environment"].update(dask_k8s.downward_env())
+        settings = choice_settings(choice, self.base_settings(CHOICE_TRAITS), self.home_mount_path,
+                                   self.dataset_mounter_image, session=self.session_environment(choice),
+                                   sidecar_env=self.sidecar_env())
         for name, value in settings.items():
             setattr(self, name, value)
         # ~/datasets/<name> links, where JupyterLab (and launch links) find the mounts
@@ -236,7 +251,7 @@ class OGGMHubSpawner(CatalogPickerMixin, KubeSpawner):
                 gpu = next(iter(choice.environment.gpus.values()), None)
             template = dask_k8s.worker_template(
                 image=self.image, env=own, size=choice.size, datasets=choice.datasets,
-                mounter_image=self.dataset_mounter_image, uid=self.uid if isinstance(self.uid, int) else 1000,
+                mounter_image=self.dataset_mounter_image, mounter_env=self.sidecar_env(), uid=self.uid if isinstance(self.uid, int) else 1000,
                 gid=self.gid if isinstance(self.gid, int) else None,
                 fs_gid=self.fs_gid if isinstance(self.fs_gid, int) else None,
                 container_security_context=self.container_security_context,

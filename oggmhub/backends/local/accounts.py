@@ -16,11 +16,13 @@ import secrets
 import sys
 
 import bcrypt
+from jupyterhub import orm
 from jupyterhub.utils import maybe_future
 from nativeauthenticator import NativeAuthenticator
 from nativeauthenticator import handlers as native_handlers
 from nativeauthenticator.orm import UserInfo
 
+from oggmhub.cohorts import powers
 from oggmhub.cohorts import store as cohort_store
 from oggmhub.cohorts.model import CohortError, JoinError
 
@@ -90,7 +92,7 @@ class SignUpHandler(native_handlers.SignUpHandler):
         else:
             if password != self.get_body_argument("signup_password_confirmation", strip=False):
                 message = "Your password did not match the confirmation. Please try again."
-            elif self.authenticator.user_exists(username):
+            elif self.authenticator.user_exists(username) or _someone_elses(self.db, username, cohort):
                 message = f"The username {username!r} is already in use. Please choose another."
         if message is None:
             message = self._join(username, password, group, cohort)
@@ -126,7 +128,15 @@ class SignUpHandler(native_handlers.SignUpHandler):
             self.db.commit()
             raise
         self.log.info("%s signed up with the join code of cohort %s", username, cohort.name)
+        powers.audit(self.log, username, "joined with the join code", cohort.name, [username])
         return None
+
+
+def _someone_elses(db, username, cohort):
+    """True if hub user ``username`` exists (with no password yet) outside ``cohort``: a
+    join code never hands over an admin's, an organiser's or another cohort's account."""
+    user = orm.User.find(db, username)
+    return user is not None and cohort.group not in {g.name for g in user.groups}
 
 
 class LocalHubAuthenticator(NativeAuthenticator):

@@ -57,6 +57,9 @@ def start_hub(args):
     os.makedirs(args.data_dir, mode=0o700, exist_ok=True)
     print(f"oggmhub: starting the local hub on http://{args.ip}:{args.port} "
           f"(data in {os.path.abspath(args.data_dir)})", flush=True)
+    from oggmhub.backends.local.cgroups import describe
+
+    print(f"oggmhub: {describe()}", flush=True)
     command = [sys.executable, "-m", "jupyterhub", "-f", args.config]
     os.chdir(os.path.abspath(args.data_dir))
     os.execve(sys.executable, command, hub_environment(args))

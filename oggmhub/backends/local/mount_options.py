@@ -8,8 +8,10 @@ import os
 from traitlets import Bool, Float, Integer
 from traitlets.config import LoggingConfigurable
 
+from oggmhub.session import env as session_vars
+
 MiB = 2**20
-ENV_OPTIONS = "OGGMHUB_MOUNT_OPTIONS"  # JSON of DatasetMounts.as_dict(), for `oggmhub datasets mount`
+ENV_OPTIONS = session_vars.MOUNT_OPTIONS  # JSON of DatasetMounts.as_dict(), for `oggmhub datasets mount`
 
 
 class DatasetMounts(LoggingConfigurable):

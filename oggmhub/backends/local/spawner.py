@@ -27,10 +27,13 @@ from jupyterhub.spawner import LocalProcessSpawner
 from kubespawner.slugs import safe_slug
 from traitlets import Unicode, default
 
-from oggmhub.session import dask_limits
 from oggmhub.session import datasets as datasets_api
 from oggmhub.session import tutorials as session_tutorials
+from oggmhub.backends.base import SessionBackend
+from oggmhub.backends.session_env import session_environment
+from oggmhub.session import env as session_vars
 from oggmhub.cohorts import materials as cohort_materials
+from oggmhub.backends.local import cgroups
 from oggmhub.backends.local import mounts as dataset_mounts
 from oggmhub.backends.local.dataset_links import link_datasets
 from oggmhub.errors import SpawnFailed
@@ -41,7 +44,7 @@ from oggmhub.picker import CatalogPickerMixin
 # Every process of one server session carries this variable, with a value of its own:
 # what double-forks out of the server's process tree (a desktop's message bus and its
 # settings daemons) is still found, and ended, when the server stops.
-SESSION_MARKER = "OGGMHUB_SESSION"
+SESSION_MARKER = session_vars.SESSION
 
 # the traits a choice sets; their configured values are the base every choice starts from
 _CHOICE_TRAITS = ("environment", "cpu_limit", "cpu_guarantee", "mem_limit", "mem_guarantee")
@@ -57,8 +60,10 @@ def data_dir_default():
     return os.path.abspath(os.environ.get("OGGMHUB_DATA_DIR") or "data")
 
 
-class LocalEnvSpawner(CatalogPickerMixin, LocalProcessSpawner):
+class LocalEnvSpawner(CatalogPickerMixin, SessionBackend, LocalProcessSpawner):
     """Run the chosen environment as a local process with a persistent home."""
+
+    backend_name = "local"
 
     data_dir = Unicode(
         config=True,
@@ -147,21 +152,17 @@ class LocalEnvSpawner(CatalogPickerMixin, LocalProcessSpawner):
     def picker_profile_list(self, spawner=None):
         return machine_fit.fit_profiles(super().picker_profile_list(), self.catalog, self.machine)
 
+    def session_environment(self, choice):
+        """Datasets under this user's mount root, with their scratch space and Dask registry."""
+        return session_environment(choice, mount_root=self.mount_root, scratch_dir=self.scratch_dir,
+                                   dask_backend="local", dask_registry=self.dask_registry)
+
     def apply_choice(self, choice):
+        """The session's variables and the size's CPU and memory limits, over the configured base."""
         machine_fit.check_choice(choice, self.machine)  # the API is refused what the picker leaves out
         base = self.base_settings(_CHOICE_TRAITS)
         size = choice.size
-        session = {
-            **choice.environment.env,
-            **choice.session_env(),
-            **datasets_api.session_env(choice.datasets, mount_root=self.mount_root),
-            **dask_limits.session_env(choice.environment, choice.size, "local"),
-            "OGGMHUB_DASK_REGISTRY": self.dask_registry,
-            "OGGMHUB_SCRATCH": self.scratch_dir,
-        }
-        # paths into catalog mount points (e.g. OGGM_DOWNLOAD_CACHE) point at the local mounts
-        session = datasets_api.localize_env(session, choice.datasets, self.mount_root)
-        self.environment = {**base["environment"], **session}
+        self.environment = {**base["environment"], **self.session_environment(choice)}
         self.cpu_limit, self.cpu_guarantee = size.cpu_limit, size.cpu_guarantee
         self.mem_limit, self.mem_guarantee = size.mem_limit, size.mem_guarantee
 
@@ -204,16 +205,23 @@ class LocalEnvSpawner(CatalogPickerMixin, LocalProcessSpawner):
             except LocalEnvError as e:
                 raise SpawnFailed(str(e)) from e
             self.cmd = self._start_script() + [os.path.join(venv, "bin", "jupyterhub-singleuser")]
+            self._limit_resources()
             # mounts come up while the server starts (each is a process of its own, ~1 s);
             # start() returns, and the hub routes to the server, only once both are ready
-            mounting = self._loop.run_in_executor(None, self._mount_datasets)
+            # never awaited bare: a cancelled start (a stop while starting) must not cancel
+            # the wait for the mount thread, which goes on regardless; see _settle
+            mounting = self._mounting = self._loop.run_in_executor(None, self._mount_datasets)
             self._report("Starting the Jupyter server")
             try:
                 ip, port = await super().start()
                 self._record_process()
-                await mounting
+                await asyncio.shield(mounting)
+            except asyncio.CancelledError:
+                # a stop during the start: end the start now (JupyterHub gives it 1 s), and
+                # let the stop that follows wait for the mount thread and undo everything
+                raise
             except BaseException as e:
-                await asyncio.gather(mounting, return_exceptions=True)
+                await _settle(mounting)  # the mount is done (or failed) before it is undone
                 if self.pid:
                     await self.stop(now=True)  # also unmounts
                 else:
@@ -256,6 +264,7 @@ class LocalEnvSpawner(CatalogPickerMixin, LocalProcessSpawner):
             self.default_url = self._tutorials_url = f"/lab/tree/tutorials/{env}"
 
     _mounts = ()
+    _mounting = None  # the future of the mount thread of the current start
 
     def _mount_datasets(self):
         """Mount the session's datasets read-only; a failure names the dataset."""
@@ -277,8 +286,8 @@ class LocalEnvSpawner(CatalogPickerMixin, LocalProcessSpawner):
             missing[dataset.name] = str(error)
             self._report(f"{error}; starting without it")
 
-        options = dataset_mounts.DatasetMounts(parent=self)
-        self._mounts = dataset_mounts.mount_datasets(datasets, self.mount_root, options, unavailable=unavailable)
+        self._mounts = dataset_mounts.mount_datasets(datasets, self.mount_root, self.mount_options,
+                                                     unavailable=unavailable)
         datasets_api.write_unavailable(self.scratch_dir, missing)  # read by datasets.unavailable()
         # browsable from JupyterLab at datasets/<name> (where launch links open)
         link_datasets(self.home_dir, {m.dataset: m.mountpoint for m in self._mounts})
@@ -316,11 +325,45 @@ class LocalEnvSpawner(CatalogPickerMixin, LocalProcessSpawner):
 
     def make_preexec_fn(self, name):
         home = self.home_dir
+        cgroup = self._cgroup
 
-        def preexec():  # runs in the child: no setuid, start in the home
+        def preexec():  # runs in the child: no setuid, start in the home, inside the size's limits
+            if cgroup is not None:
+                cgroup.join()
             os.chdir(home)
 
         return preexec
+
+    # --- the size's CPU and memory limits (cgroups; see oggmhub.backends.local.cgroups) ---
+
+    UNENFORCED = " (limits not enforced on this machine)"
+
+    def picker_profile_list(self, spawner=None):
+        profiles = super().picker_profile_list(spawner)
+        if cgroups.detect()[0] is None:  # say so where the user picks a size
+            for profile in profiles:
+                for choice in profile["profile_options"]["size"]["choices"].values():
+                    choice["display_name"] += self.UNENFORCED
+        return profiles
+
+    _cgroup = None
+
+    def _limit_resources(self):
+        """Put this start's server into a cgroup with its size's limits, where the machine has cgroups."""
+        self._remove_cgroup()
+        server = safe_slug(self.name) if self.name else ""
+        name = cgroups.session_name(self.data_dir, safe_slug(self.user.name), server)
+        try:
+            self._cgroup = cgroups.session_cgroup(name, self.cpu_limit, self.mem_limit)
+        except cgroups.CgroupError as e:
+            raise SpawnFailed(f"the size's CPU and memory limits could not be applied: {e}") from e
+        enforced = f"cgroup {self._cgroup.kind}" if self._cgroup else "no"
+        self.environment = {**self.environment, session_vars.LIMITS_ENFORCED: enforced}
+
+    def _remove_cgroup(self):
+        cgroup, self._cgroup = self._cgroup, None
+        if cgroup is not None:
+            cgroup.remove()
 
     def user_env(self, env):
         env.update(USER=self.user.name, HOME=self.home_dir, SHELL="/bin/bash")
@@ -343,12 +386,16 @@ class LocalEnvSpawner(CatalogPickerMixin, LocalProcessSpawner):
             state["started_at"] = self._started_at
         if self.pid and self._session:
             state["session"] = self._session
+        if self.pid and self._cgroup is not None:
+            state["cgroup"] = [self._cgroup.kind, self._cgroup.name]
         return state
 
     def load_state(self, state):
         super().load_state(state)
         self._started_at = state.get("started_at")
         self._session = state.get("session")
+        if state.get("cgroup"):
+            self._cgroup = cgroups.SessionCgroup(*state["cgroup"])
 
     def clear_state(self):
         super().clear_state()
@@ -423,10 +470,26 @@ class LocalEnvSpawner(CatalogPickerMixin, LocalProcessSpawner):
                 pass
         await asyncio.get_running_loop().run_in_executor(None, _end_processes, leftovers)
         shutil.rmtree(self.dask_registry, ignore_errors=True)
+        if self._mounting is not None:  # a stop during a start: let its mount finish, then undo it
+            await _settle(self._mounting)
         self._unmount_datasets()
+        await asyncio.get_running_loop().run_in_executor(None, self._remove_cgroup)
 
     def __repr__(self):
         return f"<LocalEnvSpawner {self._log_name} cmd={shlex.join(self.cmd or [])}>"
+
+
+async def _settle(future):
+    """Wait until ``future`` (a mount thread's, which ends on its own in seconds) is done,
+    even if this task is cancelled meanwhile: what is cleaning up must see the thread's
+    work through. Its result or error is left to whoever awaits it."""
+    while not future.done():
+        try:
+            await asyncio.wait([future])
+        except asyncio.CancelledError:
+            continue
+    if not future.cancelled():
+        future.exception()  # retrieved: no 'exception was never retrieved' warning
 
 
 def session_processes(session, exclude=()):

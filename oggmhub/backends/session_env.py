@@ -1,0 +1,62 @@
+"""The session's environment, assembled once from a validated choice, for both backends.
+
+Both spawners call :func:`session_environment` from their ``apply_choice`` and lay the
+result over their configured ``environment``; what differs between the backends is a
+parameter, not a second recipe:
+
+* ``mount_root``: the local backend mounts datasets under a per-user folder, so the
+  datasets' ``mount_path`` (and every catalog variable pointing into one, e.g.
+  ``OGGM_DOWNLOAD_CACHE=/data/oggm-mirror``) is rewritten under it; in a pod the catalog
+  paths are the real ones;
+* ``scratch_dir``, ``dask_registry``: the local backend's per-user scratch space and Dask
+  registry (a pod has neither);
+* ``dask_backend``: where the session's Dask clusters run (``kubernetes`` adds the pod's
+  name, uid and namespace through the downward API, for the clusters' owner);
+* ``image``: the image that runs, when it is not the environment's (a GPU variant's own
+  build);
+* ``escape``: kubespawner expands ``{placeholders}`` in environment values, so the
+  Kubernetes backend passes a function keeping oggmhub's values literal (the catalog's
+  own variables are left to that expansion, as configured values are).
+
+The variables are named in :mod:`oggmhub.session.env`.
+"""
+
+from __future__ import annotations
+
+from oggmhub.session import dask_kubernetes, dask_limits, datasets
+from oggmhub.session import env as session_vars
+
+DASK_BACKENDS = ("local", "kubernetes")
+
+
+def session_environment(choice, *, mount_root=None, scratch_dir=None, dask_backend="local",
+                        dask_registry=None, image=None, escape=None):
+    """The variables a session of ``choice`` (an :class:`oggmhub.choice.Choice`) gets.
+
+    In order, later ones winning: the environment's catalog variables, what the session
+    is (:meth:`~oggmhub.choice.Choice.session_env`), its datasets
+    (:func:`oggmhub.session.datasets.session_env`), its Dask limits and dashboard
+    (:func:`oggmhub.session.dask_limits.session_env`), then the backend's own. A cohort's
+    variables are added later, by ``apply_cohort``. Pure: no I/O, the choice unchanged.
+    """
+    if dask_backend not in DASK_BACKENDS:
+        raise ValueError(f"dask_backend {dask_backend!r}: use one of {', '.join(DASK_BACKENDS)}")
+    hub = {
+        **choice.session_env(),
+        **datasets.session_env(choice.datasets, mount_root=mount_root),
+        **dask_limits.session_env(choice.environment, choice.size, dask_backend),
+    }
+    if image is not None:
+        hub[session_vars.IMAGE] = image
+    if dask_backend == "kubernetes":
+        hub[session_vars.DASK_BACKEND] = "kubernetes"
+        hub.update(dask_kubernetes.downward_env())
+    if dask_registry is not None:
+        hub[session_vars.DASK_REGISTRY] = dask_registry
+    if scratch_dir is not None:
+        hub[session_vars.SCRATCH] = scratch_dir
+    env = {**choice.environment.env, **(escape(hub) if escape else hub)}
+    if mount_root is not None:
+        # paths into catalog mount points (e.g. OGGM_DOWNLOAD_CACHE) point at the local mounts
+        env = datasets.localize_env(env, choice.datasets, mount_root)
+    return env

@@ -1,0 +1,58 @@
+"""oggmhub on the emulated API: its spawner, the resources it needs declared, the
+admission policy its Dask mode requires, and the process-wide state to reset between
+tests (one place for what test modules used to copy)."""
+
+from __future__ import annotations
+
+import pathlib
+
+import kmock
+
+from .spawners import make_spawner
+
+CATALOG = pathlib.Path(__file__).resolve().parents[2] / "hub_config" / "catalog.yaml"
+POLICIES = "admissionregistration.k8s.io/v1/validatingadmissionpolicies"
+BINDINGS = "admissionregistration.k8s.io/v1/validatingadmissionpolicybindings"
+DASK_GROUPS = "kubernetes.dask.org/v1/daskworkergroups"
+MOUNTER = "ghcr.io/oggmhub/mounter:0.1.0"
+
+
+def declare(api, resource, kind, namespaced=True, verbs=None, subresources=()):
+    """Declare a resource the harness does not (yet) serve, as kmock's emulator expects."""
+    api.emulator.resources[resource] = kmock.ResourceInfo(
+        kind=kind, singular=kind.lower(), namespaced=namespaced,
+        verbs=set(verbs or {"create", "delete", "get", "list", "patch", "update", "watch"}),
+        subresources=set(subresources))
+
+
+async def install_pod_policy(api, install=True, mounter_image=MOUNTER):
+    """Declare the admission policy resources; install oggmhub's policy unless told not to."""
+    from oggmhub.backends.kubernetes import namespace as user_namespace
+
+    declare(api, POLICIES, "ValidatingAdmissionPolicy", namespaced=False)
+    declare(api, BINDINGS, "ValidatingAdmissionPolicyBinding", namespaced=False)
+    if install:
+        policy, binding = user_namespace.pod_policy(mounter_image)
+        await api.create(POLICIES, policy)
+        await api.create(BINDINGS, binding)
+
+
+def reset_kr8s():
+    """Forget kr8s's cached API clients (each test's emulator has its own port)."""
+    from kr8s._api import Api
+
+    Api._instances.clear()
+
+
+def reset_oggmhub():
+    """Forget what OGGMHubSpawner remembers class-wide (the pod policy, once found)."""
+    from oggmhub.spawner import OGGMHubSpawner
+
+    OGGMHubSpawner._pod_policy_found = False
+
+
+def oggmhub_spawner(name="alice", *, catalog_path=None, **traits):
+    """An ``OGGMHubSpawner`` for ``name`` on the shipped catalog (see ``make_spawner``)."""
+    from oggmhub.spawner import OGGMHubSpawner
+
+    return make_spawner(name, spawner_class=OGGMHubSpawner, catalog_path=str(catalog_path or CATALOG), **traits)
