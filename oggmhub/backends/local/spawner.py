@@ -149,9 +149,6 @@ class LocalEnvSpawner(CatalogPickerMixin, SessionBackend, LocalProcessSpawner):
         limit = super().max_gpus()  # the user's cohort's, if any
         return self.machine.gpus if limit is None else min(limit, self.machine.gpus)
 
-    def picker_profile_list(self, spawner=None):
-        return machine_fit.fit_profiles(super().picker_profile_list(), self.catalog, self.machine)
-
     def session_environment(self, choice):
         """Datasets under this user's mount root, with their scratch space and Dask registry."""
         return session_environment(choice, mount_root=self.mount_root, scratch_dir=self.scratch_dir,
@@ -339,7 +336,8 @@ class LocalEnvSpawner(CatalogPickerMixin, SessionBackend, LocalProcessSpawner):
     UNENFORCED = " (limits not enforced on this machine)"
 
     def picker_profile_list(self, spawner=None):
-        profiles = super().picker_profile_list(spawner)
+        # what this machine cannot honour is left out (machine.py), then unenforced limits are named
+        profiles = machine_fit.fit_profiles(super().picker_profile_list(spawner), self.catalog, self.machine)
         if cgroups.detect()[0] is None:  # say so where the user picks a size
             for profile in profiles:
                 for choice in profile["profile_options"]["size"]["choices"].values():
