@@ -12,6 +12,7 @@
 #   OGGMHUB_ENV_CACHE        where built environments are kept (<data dir>/envs)
 #   OGGMHUB_ADMIN            the first admin's username (admin)
 #   OGGMHUB_IDLE_TIMEOUT     seconds of inactivity before a server is culled (3600; 0: never)
+#   OGGMHUB_STOP_SERVERS_ON_EXIT   non-empty: stop users' servers when the hub stops (--stop-servers-on-exit)
 #   OGGMHUB_COHORT_CHECK_INTERVAL  seconds between checks that stop servers of ended cohorts (60; 0: never)
 import os
 import sys
@@ -37,7 +38,13 @@ c.ConfigurableHTTPProxy.pid_file = os.path.join(data_dir, "proxy.pid")
 c.JupyterHub.db_url = "sqlite:///" + os.path.join(data_dir, "jupyterhub.sqlite")
 c.JupyterHub.cookie_secret_file = os.path.join(data_dir, "jupyterhub_cookie_secret")
 # users' servers keep running while the hub restarts; the hub finds them again by pid
-c.JupyterHub.cleanup_servers = False
+c.JupyterHub.cleanup_servers = bool(os.environ.get("OGGMHUB_STOP_SERVERS_ON_EXIT"))  # oggmhub hub --stop-servers-on-exit
+from oggmhub.backends.local import shutdown  # noqa: E402  (says at exit which servers keep running)
+
+shutdown.register(os.path.join(data_dir, "jupyterhub.sqlite"), c.JupyterHub.cleanup_servers)
+# JupyterHub's periodic service check only logs, and a Ctrl-C during one prints its traceback
+# (the service's server is gone mid-check); the hub restarts managed services that exit anyway
+c.JupyterHub.service_check_interval = 0
 
 # --- accounts: sign-up with admin approval; the first admin's password is printed once -----
 c.JupyterHub.authenticator_class = "oggmhub.backends.local.accounts.LocalHubAuthenticator"

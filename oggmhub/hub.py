@@ -24,6 +24,9 @@ def configure_hub(c, window_check_interval=60, tasks=True):
     (tool tasks as forms and REST jobs, :mod:`oggmhub.tasks.service`; ``tasks=False``:
     none) to a hub's config ``c``."""
     c.JupyterHub.template_paths = [TEMPLATES, *c.JupyterHub.get("template_paths", [])]
+    from oggmhub.running_session import describe_server
+
+    c.JupyterHub.template_vars = {**c.JupyterHub.get("template_vars", {}), "oggmhub_running": describe_server}
     welcome.configure(c)  # the welcome page at / and on the login page (c.Welcome)
     cohorts_service.configure(c, window_check_interval=window_check_interval)
     launch_handlers.configure(c)  # /hub/launch, /hub/datasets, /hub/api/datasets/resolve

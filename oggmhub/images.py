@@ -137,6 +137,15 @@ def package_hash():
     return digest.hexdigest()
 
 
+def _uv_from_package():
+    try:
+        from uv import find_uv_bin
+
+        return find_uv_bin()
+    except (ImportError, FileNotFoundError):
+        return None
+
+
 def build_wheel(dest, python=None):
     """Build oggmhub's wheel into ``dest`` (from a copy of the source tree); its path."""
     src = package_source()
@@ -149,10 +158,13 @@ def build_wheel(dest, python=None):
     with tempfile.TemporaryDirectory(prefix="oggmhub-src-") as tmp:
         copy = Path(tmp) / "src"
         shutil.copytree(src, copy, ignore=skip, symlinks=True)
+        uv = shutil.which("uv") or _uv_from_package()
+        # uv builds it in a second or two (its cache holds the build backend); pip as the fallback
         result = subprocess.run(
-            [python or sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
-             "--wheel-dir", str(dest), str(copy)],
-            capture_output=True, text=True,
+            [uv, "build", "--wheel", "--quiet", "--out-dir", str(dest), str(copy)] if uv and python is None
+            else [python or sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
+                  "--wheel-dir", str(dest), str(copy)],
+            capture_output=True, text=True, env={**os.environ, "UV_SYSTEM_CERTS": os.environ.get("UV_SYSTEM_CERTS", "1")},
         )
     if result.returncode:
         raise ImageError(f"building oggmhub's wheel failed:\n{result.stderr.strip()}")

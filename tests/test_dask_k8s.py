@@ -87,9 +87,9 @@ def test_user_namespace_objects_validate_and_fence_the_user(catalog):
         assert obj["metadata"]["namespace"] == "oggmhub-alice"
     _, quota, account, role, binding = objects
     hard = quota["spec"]["hard"]
-    # the server (1 CPU, 4Gi, dataset sidecar 0.5 CPU / 2Gi) + 2 schedulers (1 CPU / 2Gi each)
+    # the server (2 CPU, 4Gi, dataset sidecar 0.5 CPU / 2Gi) + 2 schedulers (1 CPU / 2Gi each)
     # + the catalog's Dask limits (8 cores, 32Gi) + 8 worker sidecars (0.5 CPU / 1Gi each)
-    assert hard["limits.cpu"] == hard["requests.cpu"] == f"{1000 + 500 + 2 * 1000 + 8000 + 8 * 500}m"
+    assert hard["limits.cpu"] == hard["requests.cpu"] == f"{2000 + 500 + 2 * 1000 + 8000 + 8 * 500}m"
     gib = 1024**3
     assert hard["limits.memory"] == str(4 * gib + 2 * gib + 2 * 2 * gib + 32 * gib + 8 * gib)
     assert hard["pods"] == "11" and hard["count/daskclusters.kubernetes.dask.org"] == "2"

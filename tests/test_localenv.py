@@ -58,8 +58,11 @@ def test_builds_once_for_concurrent_callers_and_reuses_it(catalog, tiny, tmp_pat
     assert not errors, errors
     venv = paths[0]
     assert paths == [venv] * 2 and venv.parent == root and venv.name.startswith("oggm-")
-    assert sum("building in" in line for line in lines) == 1, "two callers, one build"
-    assert any(line.startswith("pip: ") for line in lines), "pip's output reaches the progress callback"
+    assert sum("Building environment" in line for line in lines) == 1, "two callers, one build"
+    steps = [line for line in lines if line.percent is not None]
+    assert any(line.startswith("Resolved ") for line in steps) and any("postBuild" in line for line in steps), lines
+    percents = [line.percent for line in steps]
+    assert percents[-1] > percents[0] and len(set(percents)) >= 4, f"the build's percentage advances: {percents}"
     assert (venv / "bin" / "jupyterhub-singleuser").exists()
     home = (venv / "postbuild-home").read_text().strip()
     assert home != os.path.expanduser("~") and not os.path.exists(home), "postBuild ran with a scratch HOME"
@@ -67,13 +70,13 @@ def test_builds_once_for_concurrent_callers_and_reuses_it(catalog, tiny, tmp_pat
 
     lines.clear()
     assert build_local_env("oggm", catalog, root, progress=lines.append, context=tiny) == venv
-    assert not any("building in" in line for line in lines), "an unchanged spec is not rebuilt"
+    assert not any("Building environment" in line for line in lines), "an unchanged spec is not rebuilt"
 
     with open(tiny / "requirements.txt", "a") as f:
         f.write("# edited\n")
     lines.clear()
     rebuilt = build_local_env("oggm", catalog, root, progress=lines.append, context=tiny)
-    assert sum("building in" in line for line in lines) == 1, "a changed spec is rebuilt"
+    assert sum("Building environment" in line for line in lines) == 1, "a changed spec is rebuilt"
     assert rebuilt != venv and (venv / "bin" / "python").exists(), "a running server's env stays"
 
     # what a user `pip install --user`s lands in their home and is seen by the environment,
@@ -152,7 +155,7 @@ def test_the_real_slicer_and_fiji_contexts_say_what_this_machine_lacks(catalog, 
 
 def test_wrong_python_and_unknown_environment(catalog, tmp_path):
     context = make_context(tmp_path / "ctx" / "oggm", runtime="python-3.9")
-    with pytest.raises(LocalEnvError, match=r"needs python-3\.9 .* but the hub runs python-3\.11"):
+    with pytest.raises(LocalEnvError, match=r"needs Python 3\.9 .* but the hub runs 3\.11\.\d+ .* no python3\.9 was found"):
         build_local_env("oggm", catalog, tmp_path / "envs", context=context)
     with pytest.raises(LocalEnvError, match="unknown environment 'matlab'; the catalog's environments: oggm"):
         build_local_env("matlab", catalog, tmp_path / "envs")
@@ -163,3 +166,36 @@ def test_requirements_without_jupyterhub_are_refused(catalog, tmp_path):
     with pytest.raises(LocalEnvError, match="has no jupyterhub-singleuser: .* must pin jupyterhub"):
         build_local_env("oggm", catalog, tmp_path / "envs", context=context)
     assert not (tmp_path / "envs" / "oggm").exists()
+
+
+def test_a_failed_install_says_why_in_one_line_with_the_log_one_path_away(catalog, tmp_path):
+    """The real installer against the real index: a pin that does not exist fails the build with
+    the package named (not the installer's output), the full log on disk, nothing half-built
+    left, and the next attempt, with the pin fixed, starts clean and succeeds."""
+    context = make_context(tmp_path / "ctx" / "oggm", requirements="jupyterhub==6.1.1\noggmhub-no-such-dist==1.0\n")
+    root = tmp_path / "envs"
+    with pytest.raises(LocalEnvError) as e:
+        build_local_env("oggm", catalog, root, context=context)
+    message = str(e.value)
+    assert "oggmhub-no-such-dist" in message and "is not on the package index" in message, message
+    assert len(message) < 400 and "\n" not in message, message
+    log = root / "logs" / "oggm.log"
+    assert f"full build log: {log}" in message and "oggmhub-no-such-dist" in log.read_text()
+    assert [p.name for p in root.iterdir() if p.name.startswith("oggm-")] == [], "the half-built folder is removed"
+    (context / "requirements.txt").write_text("jupyterhub==6.1.1\n")
+    assert (build_local_env("oggm", catalog, root, context=context) / "bin" / "jupyterhub-singleuser").exists()
+
+
+def test_python_too_old_for_a_pin_is_named():
+    """uv's and pip's own wording (as they print it) become one sentence."""
+    from oggmhub.backends.local.build_steps import summarize_failure
+
+    uv = ["error: No solution found when resolving dependencies",
+          "  cause: Because the current Python version (3.11.2) does not satisfy Python>=3.11.5 and "
+          "soupsieve==4.1.2 depends on Python>=3.11.5, we can conclude that soupsieve==4.1.2 cannot be used."]
+    assert summarize_failure(uv, "3.11.2") == "soupsieve 4.1.2 needs Python >= 3.11.5; this machine has 3.11.2"
+    pip = ["ERROR: Ignored the following versions that require a different python version: "
+           "4.1.1 Requires-Python >=3.11.5; 4.1.2 Requires-Python >=3.11.5",
+           "ERROR: Could not find a version that satisfies the requirement soupsieve==4.1.2 (from versions: 2.9)",
+           "ERROR: No matching distribution found for soupsieve==4.1.2"]
+    assert summarize_failure(pip, "3.11.2") == "soupsieve 4.1.2 needs Python >= 3.11.5; this machine has 3.11.2"

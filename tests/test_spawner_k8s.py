@@ -40,7 +40,7 @@ def notebook_container(pod):
 @pytest.mark.parametrize(
     "options, image, cpu_limit, env_var",
     [
-        ({"profile": "oggm"}, "ghcr.io/oggmhub/oggm:", "1", "OGGM_DOWNLOAD_CACHE_RO"),
+        ({"profile": "oggm"}, "ghcr.io/oggmhub/oggm:", "2", "OGGM_DOWNLOAD_CACHE_RO"),
         ({"profile": "slicer", "size": "large"}, "ghcr.io/oggmhub/slicer:", "4", "LIBGL_ALWAYS_SOFTWARE"),
         ({"profile": "fiji", "size": "small"}, "ghcr.io/oggmhub/fiji:", "1", "OGGMHUB_SIZE"),
     ],

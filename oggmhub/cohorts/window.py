@@ -108,7 +108,10 @@ def main(argv=None):
     api_url = os.environ.get("JUPYTERHUB_API_URL")
     if not api_url:
         parser.error("JUPYTERHUB_API_URL is not set (the hub sets it for its services)")
-    asyncio.run(_serve(api_url, os.environ.get("JUPYTERHUB_API_TOKEN"), args))
+    try:
+        asyncio.run(_serve(api_url, os.environ.get("JUPYTERHUB_API_TOKEN"), args))
+    except KeyboardInterrupt:  # the hub (or Ctrl-C) stopping it: a normal end, no traceback
+        return 0
 
 
 async def _serve(api_url, token, args):

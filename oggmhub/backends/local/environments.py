@@ -3,10 +3,14 @@
 The local hub runs each user's server inside a virtualenv built from the same files
 repo2docker builds the image from (``images/<env>/``, see :mod:`oggmhub.images`):
 
-1. ``runtime.txt`` must name the hub's own Python (the venv is made with it);
+1. ``runtime.txt`` names the Python minor version (``python-3.11``): the venv is made
+   with the hub's own Python where it matches, else with a ``python3.11`` found on PATH
+   (or by uv), else the build is refused naming what to install;
 2. every package of ``apt.txt`` must already be installed (checked with ``dpkg-query``;
    installing system packages is the machine owner's job, not the hub's);
-3. ``python -m venv``, then ``pip install -r requirements.txt`` (exact pins, from PyPI);
+3. ``python -m venv``, then ``uv pip install -r requirements.txt`` (exact pins, from PyPI;
+   progress in steps, see :mod:`.build_steps`; every line in ``<root>/logs/<env>.log``, and a
+   failure summarized in one sentence naming the cause, the log's path beside it);
 4. ``postBuild`` runs with ``NB_PYTHON_PREFIX`` set to the venv, in a staged copy of the
    context that holds oggmhub's wheel, with ``HOME`` pointed at a scratch folder so that
    nothing is registered under the real home. A postBuild that needs something this
@@ -32,6 +36,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from oggmhub import images
+from oggmhub.backends.local import build_steps
+from oggmhub.backends.local.build_steps import Step
 
 MARKER = "oggmhub-env.json"
 HELPERS_MARKER = "oggmhub-helpers.sha256"  # which oggmhub files its installed wheel was built from
@@ -47,9 +53,9 @@ def default_root():
     return Path(os.environ.get(ENV_CACHE_ENV) or Path.home() / ".cache" / "oggmhub" / "envs")
 
 
-def _say(progress, line):
+def _say(progress, line, percent=None):
     if progress is not None:
-        progress(line)
+        progress(line if isinstance(line, Step) else Step(line, percent))
 
 
 def build_local_env(env_name, catalog, root_dir=None, progress=None, context=None):
@@ -63,12 +69,13 @@ def build_local_env(env_name, catalog, root_dir=None, progress=None, context=Non
         context = images.context_dir(env_name, catalog, context)
     except images.ImageError as e:
         raise LocalEnvError(str(e)) from None
-    root = Path(root_dir) if root_dir else default_root()
+    root = (Path(root_dir) if root_dir else default_root()).absolute()
     root.mkdir(parents=True, exist_ok=True)
     context_hash = images.context_hash(context)
     # one folder per version: a rebuild never pulls an environment from under a running server
     venv = root / f"{env_name}-{context_hash[:12]}"
-    wanted = {"context_hash": context_hash, "python": sys.version, "executable": sys.executable}
+    python = _pick_python(env_name, context)
+    wanted = {"context_hash": context_hash, "python": python.version, "executable": python.executable}
     if _marker(venv) == wanted and _helpers_current(venv):
         _say(progress, f"environment {env_name}: ready ({venv})")
         return venv
@@ -78,19 +85,19 @@ def build_local_env(env_name, catalog, root_dir=None, progress=None, context=Non
             _update_helpers(env_name, venv, progress)
             _say(progress, f"environment {env_name}: ready ({venv})")
             return venv
-        _check_python(env_name, context)
+        python.check()
         _check_apt(env_name, context)
-        _say(progress, f"environment {env_name}: building in {venv} from {context}")
+        _say(progress, f"Building environment {env_name} (the first start of it; later ones take seconds)", 2)
         if venv.exists():
             shutil.rmtree(venv)
         try:
-            _build(env_name, context, venv, root, progress)
+            _build(env_name, context, venv, root, progress, python)
         except BaseException:
             shutil.rmtree(venv, ignore_errors=True)  # nothing half-built is left behind
             raise
         (venv / MARKER).write_text(json.dumps(wanted, indent=1) + "\n")
         (venv / HELPERS_MARKER).write_text(images.package_hash() + "\n")
-    _say(progress, f"environment {env_name}: ready ({venv})")
+    _say(progress, f"environment {env_name}: ready ({venv})", build_steps.DONE)
     return venv
 
 
@@ -136,17 +143,47 @@ def _locked(path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def _check_python(env_name, context):
+class _Python:
+    """The interpreter an environment's venv is made with, or why there is none."""
+
+    def __init__(self, executable, version, problem=None):
+        self.executable, self.version, self.problem = executable, version, problem
+
+    def check(self):
+        if self.problem:
+            raise LocalEnvError(self.problem)
+
+
+def _pick_python(env_name, context):
     runtime = context / "runtime.txt"
+    # the interpreter itself, not the hub's virtualenv around it: a second clone of the hub
+    # (another .venv) reuses the environments the first one built
+    here = _Python(getattr(sys, "_base_executable", None) or sys.executable, sys.version)
     if not runtime.is_file():
-        return
+        return here
     wanted = runtime.read_text().strip()
     have = f"python-{sys.version_info.major}.{sys.version_info.minor}"
-    if wanted != have:
-        raise LocalEnvError(
-            f"environment {env_name!r} needs {wanted} ({runtime}), but the hub runs {have} "
-            f"({sys.executable}); start the hub with that Python to build it locally"
-        )
+    if wanted == have:
+        return here
+    minor = wanted.removeprefix("python-")
+    for candidate in (shutil.which(f"python{minor}"), _uv_find(minor)):
+        if candidate:
+            version = subprocess.run([candidate, "-c", "import sys; print(sys.version)"],
+                                     capture_output=True, text=True).stdout.strip()
+            if version.startswith(minor + "."):
+                return _Python(candidate, version)
+    return _Python(None, None, (
+        f"environment {env_name!r} needs Python {minor} ({runtime}), but the hub runs "
+        f"{sys.version.split()[0]} ({sys.executable}) and no python{minor} was found; install one "
+        f"(e.g. `uv python install {minor}`, or your distribution's python{minor}-venv) and restart the hub"))
+
+
+def _uv_find(minor):
+    uv = build_steps.uv_binary()
+    if not uv:
+        return None
+    found = subprocess.run([uv, "python", "find", "--no-python-downloads", minor], capture_output=True, text=True)
+    return found.stdout.strip() if found.returncode == 0 else None
 
 
 def apt_packages(context):
@@ -181,25 +218,52 @@ def _check_apt(env_name, context):
         )
 
 
-def _run(cmd, progress, what, **kwargs):
-    """Run ``cmd``, passing its output to ``progress`` line by line; (returncode, output)."""
+def _run(cmd, progress, what, log=None, percent=None, **kwargs):
+    """Run ``cmd``, passing its output to ``progress`` (and ``log``) line by line; (returncode, output)."""
     lines = []
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs) as proc:
         for line in proc.stdout:
             line = line.rstrip()
             lines.append(line)
+            if log is not None:
+                log(line)
             if line:
-                _say(progress, f"{what}: {line}")
+                _say(progress, f"{what}: {line[:160]}", percent)
     return proc.returncode, lines
 
 
-def _build(env_name, context, venv, root, progress):
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True)
-    try:
-        with images.staged_context(context) as stage:
-            _install(env_name, context, stage, venv, root, progress)
-    except images.ImageError as e:  # staging: oggmhub's wheel could not be built
-        raise LocalEnvError(f"environment {env_name!r}: {e}") from None
+def log_path(root, env_name):
+    """Where the last build of ``env_name`` under ``root`` wrote its full output."""
+    return Path(root) / "logs" / f"{env_name}.log"
+
+
+def _build(env_name, context, venv, root, progress, python):
+    logfile = log_path(root, env_name)
+    logfile.parent.mkdir(parents=True, exist_ok=True)
+    with open(logfile, "w") as f:
+        def log(line):
+            f.write(line + "\n")
+            f.flush()
+
+        log(f"# build of environment {env_name} from {context} into {venv} with Python {python.version}")
+        _say(progress, f"Creating the virtualenv (Python {python.version.split()[0]})", 3)
+        uv = build_steps.uv_binary()
+        # uv makes the venv (with pip, which postBuild and users' `pip install --user` need) in a
+        # second where `python -m venv` takes tens of seconds on a loaded machine
+        made = subprocess.run(
+            [uv, "venv", "--seed", "--quiet", "--python", python.executable, str(venv)] if uv
+            else [python.executable, "-m", "venv", str(venv)],
+            capture_output=True, text=True, env={**os.environ, "UV_SYSTEM_CERTS": os.environ.get("UV_SYSTEM_CERTS", "1")})
+        log(made.stdout + made.stderr)
+        if made.returncode:
+            raise LocalEnvError(f"environment {env_name!r}: `{python.executable} -m venv` failed: "
+                                f"{(made.stderr.strip().splitlines() or ['no output'])[-1]} (full build log: {logfile})")
+        _say(progress, "Packing oggmhub's notebook helpers (a wheel) for the environment", 4)
+        try:
+            with images.staged_context(context) as stage:
+                _install(env_name, context, stage, venv, root, progress, python, log, logfile)
+        except images.ImageError as e:  # staging: oggmhub's wheel could not be built
+            raise LocalEnvError(f"environment {env_name!r}: {e}") from None
     if not (venv / "bin" / "jupyterhub-singleuser").exists():
         raise LocalEnvError(
             f"environment {env_name!r} has no jupyterhub-singleuser: "
@@ -239,23 +303,21 @@ def allow_user_site(venv):
     (site_packages / "sitecustomize.py").write_text(USER_SITE_CUSTOMIZE)
 
 
-def _install(env_name, context, stage, venv, root, progress):
-    rc, out = _run(
-        [str(venv / "bin" / "python"), "-m", "pip", "install", "--no-input", "--progress-bar", "off",
-         "--disable-pip-version-check", "-r", "requirements.txt"],
-        progress, "pip", cwd=stage,
-    )
+def _install(env_name, context, stage, venv, root, progress, python, log, logfile):
+    rc, out = build_steps.install_requirements(
+        env_name, venv, stage / "requirements.txt", stage, lambda step: _say(progress, step), log)
     if rc:
-        tail = "\n  ".join(line for line in out[-15:] if line.strip())
+        why = build_steps.summarize_failure(out, python.version.split()[0])
         raise LocalEnvError(
-            f"environment {env_name!r}: pip could not install {context / 'requirements.txt'} "
-            f"(it needs PyPI, or pip's cache, to reach these exact pins):\n  {tail}"
+            f"environment {env_name!r} could not be built: {why} "
+            f"(installing {context / 'requirements.txt'}; full build log: {logfile})"
         )
     if (stage / "postBuild").is_file():
-        _post_build(env_name, context, stage, venv, root, progress)
+        _say(progress, f"Running {env_name}'s postBuild", build_steps.POSTBUILD)
+        _post_build(env_name, context, stage, venv, root, progress, log, logfile)
 
 
-def _post_build(env_name, context, stage, venv, root, progress):
+def _post_build(env_name, context, stage, venv, root, progress, log=None, logfile=None):
     downloads = Path(os.environ.get("OGGMHUB_DOWNLOADS") or root / "downloads")
     downloads.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="oggmhub-postbuild-home-") as home:
@@ -270,7 +332,8 @@ def _post_build(env_name, context, stage, venv, root, progress):
             "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
             "VIRTUAL_ENV": str(venv),
         }
-        rc, out = _run(["bash", str(stage / "postBuild")], progress, "postBuild", cwd=stage, env=env)
+        rc, out = _run(["bash", str(stage / "postBuild")], progress, "postBuild", log=log,
+                       percent=build_steps.POSTBUILD + 5, cwd=stage, env=env)
     if rc == 0:
         return
     needs = [line.split("oggmhub-missing:", 1)[1].strip() for line in out if "oggmhub-missing:" in line]
@@ -280,5 +343,6 @@ def _post_build(env_name, context, stage, venv, root, progress):
             + "; ".join(needs)
             + f" (downloads can be placed in {downloads} by hand)"
         )
-    tail = "\n  ".join(line for line in out[-15:] if line.strip())
-    raise LocalEnvError(f"environment {env_name!r}: {context / 'postBuild'} failed (exit {rc}):\n  {tail}")
+    last = next((line.strip() for line in reversed(out) if line.strip()), "no output")[:300]
+    raise LocalEnvError(f"environment {env_name!r}: {context / 'postBuild'} failed (exit {rc}): {last} "
+                        f"(full build log: {logfile})")

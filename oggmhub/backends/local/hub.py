@@ -10,12 +10,8 @@ import os
 from pathlib import Path
 import sys
 
+from oggmhub.backends.local.hub_options import add_hub_arguments, problems, repo_root
 from oggmhub.catalog import CatalogError, load_catalog
-
-
-def repo_root():
-    """The checkout this package runs from (the local hub runs from a clone)."""
-    return str(Path(__file__).resolve().parents[3])
 
 
 def hub_environment(args):
@@ -30,25 +26,34 @@ def hub_environment(args):
         OGGMHUB_ADMIN=args.admin,
         OGGMHUB_IDLE_TIMEOUT=str(args.idle_timeout),
         OGGMHUB_COHORT_CHECK_INTERVAL=str(args.cohort_check_interval),
+        OGGMHUB_STOP_SERVERS_ON_EXIT="1" if args.stop_servers_on_exit else "",
     )
     return env
 
 
 def start_hub(args):
-    for option, value in (("--idle-timeout", args.idle_timeout), ("--cohort-check-interval", args.cohort_check_interval)):
-        if value < 0:
-            print(f"oggmhub hub: {option} must be 0 (off) or a number of seconds, not {value}", file=sys.stderr)
-            return 2
+    # before the chdir below: ./data (or a relative --catalog, --config) means the caller's
+    args.data_dir, args.catalog, args.config = map(os.path.abspath, (args.data_dir, args.catalog, args.config))
+    found = problems(args)  # bad options, a port in use, a data dir we cannot write: before anything starts
+    for line in found:
+        print(f"oggmhub hub: {line}", file=sys.stderr)
+    if found:
+        return 2
     proxy = os.path.join(repo_root(), "node_modules", ".bin", "configurable-http-proxy")
     if not os.path.exists(proxy):
         print(f"oggmhub hub: JupyterHub's proxy is not installed ({proxy} is missing); "
               f"run `npm ci` in {repo_root()} (needs Node.js and npm)", file=sys.stderr)
         return 2
     try:
-        load_catalog(args.catalog)
+        catalog = load_catalog(args.catalog)
     except CatalogError as e:
         print("\n".join(e.problems), file=sys.stderr)
         return 2
+    from oggmhub.backends.local import machine
+
+    here = machine.this_machine()
+    for line in machine.not_offered(catalog, here):  # what the picker leaves out, and why
+        print(f"oggmhub: not offered here: {line}", flush=True)
     os.makedirs(args.data_dir, mode=0o700, exist_ok=True)
     print(f"oggmhub: starting the local hub on http://{args.ip}:{args.port} "
           f"(data in {os.path.abspath(args.data_dir)})", flush=True)
@@ -62,23 +67,6 @@ def start_hub(args):
 
 def register(commands):
     """The ``hub`` verb."""
-    root = repo_root()
     hub = commands.add_parser("hub", help="start the local hub on this machine")
-    hub.add_argument("--ip", default="127.0.0.1", help="address users reach the hub on (default: %(default)s)")
-    hub.add_argument("--port", type=int, default=8000, help="port users reach the hub on (default: %(default)s)")
-    hub.add_argument("--hub-port", type=int, default=8081,
-                     help="the hub's internal port; the proxy's API uses the next one (default: %(default)s)")
-    hub.add_argument("--data-dir", default=os.environ.get("OGGMHUB_DATA_DIR", os.path.join(root, "data")),
-                     help="database, homes and built environments (default: %(default)s)")
-    hub.add_argument("--catalog", default=os.environ.get("OGGMHUB_CATALOG", os.path.join(root, "hub_config", "catalog.yaml")),
-                     help="the catalog (default: %(default)s)")
-    hub.add_argument("--admin", default="admin", help="the first admin's username (default: %(default)s)")
-    hub.add_argument("--idle-timeout", type=int, default=3600,
-                     help="cull servers idle this many seconds; 0 never culls (default: %(default)s)")
-    hub.add_argument("--cohort-check-interval", type=int,
-                     default=int(os.environ.get("OGGMHUB_COHORT_CHECK_INTERVAL", "60")),
-                     help="stop servers of cohorts whose window ended, checking every this many "
-                          "seconds; 0 never stops them (default: %(default)s)")
-    hub.add_argument("--config", default=os.path.join(root, "hub_config", "jupyterhub_config.py"),
-                     help="JupyterHub config file (default: %(default)s)")
+    add_hub_arguments(hub)
     hub.set_defaults(func=start_hub)

@@ -15,6 +15,7 @@ unprivileged user, and use the Kubernetes backend where users must not trust eac
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import shlex
 import secrets
@@ -37,6 +38,7 @@ from oggmhub.backends.local import mounts as dataset_mounts
 from oggmhub.backends.local.dataset_links import link_datasets
 from oggmhub.errors import SpawnFailed
 from oggmhub.backends.local.environments import LocalEnvError, build_local_env
+from oggmhub.backends.local import machine as machine_fit
 from oggmhub.picker import CatalogPickerMixin
 
 # Every process of one server session carries this variable, with a value of its own:
@@ -46,6 +48,11 @@ SESSION_MARKER = session_vars.SESSION
 
 # the traits a choice sets; their configured values are the base every choice starts from
 _CHOICE_TRAITS = ("environment", "cpu_limit", "cpu_guarantee", "mem_limit", "mem_guarantee")
+
+
+@functools.lru_cache(maxsize=1)
+def _machine():
+    return machine_fit.this_machine()
 
 
 def data_dir_default():
@@ -133,6 +140,15 @@ class LocalEnvSpawner(CatalogPickerMixin, SessionBackend, LocalProcessSpawner):
 
     # --- the choice ------------------------------------------------------------------
 
+    @property
+    def machine(self):
+        """What this machine can honour (:mod:`.machine`), measured once per hub."""
+        return _machine()
+
+    def max_gpus(self):
+        limit = super().max_gpus()  # the user's cohort's, if any
+        return self.machine.gpus if limit is None else min(limit, self.machine.gpus)
+
     def session_environment(self, choice):
         """Datasets under this user's mount root, with their scratch space and Dask registry."""
         return session_environment(choice, mount_root=self.mount_root, scratch_dir=self.scratch_dir,
@@ -140,6 +156,7 @@ class LocalEnvSpawner(CatalogPickerMixin, SessionBackend, LocalProcessSpawner):
 
     def apply_choice(self, choice):
         """The session's variables and the size's CPU and memory limits, over the configured base."""
+        machine_fit.check_choice(choice, self.machine)  # the API is refused what the picker leaves out
         base = self.base_settings(_CHOICE_TRAITS)
         size = choice.size
         self.environment = {**base["environment"], **self.session_environment(choice)}
@@ -161,11 +178,14 @@ class LocalEnvSpawner(CatalogPickerMixin, SessionBackend, LocalProcessSpawner):
         if self.choice is not None:
             yield {"progress": 1, "message": f"Starting {self.choice.describe()}"}
         queue = self._progress_queue
+        percent = 1
         while queue is not None:
             message = await queue.get()
             if message is None:
                 break
-            yield {"progress": 50, "message": message}
+            # build steps carry where they are (.percent); the bar only moves forward
+            percent = max(percent, int(getattr(message, "percent", None) or percent))
+            yield {"progress": percent, "message": str(message)}
 
     async def start(self):
         await self.ensure_choice_applied()
@@ -317,7 +337,8 @@ class LocalEnvSpawner(CatalogPickerMixin, SessionBackend, LocalProcessSpawner):
     UNENFORCED = " (limits not enforced on this machine)"
 
     def picker_profile_list(self, spawner=None):
-        profiles = super().picker_profile_list(spawner)
+        # what this machine cannot honour is left out (machine.py), then unenforced limits are named
+        profiles = machine_fit.fit_profiles(super().picker_profile_list(spawner), self.catalog, self.machine)
         if cgroups.detect()[0] is None:  # say so where the user picks a size
             for profile in profiles:
                 for choice in profile["profile_options"]["size"]["choices"].values():
