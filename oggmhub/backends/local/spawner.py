@@ -37,6 +37,7 @@ from oggmhub.backends.local import cgroups
 from oggmhub.backends.local import mounts as dataset_mounts
 from oggmhub.backends.local.dataset_links import link_datasets
 from oggmhub.errors import SpawnFailed
+from oggmhub.backends.local.processes import end_processes as _end_processes, session_processes  # noqa: F401
 from oggmhub.backends.local.environments import LocalEnvError, build_local_env
 from oggmhub.backends.local import machine as machine_fit
 from oggmhub.picker import CatalogPickerMixin
@@ -489,34 +490,3 @@ async def _settle(future):
             continue
     if not future.cancelled():
         future.exception()  # retrieved: no 'exception was never retrieved' warning
-
-
-def session_processes(session, exclude=()):
-    """The processes (of this system user) whose environment has SESSION_MARKER=``session``."""
-    found = []
-    for proc in psutil.process_iter():
-        if proc.pid in exclude or proc.pid == os.getpid():
-            continue
-        try:
-            if proc.environ().get(SESSION_MARKER) == session:
-                found.append(proc)
-        except psutil.Error:  # gone, or another user's
-            continue
-    return found
-
-
-def _end_processes(procs, grace=3):
-    """SIGTERM ``procs`` (psutil processes) still running, then SIGKILL what outlives ``grace`` s."""
-    alive = [p for p in procs if p.is_running()]  # is_running: the same process, not a reused pid
-    for proc in alive:
-        try:
-            proc.terminate()
-        except psutil.Error:
-            pass
-    _, alive = psutil.wait_procs(alive, timeout=grace)
-    for proc in alive:
-        try:
-            proc.kill()
-        except psutil.Error:
-            pass
-    psutil.wait_procs(alive, timeout=grace)
