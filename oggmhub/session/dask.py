@@ -274,15 +274,19 @@ class LocalBackend:
 
     def start(self, request, limits, idle_timeout, timeout):
         name = f"oggmhub-{uuid.uuid4().hex[:8]}"
-        scheduler_kwargs = {"idle_timeout": f"{idle_timeout}s"} if idle_timeout else {}
         try:
             cluster = SessionLocalCluster(
                 n_workers=request.workers, threads_per_worker=int(request.worker_cores),
                 memory_limit=request.worker_memory, processes=True, host="127.0.0.1",
-                dashboard_address="127.0.0.1:0", name=name, scheduler_kwargs=scheduler_kwargs,
+                dashboard_address="127.0.0.1:0", name=name,
             )
         except Exception as e:
             raise DaskStartError(f"the local Dask cluster did not start: {e}") from e
+        if idle_timeout:
+            # counted from now, once the workers are up: a scheduler told at creation may
+            # close while its workers are still starting, and the cluster then never starts
+            cluster.scheduler.idle_timeout = float(idle_timeout)
+            cluster.scheduler.idle_since = time.time()
         cluster._oggmhub_track(self.registry, limits, request)
         return cluster
 
