@@ -210,7 +210,7 @@ async def test_spawn_fences_the_user_namespace_and_hands_the_pod_a_dask_template
     assert template["env"]["OGGM_DOWNLOAD_CACHE"] == "/data/oggm-mirror"
     assert json.loads(env[dask_limits.ENV_LIMITS])["workers"] == 8
     quota = api.objects("resourcequotas", ns)[0]["spec"]["hard"]
-    assert quota["limits.cpu"] == f"{1000 + 500 + 2 * 1000 + 8000 + 8 * 500}m"
+    assert quota["limits.cpu"] == f"{2000 + 500 + 2 * 1000 + 8000 + 8 * 500}m"  # the server: small's 2 CPUs
     await spawner.stop()
 
     # a later spawn at another size brings the existing quota up to it (409, then replace)

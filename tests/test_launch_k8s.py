@@ -38,13 +38,16 @@ def notebook(pod):
 
 def check_link_hook(command, tmp_path):
     """Run the pod's postStart command (a real sh) with the home and /data moved under tmp_path."""
+    from oggmhub.catalog import load_catalog
+
     home, data = tmp_path / "home", tmp_path / "data"
-    (data / "oggm-mirror").mkdir(parents=True)
+    mounted = f"{data}/" + load_catalog(CATALOG).datasets["oggm-mirror"].mount_path[len("/data/"):]
+    os.makedirs(mounted)
     (home / "datasets" / "mine").mkdir(parents=True)  # the user's own folder
     os.symlink("/data/gone", home / "datasets" / "gone")  # a link from an earlier session
     script = command[2].replace("/home/jovyan", str(home)).replace("/data/", f"{data}/")
     subprocess.run([*command[:2], script], check=True)
-    assert os.readlink(home / "datasets" / "oggm-mirror") == f"{data}/oggm-mirror"
+    assert os.readlink(home / "datasets" / "oggm-mirror") == mounted
     assert sorted(os.listdir(home / "datasets")) == ["mine", "oggm-mirror"]
     assert os.listdir(home / "datasets" / "oggm-mirror") == []  # reaches the mount
 
@@ -58,7 +61,11 @@ async def test_a_doi_launch_creates_the_pod_with_the_dataset_mounted(api, kubele
     container = notebook(pod)
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["OGGMHUB_DATASETS"] == "oggm-mirror" and env["OGGMHUB_ENVIRONMENT"] == "oggm"
-    data = next(m for m in container["volumeMounts"] if m["mountPath"] == "/data")
+    # the sidecar mounts under the parent of the catalog's mount path
+    from oggmhub.catalog import load_catalog
+
+    parent = os.path.dirname(load_catalog(CATALOG).datasets["oggm-mirror"].mount_path)
+    data = next(m for m in container["volumeMounts"] if m["mountPath"] == parent)
     assert data["readOnly"] is True
     assert pod["spec"]["initContainers"][0]["securityContext"]["privileged"] is True
     kubernetes_validate.validate(pod, "1.32", strict=True)
