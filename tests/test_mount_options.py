@@ -95,17 +95,23 @@ def test_the_local_spawner_mounts_with_the_configured_options(catalog, folder, l
 
 @FUSE
 def test_a_configured_timeout_fails_the_local_spawners_mount_in_that_time(catalog, local_spawner):
-    from gcs_emulator import free_port
+    import socket
 
     c = Config()
     c.DatasetMounts.timeout = 1.5
     spawner = local_spawner(config=c)
+    silent = socket.socket()  # takes connections (the kernel's backlog) and never answers
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
     closed = Dataset(name="era5", title="ERA5", source="gs://era5", mount_path="/data/era5",
-                     endpoint=f"http://127.0.0.1:{free_port()}")
+                     endpoint=f"http://127.0.0.1:{silent.getsockname()[1]}")
     choice = resolve_choice(catalog, {"profile": "oggm"})
     spawner.choice = dataclasses.replace(choice, default_datasets=(closed,), extra_datasets=())
-    with pytest.raises(mounts.MountError, match=r"dataset 'era5': .* did not answer within 1.5 s"):
-        spawner._mount_datasets()
+    try:
+        with pytest.raises(mounts.MountError, match=r"dataset 'era5': .* did not answer within 1.5 s"):
+            spawner._mount_datasets()
+    finally:
+        silent.close()
     assert not [p for p in mounts.mounted() if p.startswith(spawner.mount_root)]
 
 
