@@ -19,7 +19,8 @@ HUB_PROCESS = {"OGGMHUB_CATALOG", "OGGMHUB_IMAGES", "OGGMHUB_DATA_DIR", "OGGMHUB
                "OGGMHUB_DOWNLOADS", "OGGMHUB_LOCAL_ENV", "OGGMHUB_IP", "OGGMHUB_PORT",
                "OGGMHUB_HUB_PORT", "OGGMHUB_ADMIN", "OGGMHUB_IDLE_TIMEOUT",
                "OGGMHUB_COHORT_CHECK_INTERVAL", "OGGMHUB_TASKS_CONFIG",
-               "OGGMHUB_CGROUP_ROOT"}  # where the hub makes sessions' cgroups
+               "OGGMHUB_CGROUP_ROOT",  # where the hub makes sessions' cgroups
+               "OGGMHUB_STOP_SERVERS_ON_EXIT", "OGGMHUB_MACHINE"}  # oggmhub hub's own settings
 
 
 def _literals(path):

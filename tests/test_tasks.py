@@ -216,7 +216,11 @@ def test_a_run_on_kubernetes_is_a_valid_job_in_the_users_namespace(tasks, tmp_pa
     assert job["metadata"]["namespace"] == "oggmhub-alice" and task["image"].startswith("ghcr.io/oggmhub/oggm:")
     assert task["securityContext"]["runAsNonRoot"] and task["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     assert {"name": "home", "persistentVolumeClaim": {"claimName": "home-alice"}} in pod["volumes"]
-    assert any(m["mountPath"] == "/data" and m["readOnly"] for m in task["volumeMounts"])  # the dataset mounts
+    from oggmhub.catalog import load_catalog
+
+    mirror = load_catalog(CATALOG).datasets["oggm-mirror"].mount_path
+    parent = mirror.rsplit("/", 1)[0]  # the sidecar mounts under the mount path's parent
+    assert any(m["mountPath"] == parent and m["readOnly"] for m in task["volumeMounts"])  # the dataset mounts
     assert pod["automountServiceAccountToken"] is False and job["spec"]["backoffLimit"] == 0
 
 
