@@ -17,7 +17,7 @@ from oggmhub.cohorts.model import (
     CohortError,
 )
 
-from oggmhub.cohorts.service import _CohortMixin, _public_state  # noqa: F401
+from oggmhub.cohorts.service import _CohortMixin, _public_state
 
 
 # --- REST API ---------------------------------------------------------------------------------

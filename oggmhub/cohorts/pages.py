@@ -17,7 +17,7 @@ from oggmhub.cohorts.model import (
 from oggmhub.cohorts.validation import parse_members_csv
 
 from oggmhub.cohorts.api import _send_export
-from oggmhub.cohorts.service import TEMPLATES, _CohortMixin, _public_state  # noqa: F401
+from oggmhub.cohorts.service import _CohortMixin, _public_state
 
 
 # --- pages -----------------------------------------------------------------------------------
