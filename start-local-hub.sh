@@ -25,10 +25,8 @@ done
 # system packages: venv (python3-venv), FUSE for dataset mounts, Node.js for the proxy
 missing=()
 [ -x "$venv/bin/python" ] || "$python" -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
-compgen -G '/usr/lib/*/libfuse.so.2' >/dev/null || compgen -G '/lib/*/libfuse.so.2' >/dev/null || {
-    # Debian 13 and Ubuntu 24.04 call it libfuse2t64
-    if apt-cache show libfuse2t64 >/dev/null 2>&1; then missing+=(libfuse2t64); else missing+=(libfuse2); fi; }
-command -v fusermount >/dev/null || command -v fusermount3 >/dev/null || missing+=(fuse3)
+# fuse3 brings fusermount3 and libfuse3 (mounts read 1 MiB per kernel request; libfuse2: 128 KiB)
+{ command -v fusermount3 >/dev/null && compgen -G '/usr/lib/*/libfuse3.so.3' >/dev/null; } || missing+=(fuse3)
 command -v npm >/dev/null || missing+=(nodejs npm)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

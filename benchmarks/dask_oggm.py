@@ -2,7 +2,7 @@
 
 One command, one run (in the OGGM environment, e.g. ~/.cache/oggmhub/envs/oggm-*/bin/python)::
 
-    python benchmarks/dask_oggm.py [--runs 16] [--years 100] [--workers 2] [--idealized]
+    python benchmarks/dask_oggm.py [--runs 16] [--years 100] [--workers 2] [--repeat 3] [--idealized]
 
 Hintereisferner (RGI60-11.00897) is prepared once from OGGM's sample data
 (``oggmhub.session.oggm_glacier.prepare``: outlines, DEM, HISTALP climate, calibration,
@@ -15,8 +15,11 @@ sample data, else a temporary cache filled from ``--sample-data`` (OGGM's zip, d
 each) set up with OGGM's configuration. The serial and Dask results must agree exactly.
 ``--idealized`` runs OGGM's idealized flowline ensemble instead (no data).
 
-``speedup`` is serial time over Dask time (the ensemble only; target >= 1.8 on 2 quiet
-cores), ``speedup_with_start`` also counts starting the cluster. The last line is JSON.
+Each worker gets the same warm-up this process gets (one 1-year run), and ``--repeat``
+rounds alternate the serial and the Dask ensemble so both see the same load.
+``speedup`` is the median over rounds of serial time over Dask time (the ensemble only;
+target >= 1.8 on 2 quiet cores), ``speedup_with_start`` also counts starting the cluster
+once. The last line is JSON.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import argparse
 import glob
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -85,6 +89,7 @@ def main(argv=None):
     parser.add_argument("--years", type=int, default=100, help="years each member runs (default: %(default)s)")
     parser.add_argument("--workers", type=int, default=2, help="Dask workers (default: %(default)s)")
     parser.add_argument("--sample-data", default=DEFAULT_ZIP, help="OGGM's sample-data zip (default: ../shared/data)")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds of serial then Dask (default: %(default)s)")
     parser.add_argument("--idealized", action="store_true", help="OGGM's idealized flowline instead of a real glacier")
     args = parser.parse_args(argv)
     scratch = tempfile.mkdtemp(prefix="oggmhub-bench-")
@@ -118,27 +123,34 @@ def main(argv=None):
         glacier = f"{oggm_glacier.NAME} ({oggm_glacier.RGI_ID})"
 
     started = time.perf_counter()
-    serial = run(None)
-    serial_s = time.perf_counter() - started
-    print(f"serial: {args.runs} runs of {args.years} years in {serial_s:.2f} s", file=sys.stderr)
-
-    started = time.perf_counter()
     cluster, client = oggmhub.session.dask.cluster(workers=args.workers, worker_cores=1)
+    serial_times, dask_times, identical = [], [], []
     try:
         oggm_dask.setup_workers(client)
         client.run(lambda: __import__("oggm.core.flowline"))  # OGGM imported on every worker
+        if not args.idealized:  # every worker warmed like this process was: one 1-year run
+            client.run(oggm_dask.glacier_run, oggm_dask.GlacierMember(seed=0, years=1), gdir)
         start_s = time.perf_counter() - started
         print(f"cluster: {args.workers} workers ready in {start_s:.2f} s", file=sys.stderr)
-        started = time.perf_counter()
-        parallel = run(client)
-        dask_s = time.perf_counter() - started
+        # rounds alternate serial and Dask, so both see the same machine load
+        for round_ in range(1, args.repeat + 1):
+            started = time.perf_counter()
+            serial = run(None)
+            serial_times.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            parallel = run(client)
+            dask_times.append(time.perf_counter() - started)
+            identical.append([r["volume_km3"] for r in serial] == [r["volume_km3"] for r in parallel])
+            print(f"round {round_}: {args.runs} runs of {args.years} years, serial {serial_times[-1]:.2f} s, "
+                  f"dask {dask_times[-1]:.2f} s", file=sys.stderr)
     finally:
         client.close()
         cluster.close()
-    print(f"dask: {args.runs} runs in {dask_s:.2f} s", file=sys.stderr)
+    serial_s, dask_s = statistics.median(serial_times), statistics.median(dask_times)
+    speedups = [s / d for s, d in zip(serial_times, dask_times)]
 
     key = "volume_km3"
-    same = [r[key] for r in serial] == [r[key] for r in parallel]
+    same = all(identical)  # in every round
     final = [r[key][-1] if isinstance(r[key], list) else r[key] for r in serial]
     summary = {
         "glacier": glacier,
@@ -149,7 +161,9 @@ def main(argv=None):
         "serial_s": round(serial_s, 3),
         "dask_s": round(dask_s, 3),
         "cluster_start_s": round(start_s, 3),
-        "speedup": round(serial_s / dask_s, 3),
+        "repeat": args.repeat,
+        "speedup": round(statistics.median(speedups), 3),  # median of the rounds' ratios
+        "speedups": [round(x, 3) for x in speedups],
         "speedup_with_start": round(serial_s / (dask_s + start_s), 3),
         "mean_run_s": round(sum(r["seconds"] for r in serial) / len(serial), 3),
         "final_volume_km3": [round(min(final), 4), round(max(final), 4)],

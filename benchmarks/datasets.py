@@ -22,7 +22,8 @@ Ratios are speeds relative to direct (``t_direct / t_other``; above 1 is faster 
 direct), same access pattern on both sides. The last line is a JSON object:
 ``fuse_vs_direct`` (target >= 0.8) and ``cached_vs_direct`` (target >= 8) are the
 streamed reads; ``*_whole`` the whole-object reads; ``small_files_mount_vs_direct`` the
-1,000 files one by one; ``settings`` the mount options (``c.DatasetMounts``) used.
+1,000 files one by one; ``settings`` the mount options (``c.DatasetMounts``) used,
+``libfuse`` the library's major version (3: the kernel reads 1 MiB at a time).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 from gcs_emulator import GCSEmulator  # noqa: E402
 
 from oggmhub.backends.local import mounts  # noqa: E402
+from oggmhub.backends.local.fuse_operations import load_fuse  # noqa: E402
 from oggmhub.catalog import Dataset  # noqa: E402
 from oggmhub.session.datasets import open_dataset  # noqa: E402
 
@@ -92,6 +94,7 @@ def main(argv=None):
     options = mounts.DatasetMounts(block_size=args.block_mb * mounts.MiB, readahead=args.readahead,
                                   threads=bool(args.fuse_threads))
     size = args.size_mb * 10**6
+    libfuse = load_fuse().fuse_version_major  # the library the mounts use (3: 1 MiB kernel reads)
 
     with GCSEmulator() as gcs, tempfile.TemporaryDirectory(prefix="oggmhub-bench-") as tmp:
         gcs.create_bucket(BUCKET)
@@ -105,7 +108,8 @@ def main(argv=None):
                           mount_path="/data/bench", endpoint=gcs.url)
         root = os.path.join(tmp, "mounts")
         print(f"emulator {gcs.url}; {args.size_mb} MB object; {args.files} x {args.file_kb} KB objects; "
-              f"mount block {args.block_mb} MiB, readahead {args.readahead}, "
+              f"mount block {args.block_mb} MiB, readahead {args.readahead}, kernel read-ahead "
+              f"{options.kernel_readahead_kb} KiB, libfuse{libfuse}, "
               f"{'multi' if options.threads else 'single'}-threaded; median of {args.repeat}")
 
         def stream(f):
@@ -225,6 +229,7 @@ def main(argv=None):
         "block_size": options.block_size,
         "readahead": options.readahead,
         "fuse_threads": options.threads,
+        "libfuse": libfuse,
         "settings": {k: v for k, v in options.as_dict().items() if k != "allow_other"},  # c.DatasetMounts used
         "repeat": args.repeat,
         "load_average": round(os.getloadavg()[0], 2),

@@ -30,6 +30,7 @@ from oggmhub.session import env as session_vars
 CONFIGURED = {
     "block_size": 3 * 2**20, "readahead": 5, "small_file_size": 2**20, "prefetch_files": 3,
     "listings_ttl": 7.5, "kernel_ttl": 2.5, "timeout": 9.0, "threads": True, "allow_other": False,
+    "kernel_readahead_kb": 512,
 }
 FUSE = pytest.mark.skipif(not mounts.fuse_available()[0], reason=f"FUSE unavailable: {mounts.fuse_available()[1]}")
 
@@ -88,6 +89,10 @@ def test_the_local_spawner_mounts_with_the_configured_options(catalog, folder, l
         assert serve_options(mount.pid) == CONFIGURED
         # allow_other False, as root where the default is True: the kernel's mount says so
         assert "allow_other" not in mount_flags(mount.mountpoint)
+        # the kernel reads ahead as configured on this mount (its backing device's setting)
+        device = os.stat(mount.mountpoint).st_dev
+        with open(f"/sys/class/bdi/{os.major(device)}:{os.minor(device)}/read_ahead_kb") as f:
+            assert int(f.read()) == CONFIGURED["kernel_readahead_kb"]
     finally:
         spawner._unmount_datasets()
     assert not [p for p in mounts.mounted() if p.startswith(spawner.mount_root)]

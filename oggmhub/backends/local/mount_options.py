@@ -32,6 +32,13 @@ class DatasetMounts(LoggingConfigurable):
         help="Blocks fetched ahead, in the background, while a large file is read forward "
              "through a mount (each takes block_size bytes of memory while in flight).",
     )
+    kernel_readahead_kb = Integer(
+        1024, config=True,
+        help="KiB the kernel reads ahead on each mount (its backing device's read_ahead_kb; "
+             "the kernel's default is 128). With libfuse3 the kernel then asks for up to "
+             "1 MiB per read, an eighth of the calls into the mount. Needs root (the hub as "
+             "root, the Kubernetes sidecar); otherwise the kernel's default stays. 0: leave it.",
+    )
     small_file_size = Integer(
         4 * MiB, config=True,
         help="Files up to this many bytes are fetched whole, in one request, on first read.",

@@ -27,6 +27,7 @@ hub left behind.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import select
 import shutil
@@ -36,9 +37,11 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 
-from oggmhub.backends.local.fuse_operations import load_fuse, make_fuse_class, make_operations_class
+from oggmhub.backends.local.fuse_operations import (load_fuse, make_fuse_class, make_operations_class,
+                                                    set_kernel_readahead)
 from oggmhub.backends.local.mount_options import MiB, DatasetMounts  # noqa: F401 (MiB: for callers)
 
+log = logging.getLogger(__name__)
 FSNAME_PREFIX = "oggmhub:"  # the mount's source in /proc/self/mountinfo
 SUBTYPE = "oggmhub"  # its type there is fuse.oggmhub
 
@@ -100,6 +103,17 @@ def _serve(spec):
         report(f"error: FUSE mount at {spec['mountpoint']} failed: {e}")
         return 4
     return 0
+
+
+def _raise_readahead(mountpoint, options):
+    """Raise the kernel's read-ahead on a live mount (after FUSE's INIT, which would reset
+    it: the ``stat`` is answered only once that is done). Not fatal: logged and left."""
+    if not options.kernel_readahead_kb:
+        return
+    os.stat(mountpoint)
+    why = set_kernel_readahead(mountpoint, options.kernel_readahead_kb)
+    if why:
+        log.info("mount %s: read-ahead left at the kernel's default (%s)", mountpoint, why)
 
 
 def _check_reachable(fs, root, dataset, timeout):
@@ -179,6 +193,7 @@ def mount_dataset(dataset, mountpoint, options=None):
         finally:
             os.close(read_fd)
         if line == "ready" and _wait_mounted(mountpoint, process, 10):
+            _raise_readahead(mountpoint, options)
             return mount
         reason = line[len("error: "):] if line.startswith("error: ") else (
             "the mount process exited" if process.poll() is not None else
