@@ -135,7 +135,7 @@ def _datasets_to_mount(args):
 
 def mount_command(args):
     from oggmhub.backends.local import mount_options, mounts
-    from oggmhub.session.datasets import local_mount_path
+    from oggmhub.session.datasets import local_mount_path, write_unavailable_notices
 
     datasets = _datasets_to_mount(args)
     if datasets is None:
@@ -152,11 +152,19 @@ def mount_command(args):
     except ValueError as e:
         print(f"oggmhub datasets mount: {e}", file=sys.stderr)
         return 2
+    missing = {}
+
+    def unavailable(dataset, error):  # the session's datasets (the sidecar): catalog required: false
+        missing[dataset.name] = str(error)
+        print(f"{error}; the session starts without it", file=sys.stderr, flush=True)
+
     try:
-        live = mounts.mount_datasets(datasets, args.root, options)
+        live = mounts.mount_datasets(datasets, args.root, options, unavailable=unavailable if args.from_env else None)
     except mounts.MountError as e:
         print(e, file=sys.stderr)
         return 1
+    if args.from_env:  # read by the session's oggmhub.session.datasets.unavailable() and the probes
+        write_unavailable_notices(datasets, missing, args.root)
     for mount in live:
         print(f"mounted {mount.dataset} at {mount.mountpoint}", flush=True)
     if not args.wait:

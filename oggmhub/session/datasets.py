@@ -55,6 +55,9 @@ ENV_SCRATCH = session_vars.SCRATCH
 # in the scratch space: {name: why} of the session's datasets (required: false) that could
 # not be mounted; the spawner writes it, :func:`unavailable` reads it
 UNAVAILABLE_FILE = "datasets-unavailable.json"
+# on Kubernetes, the mount sidecar's notice beside the mount points (in the shared folder
+# the user container sees read-only): {name: why} of the datasets it could not mount
+UNAVAILABLE_NOTICE = ".oggmhub-unavailable.json"
 CACHE_TYPES = ("simplecache", "blockcache", "none")
 AMBIENT = object()  # credentials: the platform's own (Workload Identity, ADC, IAM role)
 
@@ -174,13 +177,45 @@ def unavailable(environ=None):
     (the catalog let the session start without them); ``{}`` when all are there."""
     environ = os.environ if environ is None else environ
     scratch = environ.get(ENV_SCRATCH)
-    if not scratch:
-        return {}
+    found = _read_json(os.path.join(scratch, UNAVAILABLE_FILE)) if scratch else {}
+    for dataset in session_datasets(environ):  # the Kubernetes mount sidecar's notices
+        why = _read_json(os.path.join(os.path.dirname(dataset.mount_path), UNAVAILABLE_NOTICE)).get(dataset.name)
+        if why and not _is_mounted(dataset.mount_path):
+            found[dataset.name] = why
+    return found
+
+
+def _read_json(path):
     try:
-        with builtins_open(os.path.join(scratch, UNAVAILABLE_FILE), encoding="utf-8") as f:
+        with builtins_open(path, encoding="utf-8") as f:
             return dict(json.load(f))
-    except (OSError, ValueError):
+    except (OSError, ValueError, TypeError):
         return {}
+
+
+def write_unavailable_notices(datasets, reasons, root="/"):
+    """The mount sidecar's side: ``{name: why}`` of ``datasets`` it could not mount,
+    written beside their mount points (under ``root``), where the session's
+    :func:`unavailable` and the sidecar's probes find them; a folder with nothing to
+    report has no notice (a restarted sidecar's earlier one goes). The files written."""
+    by_folder = {}
+    for dataset in datasets:
+        entries = by_folder.setdefault(os.path.dirname(local_mount_path(dataset, root)), {})
+        if dataset.name in reasons:
+            entries[dataset.name] = reasons[dataset.name]
+    written = []
+    for folder, entries in sorted(by_folder.items()):
+        path = os.path.join(folder, UNAVAILABLE_NOTICE)
+        if not entries:
+            if os.path.exists(path):
+                os.remove(path)
+            continue
+        os.makedirs(folder, exist_ok=True)
+        with builtins_open(path + ".tmp", "w", encoding="utf-8") as f:
+            json.dump(entries, f, indent=1)
+        os.replace(path + ".tmp", path)
+        written.append(path)
+    return written
 
 
 def write_unavailable(scratch, reasons):

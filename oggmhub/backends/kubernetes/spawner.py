@@ -366,6 +366,7 @@ class OGGMHubSpawner(CatalogPickerMixin, SessionBackend, KubeSpawner):
         check_user_container(self.api.api_client.sanitize_for_serialization(await self.get_pod_manifest()))
         if self.choice.gpu is not None and self.gpu_node_check:
             await self._check_gpu_nodes()
+        await self._check_datasets_resolve()
         try:
             return await super()._start()
         except Exception as error:
@@ -375,6 +376,22 @@ class OGGMHubSpawner(CatalogPickerMixin, SessionBackend, KubeSpawner):
             self.log.error("Start of %s failed: %s", self._log_name, error)
             await self._remove_pod_after_failure()
             raise SpawnFailed(message) from error
+
+    async def _check_datasets_resolve(self):
+        """A required dataset whose host does not resolve, or refuses connections, fails
+        the start within c.DatasetMounts.timeout, in one sentence naming it, before any
+        object is created. The rest (a 404, a missing permission) only the mount sidecar
+        can tell, with the dataset's credentials: a ``required: false`` one it leaves out
+        and names in the session (oggmhub.session.datasets.unavailable)."""
+        from oggmhub.backends.local.reachable import Unreachable, precheck  # stdlib only
+
+        required = [d for d in self.choice.datasets if getattr(d, "required", True)]
+        timeout = self.mount_options.timeout
+        results = await asyncio.gather(*(asyncio.to_thread(precheck, d, timeout) for d in required),
+                                       return_exceptions=True)
+        for dataset, result in zip(required, results):
+            if isinstance(result, Unreachable):
+                raise SpawnFailed(f"dataset {dataset.name!r}: {result}. Nothing was started.")
 
     async def _remove_pod_after_failure(self):
         """Delete a pod a failed start may have created (a hung create may have landed)."""

@@ -1,0 +1,102 @@
+"""A dataset's ``required:`` on Kubernetes: a required one that cannot be reached fails the
+start in seconds, naming it, with nothing created; a ``required: false`` one is left out by
+the mount sidecar, which names it where the session and the sidecar's probes find it.
+
+The sidecar part runs the sidecar's real command (``oggmhub datasets mount --from-env
+--root / --wait``) with real FUSE on this machine, and its probe's real shell command;
+the start part runs OGGMHubSpawner against kmock.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from conftest import REPO
+from kube_harness import hub_start
+from kube_harness.oggmhub import oggmhub_spawner
+from oggmhub.backends.kubernetes.spawner import SpawnFailed
+from oggmhub.backends.local import mounts
+from oggmhub.catalog import Dataset
+from oggmhub.session import datasets as session_datasets
+from oggmhub.session.mount_sidecar import sidecar_container
+
+FUSE = pytest.mark.skipif(not mounts.fuse_available()[0], reason=f"FUSE unavailable: {mounts.fuse_available()[1]}")
+NOWHERE = "https://no-such-host.invalid/glaciers/"
+
+
+def catalog_with(tmp_path, required):
+    """The shipped catalog, OGGM's environment also mounting a dataset on a host that does not exist."""
+    data = yaml.safe_load((REPO / "hub_config" / "catalog.yaml").read_text())
+    data["datasets"]["glaciers"] = {"title": "Glaciers", "source": NOWHERE, "mount_path": "/data/glaciers",
+                                    "required": required}
+    data["environments"]["oggm"]["datasets"] = ["glaciers"]
+    path = tmp_path / "catalog.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+async def test_a_required_dataset_on_a_host_that_does_not_resolve_fails_the_start_in_seconds(api, kubelet, tmp_path):
+    spawner = oggmhub_spawner("alice", catalog_path=catalog_with(tmp_path, True), start_timeout=30)
+    started = time.monotonic()
+    with pytest.raises(SpawnFailed) as info:
+        await hub_start(spawner, {"profile": "oggm"})
+    assert time.monotonic() - started < 10
+    assert str(info.value) == (f"dataset 'glaciers': {NOWHERE} cannot be reached: the host no-such-host.invalid "
+                               "does not resolve. Nothing was started.")
+    writes = [r for r in api.requests if r.method in ("POST", "PUT", "PATCH", "DELETE")]
+    assert writes == []  # no pod, no home volume
+
+
+async def test_an_optional_unreachable_dataset_goes_to_the_sidecar_which_decides(api, kubelet, tmp_path):
+    spawner = oggmhub_spawner("alice", catalog_path=catalog_with(tmp_path, False))
+    await hub_start(spawner, {"profile": "oggm"})
+    [pod] = api.objects("pods", "default")
+    [mounter] = pod["spec"]["initContainers"]
+    probe = mounter["startupProbe"]["exec"]["command"][2]
+    assert "grep -qF '\"glaciers\"' /data/.oggmhub-unavailable.json" in probe  # mounted, or named as left out
+    await spawner.stop()
+
+
+@pytest.fixture
+def source(tmp_path):
+    folder = tmp_path / "source"
+    (folder / "rgi").mkdir(parents=True)
+    (folder / "rgi" / "outlines.csv").write_text("id,area\nRGI60-11.00897,8.0\n")
+    return folder
+
+
+@FUSE
+def test_the_sidecar_starts_without_an_optional_dataset_and_the_session_is_told(tmp_path, source):
+    shared = tmp_path / "pod-data"  # the pod's shared folder (an emptyDir at /data)
+    good = Dataset(name="outlines", title="Outlines", source=str(source), mount_path=f"{shared}/outlines")
+    gone = Dataset(name="era5", title="ERA5", source="https://no-such-host.invalid/era5",
+                   mount_path=f"{shared}/era5", required=False)
+    env = {**os.environ, **session_datasets.session_env([good, gone]), "PYTHONPATH": str(REPO)}
+    sidecar = subprocess.Popen([sys.executable, "-m", "oggmhub", "datasets", "mount", "--from-env", "--root", "/",
+                                "--wait"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = sidecar.stdout.readline()
+        assert line.startswith(f"mounted outlines at {shared}/outlines"), (line, sidecar.stderr.read())
+        assert (shared / "outlines" / "rgi" / "outlines.csv").read_text().startswith("id,area")
+        notice = json.loads((shared / ".oggmhub-unavailable.json").read_text())
+        assert notice == {"era5": "dataset 'era5': https://no-such-host.invalid/era5 cannot be reached: "
+                                  "the host no-such-host.invalid does not resolve"}
+        # the sidecar's startup and liveness probes pass: one mounted, one named as left out
+        probe = sidecar_container([good, gone], "mounter")["startupProbe"]["exec"]["command"]
+        assert subprocess.run(probe, timeout=10).returncode == 0
+        required = sidecar_container([good, Dataset(**{**gone.__dict__, "required": True})], "mounter")
+        assert subprocess.run(required["startupProbe"]["exec"]["command"], timeout=10).returncode != 0
+        # the session (its environment as the pod has it) is told, and opening it says why
+        assert session_datasets.unavailable(env) == notice
+        with pytest.raises(session_datasets.DatasetError, match="era5.*not available in this session.*does not resolve"):
+            session_datasets.open_dataset(gone, environ=env)
+    finally:
+        sidecar.send_signal(signal.SIGTERM)
+        sidecar.wait(timeout=30)
+    assert not [p for p in mounts.mounted() if p.startswith(str(shared))]
