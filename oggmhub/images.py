@@ -127,13 +127,16 @@ def package_source():
 
 
 def package_hash():
-    """A hash of oggmhub's own files (what its wheel holds): a local environment whose
-    installed helpers came from other sources gets them reinstalled."""
+    """A hash of oggmhub's own files and tutorials (what its wheel holds): a local
+    environment whose installed helpers came from other sources gets them reinstalled."""
     root = Path(__file__).resolve().parent
     digest = hashlib.sha256()
-    for path in sorted(root.rglob("*")):
-        if path.is_file() and "__pycache__" not in path.parts:
-            digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    # the package, and the tutorials its wheel installs (setup.cfg's data_files)
+    files = [p for p in root.rglob("*") if "__pycache__" not in p.parts]
+    files += sorted((root.parent / "notebooks").glob("*.ipynb"))
+    for path in sorted(files):
+        if path.is_file():
+            digest.update(str(path.relative_to(root.parent)).encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
 
 
@@ -152,7 +155,7 @@ def build_wheel(dest, python=None):
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     skip = shutil.ignore_patterns(
-        ".git", "images", "notebooks", "tests", "benchmarks", "node_modules", "build",
+        ".git", "images", "tests", "benchmarks", "node_modules", "build",
         "dist", "*.egg-info", "__pycache__", ".venv", "data", "artifacts", ".pytest_cache",
     )
     with tempfile.TemporaryDirectory(prefix="oggmhub-src-") as tmp:

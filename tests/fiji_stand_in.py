@@ -36,9 +36,13 @@ sed "s|@FIJI@|$fiji/fiji-linux-x64|g" fiji.desktop > "${NB_PYTHON_PREFIX}/share/
 
 def make_images_dir(dest, also=()):
     """``dest/fiji``: the stand-in Fiji context, and a link to the repository's context of
-    each environment in ``also`` (unchanged: same hash, same cached build); returns
-    ``dest`` (an images folder)."""
+    each environment in ``also`` (unchanged: same hash, same cached build), and the
+    repository's tutorials beside it (``../notebooks``, where the local hub finds them);
+    returns ``dest`` (an images folder)."""
     os.makedirs(dest, exist_ok=True)
+    notebooks = os.path.join(os.path.dirname(os.path.abspath(dest)), "notebooks")
+    if not os.path.exists(notebooks):
+        os.symlink(os.path.join(REPO, "notebooks"), notebooks)
     for name in also:
         os.symlink(os.path.join(REPO, "images", name), os.path.join(dest, name))
     context = os.path.join(dest, "fiji")

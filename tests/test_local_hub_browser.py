@@ -97,6 +97,15 @@ def test_sign_up_approve_pick_oggm_and_keep_the_home_across_environments(hub):
         assert defaults["fetchNews"] == "false" and defaults["checkForUpdates"] is False, defaults
         page.wait_for_timeout(2000)
         assert page.get_by_text("official Jupyter news").count() == 0
+        # the launcher shows OGGM's tutorials (oggmhub's lab extension), titled by their
+        # first heading; a card opens its notebook from ~/tutorials/oggm
+        page.goto(f"{hub.url}/user/ada/lab?reset")
+        cards = page.locator('.jp-LauncherCard[data-category="Tutorials"]')
+        cards.filter(has_text="Getting started with OGGM").wait_for(timeout=60_000)
+        assert sorted(cards.all_inner_texts()) == ["Getting started with OGGM", "OGGM on Dask"], cards.all_inner_texts()
+        screenshot(page, "launcher-tutorials")
+        cards.filter(has_text="OGGM on Dask").click()
+        page.locator('.lm-TabBar-tab[title*="tutorials/oggm/oggm-dask.ipynb"]').first.wait_for(timeout=60_000)
         new_notebook(page, hub)
         out = run_cell(page, "import oggm, pathlib\n"
                              "print('OGGM', oggm.__version__)\n"

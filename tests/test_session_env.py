@@ -95,7 +95,8 @@ async def test_both_spawners_hand_a_session_the_same_variables(api, choice, loca
     local_env = dict(local.environment)
     kube_env = {k: _unescape(v) for k, v in kube.environment.items()}
     assert local_env == session_environment(choice, mount_root=local.mount_root, scratch_dir=local.scratch_dir,
-                                            dask_registry=local.dask_registry)
+                                            dask_registry=local.dask_registry, tutorials_by_hub=True)
+    assert session_vars.TUTORIALS not in kube_env  # the image's start script merges them
     assert kube_env == session_environment(choice)
     for name in (session_vars.ENVIRONMENT, session_vars.SIZE, session_vars.CPU_LIMIT, session_vars.MEM_LIMIT,
                  session_vars.GPU, session_vars.DATASETS, session_vars.DASK_LIMITS):

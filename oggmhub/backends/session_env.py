@@ -30,7 +30,7 @@ DASK_BACKENDS = ("local", "kubernetes")
 
 
 def session_environment(choice, *, mount_root=None, scratch_dir=None, dask_backend="local",
-                        dask_registry=None, image=None, escape=None):
+                        dask_registry=None, image=None, escape=None, tutorials_by_hub=False):
     """The variables a session of ``choice`` (an :class:`oggmhub.choice.Choice`) gets.
 
     In order, later ones winning: the environment's catalog variables, what the session
@@ -55,6 +55,8 @@ def session_environment(choice, *, mount_root=None, scratch_dir=None, dask_backe
         hub[session_vars.DASK_REGISTRY] = dask_registry
     if scratch_dir is not None:
         hub[session_vars.SCRATCH] = scratch_dir
+    if tutorials_by_hub:  # the local hub merged them; the image's start script leaves them
+        hub[session_vars.TUTORIALS] = "hub"  # = oggmhub.session.tutorials.BY_HUB
     env = {**choice.environment.env, **(escape(hub) if escape else hub)}
     if mount_root is not None:
         # paths into catalog mount points (e.g. OGGM_DOWNLOAD_CACHE) point at the local mounts

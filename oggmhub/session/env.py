@@ -44,6 +44,9 @@ COHORTS = "OGGMHUB_COHORTS"  # comma list of the member's cohorts
 MAX_DASK_WORKERS = "OGGMHUB_MAX_DASK_WORKERS"  # the cohort's dask_workers limit
 MAX_GPUS = "OGGMHUB_MAX_GPUS"  # the cohort's gpus limit
 
+# --- tutorials (oggmhub.session.tutorials)
+TUTORIALS = "OGGMHUB_TUTORIALS"  # "hub": the local hub merged them; else the image's start script does
+
 # --- tool tasks (oggmhub.tasks, oggmhub.session.tasks)
 TASKS_URL = "OGGMHUB_TASKS_URL"  # where a session reaches the tasks service (set by configure_hub)
 TASK_RUN = "OGGMHUB_TASK_RUN"  # the run id, in a task run's own process

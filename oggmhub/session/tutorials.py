@@ -7,10 +7,15 @@
 
 Which version the user was given last is remembered by its SHA-256 in
 ``<dest>/.oggmhub-tutorials.json``; a file whose content still has that hash is unmodified.
-The local backend calls :func:`merge` at every start, from ``notebooks/<env>-*.ipynb``
-into ``~/tutorials/<env>/``; an image can do the same from its start script::
+The local hub calls :func:`merge` at every start, from ``notebooks/<env>-*.ipynb``
+into ``~/tutorials/<env>/``, and says so on the spawn page. In an image (Kubernetes,
+Binder) the environment's ``start`` script does it, from the copy oggmhub's wheel installs
+in ``$NB_PYTHON_PREFIX/share/oggmhub/tutorials``::
 
-    python -m oggmhub.session.tutorials merge "$NB_PYTHON_PREFIX/share/oggmhub/tutorials/oggm" ~/tutorials/oggm
+    python -m oggmhub.session.tutorials start     # for $OGGMHUB_ENVIRONMENT, into ~/tutorials/<env>
+
+``start`` does nothing when ``$OGGMHUB_TUTORIALS`` is ``hub`` (the local hub merged
+them already, perhaps from a folder of the admin's) and never fails a session's start.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ import tempfile
 from dataclasses import dataclass, field
 
 STATE = ".oggmhub-tutorials.json"
+FOLDER = "tutorials"  # in the home: tutorials/<env>/
+BY_HUB = "hub"  # $OGGMHUB_TUTORIALS: the hub merged them; the start script leaves them
 
 
 @dataclass
@@ -119,10 +126,38 @@ def merge(source, dest, env=None):
     return report
 
 
+def installed_tutorials(prefix=None):
+    """Where oggmhub's wheel put the tutorials in an environment (``<prefix>/share/oggmhub/tutorials``)."""
+    return os.path.join(prefix or sys.prefix, "share", "oggmhub", "tutorials")
+
+
+def start(environ=None, prefix=None):
+    """At a session's start (the image's ``start`` script): this environment's tutorials
+    from the wheel's copy into ``~/tutorials/<env>``. Returns a line for the log; never raises."""
+    from oggmhub.session import env as session_vars
+
+    environ = os.environ if environ is None else environ
+    if environ.get(session_vars.TUTORIALS) == BY_HUB:
+        return "tutorials: merged by the hub"
+    env = environ.get(session_vars.ENVIRONMENT, "")
+    if not env or "/" in env or env.startswith("."):
+        return f"tutorials: ${session_vars.ENVIRONMENT} is not set; none merged"
+    home = environ.get("HOME") or os.path.expanduser("~")
+    dest = os.path.join(home, FOLDER, env)
+    try:
+        report = merge(installed_tutorials(prefix or environ.get("NB_PYTHON_PREFIX")), dest, env)
+    except OSError as e:  # a full or read-only home: the session starts all the same
+        return f"tutorials: not merged into {dest}: {e}"
+    return f"tutorials in ~/{FOLDER}/{env}: {report.summary()}"
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
+    if argv == ["start"]:
+        print(start(), file=sys.stderr)
+        return 0
     if len(argv) != 3 or argv[0] != "merge":
-        print("usage: python -m oggmhub.session.tutorials merge SOURCE DEST", file=sys.stderr)
+        print("usage: python -m oggmhub.session.tutorials merge SOURCE DEST | start", file=sys.stderr)
         return 2
     report = merge(argv[1], argv[2])
     print(f"tutorials in {argv[2]}: {report.summary()}")

@@ -153,7 +153,8 @@ class LocalEnvSpawner(CatalogPickerMixin, SessionBackend, LocalProcessSpawner):
     def session_environment(self, choice):
         """Datasets under this user's mount root, with their scratch space and Dask registry."""
         return session_environment(choice, mount_root=self.mount_root, scratch_dir=self.scratch_dir,
-                                   dask_backend="local", dask_registry=self.dask_registry)
+                                   dask_backend="local", dask_registry=self.dask_registry,
+                                   tutorials_by_hub=True)  # _merge_tutorials does it
 
     def apply_choice(self, choice):
         """The session's variables and the size's CPU and memory limits, over the configured base."""

@@ -1,0 +1,40 @@
+"""A Jupyter server extension: tells oggmhub's JupyterLab extension where the session's
+tutorials are.
+
+Enabled in every environment by ``etc/jupyter/jupyter_server_config.d/oggmhub.json``
+(installed with oggmhub's wheel). It adds ``oggmhubTutorials`` (the folder
+``tutorials/<env>`` under the server's root, from ``$OGGMHUB_ENVIRONMENT``) to
+JupyterLab's page config, where the launcher extension
+(``share/jupyter/labextensions/@oggmhub/tutorials``) reads it and shows one card per
+tutorial. Nothing is added when the session has no tutorials folder.
+"""
+
+from __future__ import annotations
+
+import os
+
+from oggmhub.session import env as session_vars
+from oggmhub.session.tutorials import FOLDER
+
+PAGE_CONFIG_KEY = "oggmhubTutorials"
+
+
+def tutorials_folder(root_dir, environ=None):
+    """``tutorials/<env>`` (relative to ``root_dir``) if the session has one, else None."""
+    environ = os.environ if environ is None else environ
+    env = environ.get(session_vars.ENVIRONMENT, "")
+    if not env or "/" in env or env.startswith("."):
+        return None
+    relative = f"{FOLDER}/{env}"
+    return relative if os.path.isdir(os.path.join(root_dir, relative)) else None
+
+
+def _jupyter_server_extension_points():
+    return [{"module": "oggmhub.session.lab"}]
+
+
+def _load_jupyter_server_extension(serverapp):
+    folder = tutorials_folder(os.path.expanduser(serverapp.root_dir))
+    if folder:
+        serverapp.web_app.settings.setdefault("page_config_data", {})[PAGE_CONFIG_KEY] = folder
+        serverapp.log.info("oggmhub: the launcher shows the tutorials in %s", folder)
