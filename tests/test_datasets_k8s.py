@@ -86,7 +86,7 @@ def test_the_pod_validates_and_only_the_sidecar_is_privileged(catalog, native):
         assert pod["spec"]["initContainers"][0]["name"] == SIDECAR_NAME
         assert mounter["restartPolicy"] == "Always"
         probe = mounter["startupProbe"]["exec"]["command"]
-        assert probe[:2] == ["sh", "-c"] and all(f'mountpoint -q {p}' in probe[2]
+        assert probe[:2] == ["sh", "-c"] and all(f'mountpoint -q "{p}"' in probe[2]
                                                  for p in ("/data/oggm-mirror", "/data/era5", "/mnt/obs/v1"))
     else:
         assert "restartPolicy" not in mounter and "initContainers" not in pod["spec"]

@@ -1,6 +1,6 @@
 """A dataset's ``required:`` on Kubernetes: a required one that cannot be reached fails the
 start in seconds, naming it, with nothing created; a ``required: false`` one is left out by
-the mount sidecar, which names it where the session and the sidecar's probes find it.
+the mount sidecar, which names it where the session finds it.
 
 The sidecar part runs the sidecar's real command (``oggmhub datasets mount --from-env
 --root / --wait``) with real FUSE on this machine, and its probe's real shell command;
@@ -24,7 +24,6 @@ from oggmhub.backends.kubernetes.spawner import SpawnFailed
 from oggmhub.backends.local import mounts
 from oggmhub.catalog import Dataset
 from oggmhub.session import datasets as session_datasets
-from oggmhub.session.mount_sidecar import sidecar_container
 
 FUSE = pytest.mark.skipif(not mounts.fuse_available()[0], reason=f"FUSE unavailable: {mounts.fuse_available()[1]}")
 NOWHERE = "https://no-such-host.invalid/glaciers/"
@@ -53,16 +52,6 @@ async def test_a_required_dataset_on_a_host_that_does_not_resolve_fails_the_star
     assert writes == []  # no pod, no home volume
 
 
-async def test_an_optional_unreachable_dataset_goes_to_the_sidecar_which_decides(api, kubelet, tmp_path):
-    spawner = oggmhub_spawner("alice", catalog_path=catalog_with(tmp_path, False))
-    await hub_start(spawner, {"profile": "oggm"})
-    [pod] = api.objects("pods", "default")
-    [mounter] = pod["spec"]["initContainers"]
-    probe = mounter["startupProbe"]["exec"]["command"][2]
-    assert "grep -qF '\"glaciers\"' /data/.oggmhub-unavailable.json" in probe  # mounted, or named as left out
-    await spawner.stop()
-
-
 @pytest.fixture
 def source(tmp_path):
     folder = tmp_path / "source"
@@ -87,11 +76,6 @@ def test_the_sidecar_starts_without_an_optional_dataset_and_the_session_is_told(
         notice = json.loads((shared / ".oggmhub-unavailable.json").read_text())
         assert notice == {"era5": "dataset 'era5': https://no-such-host.invalid/era5 cannot be reached: "
                                   "the host no-such-host.invalid does not resolve"}
-        # the sidecar's startup and liveness probes pass: one mounted, one named as left out
-        probe = sidecar_container([good, gone], "mounter")["startupProbe"]["exec"]["command"]
-        assert subprocess.run(probe, timeout=10).returncode == 0
-        required = sidecar_container([good, Dataset(**{**gone.__dict__, "required": True})], "mounter")
-        assert subprocess.run(required["startupProbe"]["exec"]["command"], timeout=10).returncode != 0
         # the session (its environment as the pod has it) is told, and opening it says why
         assert session_datasets.unavailable(env) == notice
         with pytest.raises(session_datasets.DatasetError, match="era5.*not available in this session.*does not resolve"):
