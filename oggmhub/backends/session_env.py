@@ -23,7 +23,7 @@ The variables are named in :mod:`oggmhub.session.env`.
 
 from __future__ import annotations
 
-from oggmhub.session import dask_kubernetes, dask_limits, datasets
+from oggmhub.session import dask_kubernetes, dask_limits, datasets, tutorials
 from oggmhub.session import env as session_vars
 
 DASK_BACKENDS = ("local", "kubernetes")
@@ -56,7 +56,7 @@ def session_environment(choice, *, mount_root=None, scratch_dir=None, dask_backe
     if scratch_dir is not None:
         hub[session_vars.SCRATCH] = scratch_dir
     if tutorials_by_hub:  # the local hub merged them; the image's start script leaves them
-        hub[session_vars.TUTORIALS] = "hub"  # = oggmhub.session.tutorials.BY_HUB
+        hub[session_vars.TUTORIALS] = tutorials.BY_HUB
     env = {**choice.environment.env, **(escape(hub) if escape else hub)}
     if mount_root is not None:
         # paths into catalog mount points (e.g. OGGM_DOWNLOAD_CACHE) point at the local mounts

@@ -163,7 +163,7 @@ def mount_command(args):
     except mounts.MountError as e:
         print(e, file=sys.stderr)
         return 1
-    if args.from_env:  # read by the session's oggmhub.session.datasets.unavailable() and the probes
+    if args.from_env:  # read by the session's oggmhub.session.datasets.unavailable()
         write_unavailable_notices(datasets, missing, args.root)
     for mount in live:
         print(f"mounted {mount.dataset} at {mount.mountpoint}", flush=True)

@@ -196,7 +196,7 @@ def _read_json(path):
 def write_unavailable_notices(datasets, reasons, root="/"):
     """The mount sidecar's side: ``{name: why}`` of ``datasets`` it could not mount,
     written beside their mount points (under ``root``), where the session's
-    :func:`unavailable` and the sidecar's probes find them; a folder with nothing to
+    :func:`unavailable` finds them; a folder with nothing to
     report has no notice (a restarted sidecar's earlier one goes). The files written."""
     by_folder = {}
     for dataset in datasets:

@@ -13,17 +13,15 @@ from __future__ import annotations
 
 import os
 
-from oggmhub.session import env as session_vars
-from oggmhub.session.tutorials import FOLDER
+from oggmhub.session.tutorials import FOLDER, environment_name
 
 PAGE_CONFIG_KEY = "oggmhubTutorials"
 
 
 def tutorials_folder(root_dir, environ=None):
     """``tutorials/<env>`` (relative to ``root_dir``) if the session has one, else None."""
-    environ = os.environ if environ is None else environ
-    env = environ.get(session_vars.ENVIRONMENT, "")
-    if not env or "/" in env or env.startswith("."):
+    env = environment_name(environ)
+    if env is None:
         return None
     relative = f"{FOLDER}/{env}"
     return relative if os.path.isdir(os.path.join(root_dir, relative)) else None

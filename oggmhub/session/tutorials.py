@@ -126,6 +126,14 @@ def merge(source, dest, env=None):
     return report
 
 
+def environment_name(environ=None):
+    """The session's environment (``$OGGMHUB_ENVIRONMENT``) if it names a folder safely, else None."""
+    from oggmhub.session import env as session_vars
+
+    env = (os.environ if environ is None else environ).get(session_vars.ENVIRONMENT, "")
+    return env if env and "/" not in env and not env.startswith(".") else None
+
+
 def installed_tutorials(prefix=None):
     """Where oggmhub's wheel put the tutorials in an environment (``<prefix>/share/oggmhub/tutorials``)."""
     return os.path.join(prefix or sys.prefix, "share", "oggmhub", "tutorials")
@@ -139,8 +147,8 @@ def start(environ=None, prefix=None):
     environ = os.environ if environ is None else environ
     if environ.get(session_vars.TUTORIALS) == BY_HUB:
         return "tutorials: merged by the hub"
-    env = environ.get(session_vars.ENVIRONMENT, "")
-    if not env or "/" in env or env.startswith("."):
+    env = environment_name(environ)
+    if env is None:
         return f"tutorials: ${session_vars.ENVIRONMENT} is not set; none merged"
     home = environ.get("HOME") or os.path.expanduser("~")
     dest = os.path.join(home, FOLDER, env)

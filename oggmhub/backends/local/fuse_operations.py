@@ -41,23 +41,12 @@ def load_fuse():
     return fuse
 
 
-def set_kernel_readahead(mountpoint, kib, mountinfo="/proc/self/mountinfo"):
-    """Let the kernel read ahead ``kib`` KiB on the mount at ``mountpoint`` (its
+def set_kernel_readahead(mountpoint, kib):
+    """Let the kernel read ahead ``kib`` KiB on the live mount at ``mountpoint`` (its
     backing device's ``read_ahead_kb``; the kernel's default is 128). Returns None, or
-    why it could not (not root, a read-only /sys). Finds the device in ``mountinfo``,
-    never by stat'ing the mount, so it can run inside the mount's own FUSE loop."""
-    device = None
-    try:
-        with open(mountinfo, encoding="utf-8") as f:
-            for line in f:
-                fields = line.split()
-                if len(fields) > 4 and fields[4].encode().decode("unicode_escape") == mountpoint:
-                    device = fields[2]
-    except OSError as e:
-        return f"cannot read {mountinfo}: {e}"
-    if device is None:
-        return f"{mountpoint} is not in {mountinfo}"
-    path = f"/sys/class/bdi/{device}/read_ahead_kb"
+    why it could not (not root, a read-only /sys)."""
+    device = os.stat(mountpoint).st_dev  # answered only once FUSE's INIT (which resets it) is done
+    path = f"/sys/class/bdi/{os.major(device)}:{os.minor(device)}/read_ahead_kb"
     try:
         with open(path, "w", encoding="ascii") as f:
             f.write(str(int(kib)))

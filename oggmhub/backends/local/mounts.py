@@ -106,11 +106,9 @@ def _serve(spec):
 
 
 def _raise_readahead(mountpoint, options):
-    """Raise the kernel's read-ahead on a live mount (after FUSE's INIT, which would reset
-    it: the ``stat`` is answered only once that is done). Not fatal: logged and left."""
+    """Raise the kernel's read-ahead on a live mount. Not fatal: logged and left."""
     if not options.kernel_readahead_kb:
         return
-    os.stat(mountpoint)
     why = set_kernel_readahead(mountpoint, options.kernel_readahead_kb)
     if why:
         log.info("mount %s: read-ahead left at the kernel's default (%s)", mountpoint, why)
