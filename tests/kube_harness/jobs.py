@@ -21,7 +21,7 @@ It watches Jobs (in-process, on the emulator's bus) and, for each new one:
   the pod Succeeded/Failed and the Job ``Complete``/``Failed`` (backoffLimit 0).
 
 Deleting a Job (any propagation policy: Background is what oggmhub sends) kills the
-process group and deletes its pods, as the garbage collector would.
+process and all it started, and deletes its pods, as the garbage collector would.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import sys
 import tempfile
 
@@ -41,6 +40,21 @@ from .api import KubeAPI
 from .resources import _now, _resolve
 
 JOBS = "batch/v1/jobs"
+
+
+def _kill_tree(pid):
+    """End a "container": the process and everything it started (a runtime kills the whole
+    PID namespace; the tool runs in a session of its own, so a process group is not enough)."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return
+    for proc in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()
 
 
 def _cpu(value):
@@ -80,8 +94,7 @@ class TestJobController:
 
     async def stop(self):
         for proc in self.procs.values():
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
+            _kill_tree(proc.pid)
         tasks = [*self._tasks.values(), *([self._main] if self._main else [])]
         for task in tasks:
             task.cancel()
@@ -100,8 +113,7 @@ class TestJobController:
                 task = self._tasks.pop(key, None)
                 proc = self.procs.pop(key, None)
                 if proc is not None:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(proc.pid, signal.SIGKILL)
+                    _kill_tree(proc.pid)
                 if task is not None:
                     task.cancel()
                 asyncio.create_task(self._delete_pods(*key))
