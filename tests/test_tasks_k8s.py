@@ -268,6 +268,21 @@ def test_input_str_texts_reach_the_task_as_files(hub, alice, kube):
     assert open(os.path.join(alice.home, "texts", "notes.txt")).read() == "glacier\n"
 
 
+def test_a_refused_job_fails_the_run_saying_why_and_leaves_nothing_half_created(hub, alice, kube):
+    body = ({}, {"inputVolume": "dataset:scans/ct/vol002.nrrd"}, {"outputVolume": "home:refused/out.nrrd"})
+    kube.api.inject("create", "jobs", status=404, namespace=NS, message=f'namespaces "{NS}" not found')
+    run = alice.wait(alice.start("slicer/GaussianBlur", *body), timeout=30, check=False)
+    assert run["status"] == "failed" and f"your namespace {NS} does not exist yet: start a server once" in run["error"]
+    assert kube.api.get("batch/v1/jobs", NS, job_name(run)) is None
+    # the plan refused after its Job was created: the Job goes too
+    kube.api.inject("create", "configmaps", status=500, namespace=NS)
+    run = alice.wait(alice.start("slicer/GaussianBlur", *body), timeout=30, check=False)
+    assert run["status"] == "failed" and "Kubernetes refused the run's Job" in run["error"]
+    assert kube.api.get("batch/v1/jobs", NS, job_name(run)) is None
+    assert kube.api.get("v1/configmaps", NS, job_name(run)) is None
+    assert not os.path.exists(os.path.join(alice.home, "refused"))
+
+
 BAD = [
     ({"task": "slicer/Nope"}, "task: unknown task 'slicer/Nope'"),
     ({"parameters": {"radius": 1}}, "radius: task slicer/GaussianBlur has no parameter 'radius'"),
@@ -336,3 +351,9 @@ async def test_the_session_knows_the_tasks_service_and_its_namespace_lets_the_se
     assert api.get("rbac.authorization.k8s.io/v1/roles", other.namespace, "oggmhub-tasks") is None
     assert api.get("v1/resourcequotas", other.namespace, user_namespace.QUOTA)["spec"]["hard"]["pods"] == "1"
     await other.stop()
+    # the tasks service's account, in the hub's namespace or named with its own
+    for account, subject in (("tasks-sa", "default/tasks-sa"), ("ops/tasks-sa", "ops/tasks-sa")):
+        named = oggmhub_spawner("carol", tasks_url="http://t/", tasks_service_account=account, **fast)
+        assert named._tasks_account() == subject
+        binding = user_namespace.tasks_role_binding("ns", named._tasks_account())
+        assert binding["subjects"][0]["namespace"] + "/" + binding["subjects"][0]["name"] == subject

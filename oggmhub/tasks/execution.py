@@ -204,7 +204,7 @@ def main(argv_=None):
     with open(argv_[0]) as f:
         plan = json.load(f)
     result = execute(plan)
-    sys.stdout.write(_tail(os.path.join(plan["run_dir"], LOG), 1_000_000))
+    sys.stdout.write(_tail(os.path.join(plan["run_dir"], LOG), 200_000))  # the result line stays in reach
     print("\n" + json.dumps(result))
     return 0 if result["status"] == "done" else 1
 

@@ -136,8 +136,13 @@ class KubernetesRunner(Runner):
         from kubernetes_asyncio.client.exceptions import ApiException
 
         run_id = record["id"]
-        namespace, config_map, job = self.manifests(user, task, record, locations)
-        batch, core = await self._apis()
+        try:
+            namespace, config_map, job = self.manifests(user, task, record, locations)
+            batch, core = await self._apis()
+        except Exception as e:  # noqa: BLE001 (a dataset that cannot be mounted, no kubeconfig: say why)
+            self.store.update(user, run_id, status="failed", finished=time.time(),
+                              error=f"could not prepare the run's Job: {e}")
+            return
         self.active[run_id] = (user, namespace)
         self._ensure_watch(namespace)
         created = None
@@ -153,6 +158,15 @@ class KubernetesRunner(Runner):
             if created is not None:  # nothing half-created: no Job without its plan
                 await self._delete(namespace, job["metadata"]["name"])
             self.store.update(user, run_id, status="failed", finished=time.time(), error=self._refusal(e, namespace))
+        except Exception as e:  # noqa: BLE001 (the API unreachable: nothing may be left half-created)
+            self.active.pop(run_id, None)
+            if created is not None:
+                try:
+                    await self._delete(namespace, job["metadata"]["name"])
+                except Exception:  # noqa: BLE001 (the Job owns nothing else; Kubernetes' TTL ends it)
+                    self.log.exception("tasks: removing the Job of %s", run_id)
+            self.store.update(user, run_id, status="failed", finished=time.time(),
+                              error=f"could not reach Kubernetes to run the Job in {namespace}: {e!r}")
 
     def _refusal(self, error, namespace):
         try:
