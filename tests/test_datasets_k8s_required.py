@@ -21,9 +21,10 @@ from conftest import REPO
 from kube_harness import hub_start
 from kube_harness.oggmhub import oggmhub_spawner
 from oggmhub.backends.kubernetes.spawner import SpawnFailed
-from oggmhub.backends.local import mounts
+from oggmhub.backends.local import mounts, placeholder_mounts
 from oggmhub.catalog import Dataset
 from oggmhub.session import datasets as session_datasets
+from oggmhub.session import mount_sidecar
 
 FUSE = pytest.mark.skipif(not mounts.fuse_available()[0], reason=f"FUSE unavailable: {mounts.fuse_available()[1]}")
 NOWHERE = "https://no-such-host.invalid/glaciers/"
@@ -80,7 +81,15 @@ def test_the_sidecar_starts_without_an_optional_dataset_and_the_session_is_told(
         assert session_datasets.unavailable(env) == notice
         with pytest.raises(session_datasets.DatasetError, match="era5.*not available in this session.*does not resolve"):
             session_datasets.open_dataset(gone, environ=env)
+        # the pod's probes (exactly as rendered) pass: a read-only stand-in says why it is empty
+        probe = mount_sidecar.sidecar_container([good, gone], "mounter")["startupProbe"]["exec"]["command"]
+        assert subprocess.run(probe).returncode == 0
+        assert os.listdir(shared / "era5") == ["DATASET-UNAVAILABLE.txt"]
+        assert "does not resolve" in (shared / "era5" / "DATASET-UNAVAILABLE.txt").read_text()
+        with pytest.raises(OSError, match="Read-only"):
+            (shared / "era5" / "mine.txt").write_text("x")
     finally:
         sidecar.send_signal(signal.SIGTERM)
         sidecar.wait(timeout=30)
     assert not [p for p in mounts.mounted() if p.startswith(str(shared))]
+    assert not placeholder_mounts.placeholders(str(shared))
