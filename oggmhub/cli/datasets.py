@@ -164,6 +164,8 @@ def mount_command(args):
         live = mounts.mount_datasets(datasets, args.root, options, unavailable=unavailable if args.from_env else None)
     except mounts.MountError as e:
         print(e, file=sys.stderr)
+        if args.from_env:
+            _termination_message(f"{e}. Nothing was started.")
         return 1
     stand_ins = []
     if args.from_env:  # read by the session's oggmhub.session.datasets.unavailable()
@@ -184,6 +186,18 @@ def mount_command(args):
     placeholder_mounts.unmount_placeholders(stand_ins)
     print("unmounted", flush=True)
     return 0
+
+
+def _termination_message(text):
+    """Leave ``text`` where Kubernetes reads a container's last words (the hub's spawner
+    shows it to the user, :meth:`OGGMHubSpawner.is_pod_running`); elsewhere, nothing."""
+    path = os.environ.get("OGGMHUB_TERMINATION_LOG", "/dev/termination-log")
+    if "OGGMHUB_TERMINATION_LOG" in os.environ or os.path.exists(path):
+        try:
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(text[:4000])
+        except OSError:
+            pass
 
 
 def _stand_in_for_missing(datasets, missing, root):

@@ -37,7 +37,7 @@ from oggmhub.session import dask_kubernetes as dask_k8s
 from oggmhub.backends.kubernetes import dataset_links
 from oggmhub.backends.kubernetes import namespace as user_namespace
 from oggmhub.backends.base import SessionBackend
-from oggmhub.backends.kubernetes.pod import (CHOICE_TRAITS, check_user_container, choice_settings,
+from oggmhub.backends.kubernetes.pod import (CHOICE_TRAITS, check_user_container, choice_settings, mount_sidecar_failure,
                                              pod_session_environment)
 
 
@@ -404,8 +404,12 @@ class OGGMHubSpawner(CatalogPickerMixin, SessionBackend, KubeSpawner):
         if self.choice.gpu is not None and self.gpu_node_check:
             await self._check_gpu_nodes()
         await self._check_datasets_resolve()
+        self._starting = True
         try:
             return await super()._start()
+        except SpawnFailed:  # the mount sidecar's (is_pod_running): no pod left behind
+            await self._remove_pod_after_failure()
+            raise
         except Exception as error:
             message = start_failure_message(error)
             if message is None:
@@ -413,6 +417,20 @@ class OGGMHubSpawner(CatalogPickerMixin, SessionBackend, KubeSpawner):
             self.log.error("Start of %s failed: %s", self._log_name, error)
             await self._remove_pod_after_failure()
             raise SpawnFailed(message) from error
+        finally:
+            self._starting = False
+
+    _starting = False
+
+    def is_pod_running(self, pod):
+        """KubeSpawner's check, which its start polls; while starting, a failed dataset
+        mount sidecar (a 404, a refused permission: what only it can see) ends the start
+        at once with its one sentence, instead of waiting out start_timeout."""
+        if self._starting:
+            failure = mount_sidecar_failure(pod)
+            if failure:
+                raise SpawnFailed(failure)
+        return super().is_pod_running(pod)
 
     async def _check_datasets_resolve(self):
         """A required dataset whose host does not resolve, or refuses connections, fails
