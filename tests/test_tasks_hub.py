@@ -44,6 +44,20 @@ shutil.copyfile(args[-2], args[-1])
 """
 
 
+def images_with_a_slow_task(folder):
+    """An images folder under ``folder``: the repository's, the Slicer environment's tasks
+    plus Sleep (a slow task, to cancel)."""
+    images = folder / "images"
+    (images / "slicer" / "tasks").mkdir(parents=True)
+    for name in os.listdir(os.path.join(REPO, "images", "slicer", "tasks")):
+        os.symlink(os.path.join(REPO, "images", "slicer", "tasks", name), images / "slicer" / "tasks" / name)
+    (images / "slicer" / "tasks" / "Sleep.xml").write_text(SLEEP_XML)
+    (images / "slicer" / "tasks" / "Sleep.py").write_text(SLEEP_PY)
+    for env in ("oggm", "fiji"):
+        os.symlink(os.path.join(REPO, "images", env), images / env)
+    return images
+
+
 def volume_bytes(i):
     import tempfile
 
@@ -78,14 +92,7 @@ def hub(tmp_path_factory, gcs):
     catalog["datasets"]["oggm-mirror"]["source"] = str(folder / "mirror")
     catalog["datasets"]["scans"] = {"title": "CT scans", "source": "gs://scans", "endpoint": gcs.url}
     (folder / "catalog.yaml").write_text(yaml.safe_dump(catalog, sort_keys=False))
-    images = folder / "images"
-    (images / "slicer" / "tasks").mkdir(parents=True)
-    for name in os.listdir(os.path.join(REPO, "images", "slicer", "tasks")):
-        os.symlink(os.path.join(REPO, "images", "slicer", "tasks", name), images / "slicer" / "tasks" / name)
-    (images / "slicer" / "tasks" / "Sleep.xml").write_text(SLEEP_XML)  # a slow task, to cancel
-    (images / "slicer" / "tasks" / "Sleep.py").write_text(SLEEP_PY)
-    for env in ("oggm", "fiji"):
-        os.symlink(os.path.join(REPO, "images", env), images / env)
+    images = images_with_a_slow_task(folder)
     config = folder / "tasks_config.py"
     config.write_text(
         f"c.TasksSettings.environment_python = {{'slicer': {sys.executable!r}, 'fiji': {sys.executable!r}}}\n"

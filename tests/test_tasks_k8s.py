@@ -32,7 +32,7 @@ from oggmhub.choice import resolve_choice
 from oggmhub.session import dask_limits
 from oggmhub.session import tasks as session_tasks
 from oggmhub.tasks import kubernetes as k8s
-from test_tasks_hub import SLEEP_PY, SLEEP_XML, volume_bytes
+from test_tasks_hub import images_with_a_slow_task, volume_bytes
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HUB_NS = "oggmhub"
@@ -82,14 +82,7 @@ class KubeThread:
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tasks-k8s")
-    images = folder / "images"
-    (images / "slicer" / "tasks").mkdir(parents=True)
-    for name in os.listdir(os.path.join(REPO, "images", "slicer", "tasks")):
-        os.symlink(os.path.join(REPO, "images", "slicer", "tasks", name), images / "slicer" / "tasks" / name)
-    (images / "slicer" / "tasks" / "Sleep.xml").write_text(SLEEP_XML)  # a slow task, to cancel
-    (images / "slicer" / "tasks" / "Sleep.py").write_text(SLEEP_PY)
-    for env in ("oggm", "fiji"):
-        os.symlink(os.path.join(REPO, "images", env), images / env)
+    images_with_a_slow_task(folder)
     return folder
 
 
