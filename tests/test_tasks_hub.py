@@ -120,16 +120,22 @@ def workers_of(service):
             if "resource_tracker" not in " ".join(p.cmdline())]
 
 
-@pytest.fixture(scope="module")
-def alice(hub):
-    session = hub.new_user("alice")
-    r = hub.api(session, "POST", "/users/alice/tokens", json={"scopes": ["access:services!service=tasks"], "note": "t"})
+def tasks_client(hub, name):
+    """A new hub user ``name``'s tasks client (a token scoped to the tasks service), with
+    ``home`` (their home folder) and ``session`` (their logged-in browser-like session)."""
+    session = hub.new_user(name)
+    r = hub.api(session, "POST", f"/users/{name}/tokens", json={"scopes": ["access:services!service=tasks"], "note": "t"})
     assert r.status_code == 201, r.text
     client = session_tasks.Client(hub.tasks_url, r.json()["token"])
-    client.home = os.path.join(hub.data_dir, "homes", "alice")
+    client.home = os.path.join(hub.data_dir, "homes", name)
     os.makedirs(client.home, exist_ok=True)
     client.session = session
     return client
+
+
+@pytest.fixture(scope="module")
+def alice(hub):
+    return tasks_client(hub, "alice")
 
 
 def api(client, method, path, **kwargs):

@@ -32,7 +32,7 @@ from oggmhub.choice import resolve_choice
 from oggmhub.session import dask_limits
 from oggmhub.session import tasks as session_tasks
 from oggmhub.tasks import kubernetes as k8s
-from test_tasks_hub import images_with_a_slow_task, volume_bytes
+from test_tasks_hub import images_with_a_slow_task, tasks_client, volume_bytes
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HUB_NS = "oggmhub"
@@ -133,13 +133,7 @@ def hub(folder, kube, gcs):
 
 @pytest.fixture(scope="module")
 def alice(hub):
-    session = hub.new_user("alice")
-    r = hub.api(session, "POST", "/users/alice/tokens", json={"scopes": ["access:services!service=tasks"], "note": "t"})
-    assert r.status_code == 201, r.text
-    client = session_tasks.Client(hub.tasks_url, r.json()["token"])
-    client.home = os.path.join(hub.data_dir, "homes", "alice")
-    os.makedirs(client.home, exist_ok=True)
-    return client
+    return tasks_client(hub, "alice")
 
 
 def api(client, method, path, **kwargs):
