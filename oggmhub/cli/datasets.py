@@ -8,6 +8,7 @@ import sys
 import threading
 
 from oggmhub.catalog import CatalogError, default_catalog_path, load_catalog
+from oggmhub.session import env as session_vars
 
 
 def register(commands):
@@ -191,8 +192,8 @@ def mount_command(args):
 def _termination_message(text):
     """Leave ``text`` where Kubernetes reads a container's last words (the hub's spawner
     shows it to the user, :meth:`OGGMHubSpawner.is_pod_running`); elsewhere, nothing."""
-    path = os.environ.get("OGGMHUB_TERMINATION_LOG", "/dev/termination-log")
-    if "OGGMHUB_TERMINATION_LOG" in os.environ or os.path.exists(path):
+    path = os.environ.get(session_vars.TERMINATION_LOG, "/dev/termination-log")
+    if session_vars.TERMINATION_LOG in os.environ or os.path.exists(path):
         try:
             with open(path, "w", encoding="utf-8") as f:
                 f.write(text[:4000])

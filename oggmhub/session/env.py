@@ -29,6 +29,7 @@ DATASETS_CACHE_DIR = "OGGMHUB_DATASETS_CACHE_DIR"  # where cached copies go
 SCRATCH = "OGGMHUB_SCRATCH"  # the session's disposable space (local backend)
 DATASET_CREDENTIALS_PREFIX = "OGGMHUB_DATASET_CREDENTIALS_"  # + dataset name: a secret, mount sidecar only
 MOUNT_OPTIONS = "OGGMHUB_MOUNT_OPTIONS"  # JSON of DatasetMounts.as_dict(), for `oggmhub datasets mount`
+TERMINATION_LOG = "OGGMHUB_TERMINATION_LOG"  # where the mount sidecar leaves its last sentence (default /dev/termination-log)
 
 # --- Dask (oggmhub.session.dask, dask_limits, dask_kubernetes)
 DASK_LIMITS = "OGGMHUB_DASK_LIMITS"  # JSON of DaskLimits.to_json()
