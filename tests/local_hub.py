@@ -194,7 +194,7 @@ class LocalHub:
         if mode == "accounts":
             from oggmhub.backends.local.file_modes import describe_blocked
 
-            problem = describe_blocked(self.data_dir, "the test hub's data directory", "use accounts_folder()")
+            problem = describe_blocked(self.data_dir, f"the test hub's data directory {self.data_dir}", "use accounts_folder()")
             if problem:
                 raise ValueError(problem)
             self.account_prefix = self.env.setdefault("OGGMHUB_ACCOUNT_PREFIX", account_prefix())

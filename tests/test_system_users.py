@@ -113,16 +113,19 @@ def test_private_folders_are_the_accounts_and_hub_files_roots(prefix, tmp_path):
     assert os.stat(data / "jupyterhub.sqlite").st_uid == 0
 
 
-def test_a_folder_others_cannot_traverse_is_named(tmp_path):
-    closed = tmp_path / "closed"
-    (closed / "data").mkdir(parents=True)
-    os.chmod(closed, 0o700)
-    assert file_modes.blocked_for_others(closed / "data") == str(closed)
-    problem = file_modes.describe_blocked(str(closed / "data"), "--data-dir", "--data-dir DIR")
-    assert f"{closed} is mode 0700" in problem and "--data-dir DIR" in problem
-    os.chmod(closed, 0o711)
-    assert file_modes.blocked_for_others(closed / "data") != str(closed)
+def test_a_folder_others_cannot_traverse_is_named():
+    with accounts_folder() as top:
+        closed = os.path.join(top, "closed")
+        os.makedirs(os.path.join(closed, "data"))
+        os.chmod(closed, 0o700)
+        assert file_modes.blocked_for_others(os.path.join(closed, "data")) == closed
+        problem = file_modes.describe_blocked(os.path.join(closed, "data"), "--data-dir", "--data-dir DIR")
+        assert f"{closed} is mode 0700" in problem and "--data-dir DIR" in problem
+        os.chmod(closed, 0o711)
+        assert file_modes.blocked_for_others(os.path.join(closed, "data")) is None
+        assert file_modes.blocked_for_others(os.path.join(closed, "not-yet")) is None  # made by the hub
     assert file_modes.blocked_for_others("/usr/bin/python3") is None
+    assert file_modes.blocked_for_others("/root/.pyenv") == "/root"
 
 
 # --- who servers run as: the options -------------------------------------------------------
@@ -177,6 +180,7 @@ def test_accounts_mode_prepares_the_account_and_its_folders(local_spawner, prefi
 
 
 def _prepare(local_spawner, prefix, data):
+    os.makedirs(os.path.join(data, "envs"), mode=0o700)
     spawner = local_spawner(system_account_prefix=prefix, data_dir=data, env_dir=os.path.join(data, "envs"))
     account = spawner.prepare_account()
     assert account.name == f"{prefix}ada" and spawner.account == account
@@ -187,5 +191,4 @@ def _prepare(local_spawner, prefix, data):
     assert (env["USER"], env["LOGNAME"], env["HOME"]) == (account.name, account.name, spawner.home_dir)
     assert spawner.still_root() is False  # no --allow-root
     assert stat.S_IMODE(os.stat(data).st_mode) == 0o711
-    assert stat.S_IMODE(os.stat(os.path.join(data, "envs")).st_mode) == 0o755 or not os.path.exists(
-        os.path.join(data, "envs"))
+    assert stat.S_IMODE(os.stat(os.path.join(data, "envs")).st_mode) == 0o755  # the environments: everyone's

@@ -81,7 +81,7 @@ def build_local_env(env_name, catalog, root_dir=None, progress=None, context=Non
         from oggmhub.backends.local.file_modes import describe_blocked
 
         root.chmod(0o755)
-        problem = describe_blocked(root, "the environments' folder", "c.LocalEnvSpawner.env_dir or $OGGMHUB_ENV_CACHE")
+        problem = describe_blocked(root, f"the environments' folder {root}", "c.LocalEnvSpawner.env_dir or $OGGMHUB_ENV_CACHE")
         if problem:
             raise LocalEnvError(problem)
     context_hash = images.context_hash(context)

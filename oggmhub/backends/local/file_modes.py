@@ -44,7 +44,7 @@ def describe_blocked(path, what, option):
     if blocked is None:
         return None
     mode = stat.S_IMODE(os.stat(blocked).st_mode)
-    return (f"{what} {path} cannot be reached by the users' system accounts: {blocked} is mode {mode:04o} "
+    return (f"{what} cannot be reached by the users' system accounts: {blocked} is mode {mode:04o} "
             f"(no o+x). Choose a place they can traverse ({option}), or `chmod o+x {blocked}`")
 
 
@@ -54,6 +54,7 @@ def secure_data_dir(data_dir, keep_open=()):
     ``keep_open``: folders in it that must stay world-readable (an env_dir inside it).
     """
     data_dir = os.path.abspath(data_dir)
+    os.makedirs(data_dir, mode=0o711, exist_ok=True)
     os.chmod(data_dir, 0o711)
     keep_open = {os.path.abspath(p) for p in keep_open}
     for entry in os.scandir(data_dir):

@@ -60,8 +60,11 @@ def start_hub(args):
     if accounts:  # users' accounts must reach their homes and the environments
         from oggmhub.backends.local.file_modes import describe_blocked
 
-        found = [p for p in (describe_blocked(args.data_dir, "--data-dir", "--data-dir DIR, e.g. /srv/oggmhub"),
-                             describe_blocked(envs, "the environments' folder", "$OGGMHUB_ENV_CACHE")) if p]
+        # the folders above them (the hub sets the modes of the data dir and envs/ themselves)
+        found = [p for p in (describe_blocked(os.path.dirname(args.data_dir), f"--data-dir {args.data_dir}: its folder",
+                                              "--data-dir DIR, e.g. /srv/oggmhub"),
+                             describe_blocked(os.path.dirname(os.path.abspath(envs)),
+                                              f"the environments' folder {envs}: its folder", "$OGGMHUB_ENV_CACHE")) if p]
         for line in found:
             print(f"oggmhub hub: {line}; or run with --shared-account", file=sys.stderr)
         if found:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 
 from traitlets import Bool, Unicode, default, validate
+from traitlets.config import LoggingConfigurable
 
 from oggmhub.backends.local import file_modes, system_users
 from oggmhub.errors import SpawnFailed
@@ -65,7 +66,7 @@ def _me():
         return f"uid {os.geteuid()}"
 
 
-class SystemAccounts:
+class SystemAccounts(LoggingConfigurable):
     """The spawner's options and steps for running servers as system accounts (a mixin of
     :class:`~.spawner.LocalEnvSpawner`, which provides the folders it names)."""
 
@@ -121,13 +122,16 @@ class SystemAccounts:
             for path in (self.home_dir, self.scratch_dir):
                 os.makedirs(path, mode=0o700, exist_ok=True)
             return None
-        # (the build contexts need not be reachable: the start script is copied beside the environment)
+        # the folders above the data directory and the environments' must let accounts through
+        # (those two themselves are set here and by the build); the build contexts need not be
+        # reachable: the start script is copied beside the environment
+        inside = [self.env_dir] if os.path.dirname(os.path.abspath(self.env_dir)) == os.path.abspath(self.data_dir) else []
         for path, what, option in ((self.data_dir, "the data directory", "--data-dir"),
                                    (self.env_dir, "the environments' folder", "c.LocalEnvSpawner.env_dir")):
-            problem = file_modes.describe_blocked(path, what, option)
+            problem = file_modes.describe_blocked(os.path.dirname(os.path.abspath(path)), f"{what} {path}: its folder",
+                                                  option)
             if problem:
                 raise SpawnFailed(problem)
-        inside = [self.env_dir] if os.path.dirname(os.path.abspath(self.env_dir)) == os.path.abspath(self.data_dir) else []
         file_modes.secure_data_dir(self.data_dir, keep_open=inside)
         try:
             account = system_users.ensure(self.user.name, system_users.hub_id(self.data_dir), self.home_dir,
