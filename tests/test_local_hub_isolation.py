@@ -84,6 +84,7 @@ def paths(hub, name):
 
 def test_each_user_runs_as_an_account_of_their_own(hub, two_users):
     a, b = hub.account("alice"), hub.account("bruno")
+    assert a is not None and b is not None, hub.log()[-3000:]
     assert a.name == f"{hub.account_prefix}alice" and b.name == f"{hub.account_prefix}bruno"
     assert a.uid != b.uid and a.uid != 0 and b.uid != 0
     assert a.gecos == f"oggmhub hub={system_users.hub_id(hub.data_dir)} user=alice"
