@@ -100,14 +100,26 @@ def test_a_shared_account_hub_says_so_on_the_welcome_page_and_at_start_up(hub):
 
 
 @pytest.mark.skipif(__import__("os").geteuid() != 0, reason="accounts mode is the default as root only")
-def test_as_root_a_data_dir_accounts_cannot_reach_is_refused_naming_the_options(tmp_path):
+def test_as_root_a_data_dir_accounts_cannot_reach_is_refused_naming_the_options():
+    import os
+    import pathlib
+    import subprocess
+    import sys
+
+    from local_hub import accounts_folder
+
+    with accounts_folder() as top:
+        closed = pathlib.Path(top) / "closed"
+        closed.mkdir(mode=0o700)
+        os.chmod(closed, 0o700)
+        _refused(closed)
+
+
+def _refused(closed):
     import os
     import subprocess
     import sys
 
-    closed = tmp_path / "closed"
-    closed.mkdir(mode=0o700)
-    os.chmod(closed, 0o700)
     result = subprocess.run([sys.executable, "-m", "oggmhub", "hub", "--data-dir", str(closed / "data"),
                              "--port", str(free_port()), "--hub-port", str(free_port(2))],
                             capture_output=True, text=True, timeout=60, env={**os.environ, "OGGMHUB_ENV_CACHE": ""})
