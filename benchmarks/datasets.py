@@ -90,9 +90,12 @@ def main(argv=None):
     parser.add_argument("--readahead", type=int, default=mounts.DatasetMounts.readahead.default_value)
     parser.add_argument("--fuse-threads", type=int, choices=(0, 1), default=int(mounts.DatasetMounts.threads.default_value),
                         help="1: libfuse's multi-threaded loop; 0: single-threaded")
+    parser.add_argument("--kernel-readahead-kb", type=int,
+                        default=mounts.DatasetMounts.kernel_readahead_kb.default_value,
+                        help="the kernel's read-ahead on the mount (KiB; default: %(default)s)")
     args = parser.parse_args(argv)
     options = mounts.DatasetMounts(block_size=args.block_mb * mounts.MiB, readahead=args.readahead,
-                                  threads=bool(args.fuse_threads))
+                                  threads=bool(args.fuse_threads), kernel_readahead_kb=args.kernel_readahead_kb)
     size = args.size_mb * 10**6
     libfuse = load_fuse().fuse_version_major  # the library the mounts use (3: 1 MiB kernel reads)
 

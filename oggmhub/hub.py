@@ -22,7 +22,8 @@ def configure_hub(c, window_check_interval=60, tasks=True):
     API, pages and ``cohort-window`` service (checked every ``window_check_interval``
     seconds; 0: not at all), the launch links' pages and API, and the ``tasks`` service
     (tool tasks as forms and REST jobs, :mod:`oggmhub.tasks.service`; ``tasks=False``:
-    none) to a hub's config ``c``."""
+    none; a dict: :func:`oggmhub.tasks.service.configure`'s arguments, e.g. ``url`` and
+    ``bind`` in a z2jh hub pod) to a hub's config ``c``."""
     c.JupyterHub.template_paths = [TEMPLATES, *c.JupyterHub.get("template_paths", [])]
     from oggmhub.running_session import describe_server
 
@@ -31,4 +32,4 @@ def configure_hub(c, window_check_interval=60, tasks=True):
     cohorts_service.configure(c, window_check_interval=window_check_interval)
     launch_handlers.configure(c)  # /hub/launch, /hub/datasets, /hub/api/datasets/resolve
     if tasks:
-        tasks_service.configure(c)
+        tasks_service.configure(c, **(tasks if isinstance(tasks, dict) else {}))

@@ -96,3 +96,35 @@ def test_hub_image_copies_what_exists_and_every_package():
     packages = setuptools.find_packages(str(REPO), include=["oggmhub", "oggmhub.*"])
     assert "oggmhub.session" in packages and "oggmhub.backends.kubernetes" in packages
     assert all(p.split(".")[0] in sources for p in packages)
+
+
+def test_values_register_the_tasks_service_on_kubernetes(tmp_path, monkeypatch):
+    """The tasks service runs in the hub pod with the Kubernetes backend; the proxy, users and
+    their sessions reach it; the image has the task specs where its settings look."""
+    from oggmhub.tasks.service import SCOPE
+    from oggmhub.tasks.settings import TasksSettings
+
+    values = installed_values(VALUES_FILES[0])
+    hub = values["hub"]
+    tasks = hub["services"]["tasks"]
+    assert tasks["command"][-1] == "oggmhub.tasks.service" and tasks["oauth_client_allowed_scopes"] == [SCOPE]
+    port = int(tasks["url"].rsplit(":", 1)[1])
+    assert tasks["url"].startswith("http://hub:") and tasks["environment"]["OGGMHUB_TASKS_BIND"] == "0.0.0.0"
+    assert {"name": "tasks", "port": port, "targetPort": port} in hub["service"]["extraPorts"]
+    assert any({"port": port} in rule["ports"] for rule in hub["networkPolicy"]["ingress"])
+    for role in ("user", "server"):
+        assert SCOPE in hub["loadRoles"][role]["scopes"]
+    assert "configure_hub(c, tasks=False)" in hub["extraConfig"]["oggmhub-cohorts"]  # registered once
+    spawner = hub["config"]["OGGMHubSpawner"]
+    assert spawner["tasks_url"].endswith("/services/tasks/") and spawner["tasks_service_account"] == "hub"
+    config = hub["extraFiles"]["oggmhub-tasks-config"]
+    assert tasks["environment"]["OGGMHUB_TASKS_CONFIG"] == config["mountPath"]
+    (tmp_path / "tasks_config.py").write_text(config["stringData"])
+    monkeypatch.setenv("OGGMHUB_TASKS_CONFIG", str(tmp_path / "tasks_config.py"))
+    settings = TasksSettings()
+    settings.initialize([])
+    assert settings.backend == "kubernetes" and settings.catalog_path == spawner["catalog_path"]
+    assert settings.pvc_name_template == values["singleuser"]["storage"]["dynamic"]["pvcNameTemplate"]
+    dockerfile = (REPO / "images" / "hub" / "Dockerfile").read_text()
+    for env in ("slicer", "fiji"):
+        assert f"COPY images/{env}/tasks {settings.images_dir}/{env}/tasks" in dockerfile

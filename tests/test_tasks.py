@@ -279,12 +279,13 @@ def test_settings_come_from_the_tasks_config_file(tmp_path, monkeypatch):
 
 def make_runner(tasks, settings, tmp_path):
     from oggmhub.tasks.cluster import UserClusters
-    from oggmhub.tasks.runs import RunStore, Runner
+    from oggmhub.tasks.dask_runner import DaskRunner
+    from oggmhub.tasks.runs import RunStore
 
     import logging
 
     catalog = load_catalog(str(CATALOG))
-    return Runner(settings, tasks, catalog, RunStore(str(tmp_path / "runs")), UserClusters(), logging.getLogger("t"))
+    return DaskRunner(settings, tasks, catalog, RunStore(str(tmp_path / "runs")), UserClusters(), logging.getLogger("t"))
 
 
 def test_max_value_chars_and_run_timeout_take_effect(tasks, tmp_path, monkeypatch):
@@ -337,3 +338,146 @@ async def test_a_users_task_cluster_follows_the_dask_limits_and_closes_when_idle
     assert clusters.workers("alice") == 1  # busy: kept
     await clusters.close_idle(busy_users=set(), idle_timeout=0)
     assert clusters.workers("alice") == 0
+
+
+# --- input-str: small texts as files -----------------------------------------------------------
+
+
+def test_input_str_texts_are_files_in_the_tools_folder(tasks, tmp_path):
+    import SimpleITK as sitk  # noqa: F401 (the stand-in's Python runs the CLI)
+
+    target = tmp_path / "home" / "copied.txt"
+    sleep = tmp_path / "Copy.py"
+    sleep.write_text("import shutil, sys\nshutil.copyfile(sys.argv[-2], sys.argv[-1])\n"
+                     "assert open('notes.txt').read() == 'hello'\n")  # also in its working folder
+    plan = run_plan(tasks, tmp_path, "slicer/GaussianBlur", {},
+                    {"inputVolume": {"kind": "text", "name": "notes.txt"}},
+                    {"outputVolume": {"kind": "local", "path": str(target)}})
+    plan["command"] = [sys.executable, str(sleep)]
+    plan["texts"] = {"notes.txt": "hello"}
+    result = execution.execute(plan)
+    assert result["status"] == "done", open(tmp_path / "run" / "log.txt").read()
+    assert target.read_text() == "hello"
+
+
+@pytest.mark.parametrize("texts, problem", [
+    ({"a/b.txt": "x"}, "input-str: 'a/b.txt' is not a plain file name (no '/', no '..', not hidden)"),
+    ({"..": "x"}, "'..' is not a plain file name"),
+    ({".bashrc": "x"}, "'.bashrc' is not a plain file name"),
+    ({"a.txt": 3}, "input-str.a.txt: give the file's content as text"),
+    ({"a.txt": "é" * 40}, "input-str: the texts are 80 bytes; at most 64 bytes are allowed (TasksSettings.max_input_str_bytes)"),
+    ("text", "input-str: must be an object of file name -> text"),
+])
+def test_input_str_is_size_capped_and_its_names_checked(tasks, tmp_path, texts, problem):
+    from oggmhub.tasks.settings import TasksSettings
+
+    settings = TasksSettings(data_dir=str(tmp_path / "data"), max_input_str_bytes=64)
+    runner = make_runner(tasks, settings, tmp_path)
+    policy = PathPolicy("alice", settings.homes_dir, runner.catalog.datasets)
+    with pytest.raises(TaskInputError) as e:
+        runner.check("alice", {"task": "slicer/GaussianBlur", "parameters": GOOD, "input-str": texts}, policy)
+    assert problem in str(e.value)
+
+
+def test_an_input_str_location_must_name_a_given_text_and_is_never_an_output(tasks, tmp_path):
+    from oggmhub.tasks.settings import TasksSettings
+
+    settings = TasksSettings(data_dir=str(tmp_path / "data"))
+    runner = make_runner(tasks, settings, tmp_path)
+    policy = PathPolicy("alice", settings.homes_dir, runner.catalog.datasets)
+    body = {"task": "slicer/GaussianBlur", "parameters": {**GOOD, "inputVolume": "input-str:v.nrrd"}}
+    with pytest.raises(TaskInputError, match="inputVolume: 'input-str:v.nrrd' names no file of input-str"):
+        runner.check("alice", body, policy)
+    task, values, locations = runner.check("alice", {**body, "input-str": {"v.nrrd": "x"}}, policy)
+    assert locations["inputVolume"].kind == "text"
+    with pytest.raises(TaskInputError, match="input-str files are inputs only"):
+        runner.check("alice", {**body, "input-str": {"v.nrrd": "x"},
+                               "parameters": {**GOOD, "outputVolume": "input-str:o.nrrd"}}, policy)
+
+
+def test_a_run_cancelled_while_its_inputs_come_never_starts_its_tool(tasks, tmp_path, monkeypatch):
+    """The cancel handshake: kill() before the tool's pid exists still stops the run."""
+    (tmp_path / "in.nrrd").write_text("x")
+    marker = tmp_path / "tool-ran"
+    plan = run_plan(tasks, tmp_path, "slicer/GaussianBlur", {},
+                    {"inputVolume": {"kind": "url", "url": "gs://b/in.nrrd", "options": {}}},
+                    {"outputVolume": {"kind": "local", "path": str(tmp_path / "out.nrrd")}})
+    plan["command"] = [sys.executable, "-c", f"open({str(marker)!r}, 'w')"]
+
+    def slow_fetch(location, dest_dir):
+        assert execution.kill(plan["run_dir"]) is False  # no tool yet: nothing to kill
+        return str(tmp_path / "in.nrrd")
+
+    monkeypatch.setattr(execution, "fetch", slow_fetch)
+    assert execution.execute(plan)["status"] == "cancelled"
+    assert not marker.exists()
+
+
+# --- the Kubernetes backend's settings ---------------------------------------------------------
+
+
+def test_the_backend_setting_is_validated_and_picks_the_runner(tmp_path, monkeypatch):
+    import logging
+
+    from traitlets import TraitError
+
+    from oggmhub.tasks.dask_runner import DaskRunner
+    from oggmhub.tasks.kubernetes_runner import KubernetesRunner
+    from oggmhub.tasks.service import TasksApp
+    from oggmhub.tasks.settings import TasksSettings
+
+    with pytest.raises(TraitError, match="backend.*'local', 'kubernetes'|expected any of"):
+        TasksSettings(backend="slurm")
+    monkeypatch.setenv("OGGMHUB_IMAGES", IMAGES)
+    log = logging.getLogger("t")
+    local = TasksApp(TasksSettings(data_dir=str(tmp_path / "a"), catalog_path=str(CATALOG)), log)
+    assert type(local.runner) is DaskRunner and local.runner.backend == "local"
+    app = TasksApp(TasksSettings(data_dir=str(tmp_path / "b"), catalog_path=str(CATALOG), backend="kubernetes"), log)
+    assert type(app.runner) is KubernetesRunner and app.budget(app.runner.tasks["slicer/GaussianBlur"]) is None
+    assert app.runner.run_as_for("alice") is None  # the seam for per-user accounts
+
+
+def test_the_kubernetes_settings_shape_the_runs_job(tasks, tmp_path):
+    import logging
+
+    from oggmhub.tasks.kubernetes_runner import KubernetesRunner
+    from oggmhub.tasks.runs import RunStore
+    from oggmhub.tasks.settings import TasksSettings
+
+    settings = TasksSettings(data_dir=str(tmp_path / "data"), backend="kubernetes", hub_namespace="hubs",
+                             user_namespace_template="tasks-{username}", pvc_name_template="claim-{username}",
+                             mounter_image="example.org/mounter:9", job_ttl=60, run_timeout=77)
+    catalog = load_catalog(str(CATALOG))
+    runner = KubernetesRunner(settings, tasks, catalog, RunStore(settings.runs_dir), logging.getLogger("t"))
+    policy = PathPolicy("alice", settings.homes_dir, catalog.datasets)
+    (tmp_path / "data" / "homes" / "alice").mkdir(parents=True)
+    body = {"task": "slicer/GaussianBlur", "parameters": GOOD}
+    task, values, locations = runner.check("alice", body, policy)
+    record = runner.record("alice", task, body, values, locations)
+    namespace, config_map, job = runner.manifests("alice", task, record, locations)
+    assert namespace == "tasks-alice" == job["metadata"]["namespace"] == config_map["metadata"]["namespace"]
+    assert job["spec"]["ttlSecondsAfterFinished"] == 60
+    pod = job["spec"]["template"]["spec"]
+    assert {"name": "home", "persistentVolumeClaim": {"claimName": "claim-alice"}} in pod["volumes"]
+    plan = json.loads(config_map["data"]["plan.json"])
+    assert plan["timeout"] == 77 and plan["inputs"]["inputVolume"]["path"] == "/home/jovyan/in.nrrd"
+    for manifest in (config_map, job):
+        kubernetes_validate.validate(manifest, "1.32", strict=True)
+    # a task of an environment with datasets mounts them through the configured sidecar image
+    import dataclasses
+
+    _, _, oggm_job = runner.manifests("alice", dataclasses.replace(task, environment="oggm"), record, locations)
+    images = [c["image"] for c in oggm_job["spec"]["template"]["spec"].get("initContainers", [])]
+    assert images == ["example.org/mounter:9"]
+
+
+def test_configure_for_a_hub_pod_binds_where_the_proxy_reaches_it():
+    from traitlets.config import Config
+
+    from oggmhub.tasks.service import configure
+
+    c = Config()
+    configure(c, url="http://hub:10101", bind="0.0.0.0")
+    (service,) = c.JupyterHub.services
+    assert service["url"] == "http://hub:10101" and service["environment"]["OGGMHUB_TASKS_BIND"] == "0.0.0.0"
+    assert "OGGMHUB_TASKS_URL" not in c.Spawner.get("environment", {})  # c.OGGMHubSpawner.tasks_url says it there

@@ -134,15 +134,17 @@ def _datasets_to_mount(args):
 
 
 def mount_command(args):
-    from oggmhub.backends.local import mount_options, mounts
+    from oggmhub.backends.local import mount_options, mounts, placeholder_mounts
     from oggmhub.session.datasets import local_mount_path, write_unavailable_notices
 
     datasets = _datasets_to_mount(args)
     if datasets is None:
         return 2
     if args.wait:  # a restarted sidecar: mounts at its paths are its predecessor's, stale
-        for path in {local_mount_path(d, args.root) for d in datasets} & set(mounts.mounted()):
+        paths = {local_mount_path(d, args.root) for d in datasets}
+        for path in paths & set(mounts.mounted()):
             mounts.cleanup_stale_mounts(path)
+        placeholder_mounts.unmount_placeholders(paths)
     stop = threading.Event()
     if args.wait:
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -162,9 +164,13 @@ def mount_command(args):
         live = mounts.mount_datasets(datasets, args.root, options, unavailable=unavailable if args.from_env else None)
     except mounts.MountError as e:
         print(e, file=sys.stderr)
+        if args.from_env:
+            _termination_message(f"{e}. Nothing was started.")
         return 1
+    stand_ins = []
     if args.from_env:  # read by the session's oggmhub.session.datasets.unavailable()
         write_unavailable_notices(datasets, missing, args.root)
+        stand_ins = _stand_in_for_missing(datasets, missing, args.root) if args.wait else []
     for mount in live:
         print(f"mounted {mount.dataset} at {mount.mountpoint}", flush=True)
     if not args.wait:
@@ -174,10 +180,43 @@ def mount_command(args):
         if dead:
             print(f"mount process for {', '.join(m.dataset for m in dead)} exited; stopping", file=sys.stderr)
             mounts.unmount_datasets(live)
+            placeholder_mounts.unmount_placeholders(stand_ins)
             return 1
     mounts.unmount_datasets(live)
+    placeholder_mounts.unmount_placeholders(stand_ins)
     print("unmounted", flush=True)
     return 0
+
+
+def _termination_message(text):
+    """Leave ``text`` where Kubernetes reads a container's last words (the hub's spawner
+    shows it to the user, :meth:`OGGMHubSpawner.is_pod_running`); elsewhere, nothing."""
+    path = os.environ.get("OGGMHUB_TERMINATION_LOG", "/dev/termination-log")
+    if "OGGMHUB_TERMINATION_LOG" in os.environ or os.path.exists(path):
+        try:
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(text[:4000])
+        except OSError:
+            pass
+
+
+def _stand_in_for_missing(datasets, missing, root):
+    """A note-holding stand-in mount where each left-out dataset would be, so the pod's
+    ``mountpoint`` probes pass and it becomes ready without them; the paths mounted."""
+    from oggmhub.backends.local import placeholder_mounts
+    from oggmhub.session.datasets import local_mount_path
+
+    made = []
+    for dataset in datasets:
+        if dataset.name in missing:
+            path = local_mount_path(dataset, root)
+            try:
+                placeholder_mounts.mount_placeholder(path, dataset.name, missing[dataset.name])
+                made.append(path)
+            except placeholder_mounts.PlaceholderError as e:
+                print(f"dataset '{dataset.name}': no stand-in at {path} ({e}); the pod's probes will wait for it",
+                      file=sys.stderr, flush=True)
+    return made
 
 
 def unmount_command(args):

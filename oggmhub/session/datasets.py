@@ -58,6 +58,7 @@ UNAVAILABLE_FILE = "datasets-unavailable.json"
 # on Kubernetes, the mount sidecar's notice beside the mount points (in the shared folder
 # the user container sees read-only): {name: why} of the datasets it could not mount
 UNAVAILABLE_NOTICE = ".oggmhub-unavailable.json"
+UNAVAILABLE_NOTE = "DATASET-UNAVAILABLE.txt"  # in the sidecar's stand-in mount for a left-out dataset
 CACHE_TYPES = ("simplecache", "blockcache", "none")
 AMBIENT = object()  # credentials: the platform's own (Workload Identity, ADC, IAM role)
 
@@ -180,7 +181,8 @@ def unavailable(environ=None):
     found = _read_json(os.path.join(scratch, UNAVAILABLE_FILE)) if scratch else {}
     for dataset in session_datasets(environ):  # the Kubernetes mount sidecar's notices
         why = _read_json(os.path.join(os.path.dirname(dataset.mount_path), UNAVAILABLE_NOTICE)).get(dataset.name)
-        if why and not _is_mounted(dataset.mount_path):
+        stand_in = os.path.exists(os.path.join(dataset.mount_path, UNAVAILABLE_NOTE))
+        if why and (stand_in or not _is_mounted(dataset.mount_path)):
             found[dataset.name] = why
     return found
 

@@ -77,9 +77,14 @@ class Client:
     def spec(self, task):
         return self.request("GET", f"tasks/{task}")
 
-    def start(self, task, parameters=None, input_map=None, output_map=None):
-        return self.request("POST", "runs", {"task": task, "parameters": parameters or {},
-                                             "input-map": input_map or {}, "output-map": output_map or {}})
+    def start(self, task, parameters=None, input_map=None, output_map=None, input_str=None):
+        """Start a run; ``input_str``: small texts (file name -> text) written as files for
+        the task, which an input names as ``input-str:NAME``."""
+        body = {"task": task, "parameters": parameters or {}, "input-map": input_map or {},
+                "output-map": output_map or {}}
+        if input_str:
+            body["input-str"] = input_str
+        return self.request("POST", "runs", body)
 
     def batch(self, task, parameter, folder, glob, outputs, parameters=None):
         return self.request("POST", "runs", {"task": task, "parameters": parameters or {}, "batch": {
@@ -138,8 +143,8 @@ def list():  # noqa: A001 (the module's verb)
     return _client().list()
 
 
-def start(task, parameters=None, input_map=None, output_map=None):
-    return _client().start(task, parameters, input_map, output_map)
+def start(task, parameters=None, input_map=None, output_map=None, input_str=None):
+    return _client().start(task, parameters, input_map, output_map, input_str)
 
 
 def wait(run, timeout=3600):

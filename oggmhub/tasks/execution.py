@@ -9,6 +9,17 @@ Outputs appear atomically: the tool writes into a scratch folder; only when it e
 and wrote every output is each one copied beside its target under a hidden temporary name
 and renamed into place (a bucket object is uploaded in one request, which the store makes
 visible only once complete). A failed or cancelled run publishes nothing.
+
+A run's ``input-str`` texts (``plan["texts"]``, file name -> text) are written into the
+tool's working folder before it starts; an input ``input-str:NAME`` is that file.
+
+Cancelling (:func:`kill`) and starting the tool meet in a handshake: :func:`kill` writes
+``cancel`` and then reads ``pid``; the run writes ``pid`` and then looks for ``cancel``
+(and once more right before it starts the tool). Whichever comes second stops the tool,
+so a run cancelled while it fetched its inputs never starts its tool afterwards.
+
+As a program (a Kubernetes Job's pod), the run's log is printed to stdout, then one JSON
+line with the result: the pod's log is what the tasks service reads back.
 """
 
 from __future__ import annotations
@@ -119,8 +130,14 @@ def execute(plan):
     try:
         with open(log_path, "a") as log:
             files = {}
+            for text_name, text in (plan.get("texts") or {}).items():
+                with open(os.path.join(work, text_name), "w") as f:
+                    f.write(text)
             try:
                 for name, loc in plan["inputs"].items():
+                    if loc["kind"] == "text":
+                        files[name] = os.path.join(work, loc["name"])
+                        continue
                     files[name] = fetch(loc, os.path.join(work, "in", name))
             except Exception as e:  # noqa: BLE001 (reported in the run)
                 log.write(f"oggmhub: could not read input {name}: {e}\n")
@@ -133,11 +150,15 @@ def execute(plan):
             command = argv(plan, plan["values"], files)
             log.write("$ " + " ".join(command) + "\n")
             log.flush()
+            if os.path.exists(os.path.join(run_dir, CANCEL)):  # cancelled while the inputs came
+                return {**result, "status": "cancelled", "finished": time.time()}
             cli_started = time.time()
             proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     cwd=work, env={**os.environ, **plan.get("env", {})}, start_new_session=True)
             with open(os.path.join(run_dir, PID), "w") as f:
                 f.write(str(proc.pid))
+            if os.path.exists(os.path.join(run_dir, CANCEL)):  # kill() came before the pid: stop it here
+                os.killpg(proc.pid, signal.SIGKILL)
             try:
                 rc = proc.wait(timeout=plan.get("timeout", 3600))
             except subprocess.TimeoutExpired:
@@ -183,7 +204,8 @@ def main(argv_=None):
     with open(argv_[0]) as f:
         plan = json.load(f)
     result = execute(plan)
-    print(json.dumps(result))
+    sys.stdout.write(_tail(os.path.join(plan["run_dir"], LOG), 200_000))  # the result line stays in reach
+    print("\n" + json.dumps(result))
     return 0 if result["status"] == "done" else 1
 
 

@@ -20,7 +20,6 @@ from oggmhub.session.mount_sidecar import pod_settings
 
 HOME = "/home/jovyan"
 IMAGE_TASKS = "/srv/conda/envs/notebook/share/oggmhub/tasks"  # where the images' postBuild copies tasks/
-SERVICE_ACCOUNT = "oggmhub-user"
 
 
 def _name(run_id):
@@ -48,18 +47,23 @@ def pod_plan(plan, home, home_mount=HOME, tasks_dir=IMAGE_TASKS):
     return plan
 
 
-def plan_config_map(plan, namespace):
-    return {
-        "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": _name(plan["run_id"]), "namespace": namespace,
-                     "labels": {"app.kubernetes.io/managed-by": "oggmhub", "oggmhub.org/task-run": plan["run_id"]}},
-        "data": {"plan.json": json.dumps(plan)},
-    }
+def plan_config_map(plan, namespace, owner=None):
+    """The ConfigMap holding ``plan`` (mounted at /plan in the Job's pod); ``owner``: the
+    created Job (``{"name", "uid"}``), so Kubernetes deletes the plan with its Job."""
+    metadata = {"name": _name(plan["run_id"]), "namespace": namespace,
+                "labels": {"app.kubernetes.io/managed-by": "oggmhub", "oggmhub.org/task-run": plan["run_id"]}}
+    if owner:
+        metadata["ownerReferences"] = [{"apiVersion": "batch/v1", "kind": "Job", "name": owner["name"],
+                                        "uid": owner["uid"], "blockOwnerDeletion": False}]
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": {"plan.json": json.dumps(plan)}}
 
 
 def job(plan, namespace, environment, username, datasets=(), mounter_image=None, pvc_name=None,
-        deadline=None, task_id=""):
-    """The Job running ``plan`` (already :func:`pod_plan`-ed) for ``username``."""
+        deadline=None, task_id="", ttl=3600, service_account=None):
+    """The Job running ``plan`` (already :func:`pod_plan`-ed) for ``username``.
+
+    ``service_account``: the pod's (it gets no token either way; None: the namespace's
+    ``default``, which every namespace has)."""
     size = environment.default_size
     run_id = plan["run_id"]
     labels = {"app.kubernetes.io/managed-by": "oggmhub", "oggmhub.org/task-run": run_id,
@@ -90,15 +94,17 @@ def job(plan, namespace, environment, username, datasets=(), mounter_image=None,
         "securityContext": {"runAsUser": 1000, "runAsGroup": 1000, "runAsNonRoot": True,
                             "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
     }
-    spec = {"restartPolicy": "Never", "serviceAccountName": SERVICE_ACCOUNT, "automountServiceAccountToken": False,
+    spec = {"restartPolicy": "Never", "automountServiceAccountToken": False,
             "securityContext": {"fsGroup": 100}, "volumes": volumes, "containers": [container]}
+    if service_account:
+        spec["serviceAccountName"] = service_account
     if init:
         spec["initContainers"] = init
     return {
         "apiVersion": "batch/v1", "kind": "Job",
         "metadata": {"name": _name(run_id), "namespace": namespace, "labels": labels,
                      "annotations": {"oggmhub.org/task": task_id}},
-        "spec": {"backoffLimit": 0, "ttlSecondsAfterFinished": 3600,
+        "spec": {"backoffLimit": 0, "ttlSecondsAfterFinished": int(ttl),
                  **({"activeDeadlineSeconds": int(deadline)} if deadline else {}),
                  "template": {"metadata": {"labels": labels}, "spec": spec}},
     }

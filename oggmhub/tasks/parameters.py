@@ -28,6 +28,31 @@ class TaskInputError(ValueError):
         return self.problems[0].split(":", 1)[0] if self.problems else ""
 
 
+def check_texts(texts, max_bytes):
+    """fiji_cloudrun's ``input-str`` (file name -> text, written as files in the task's
+    working folder), checked: plain file names, text values, at most ``max_bytes`` in all."""
+    if texts is None:
+        return {}
+    if not isinstance(texts, dict):
+        raise TaskInputError(["input-str: must be an object of file name -> text"])
+    problems, total = [], 0
+    for name, text in texts.items():
+        if not isinstance(name, str) or not name or "/" in name or "\\" in name or ".." in name \
+                or name.startswith(".") or "\0" in name:
+            problems.append(f"input-str: {name!r} is not a plain file name (no '/', no '..', not hidden)")
+            continue
+        if not isinstance(text, str):
+            problems.append(f"input-str.{name}: give the file's content as text")
+            continue
+        total += len(text.encode("utf-8"))
+    if total > max_bytes:
+        problems.append(f"input-str: the texts are {total} bytes; at most {max_bytes} bytes are allowed "
+                        "(TasksSettings.max_input_str_bytes); put larger inputs in your home or a bucket")
+    if problems:
+        raise TaskInputError(problems)
+    return dict(texts)
+
+
 def _describe(p):
     if p.choices:
         return "one of " + ", ".join(repr(c) for c in p.choices)

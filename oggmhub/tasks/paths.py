@@ -9,6 +9,7 @@ location                    meaning                                            i
 ``dataset:NAME/PATH``       an object of a catalog dataset (read-only)         yes      no
 ``gs://``, ``s3://``        a bucket object, through fsspec                    yes      only under the user's prefix
 ``https://``, ``http://``   a web resource, through fsspec                     yes      no
+``input-str:NAME``          a file of the run's ``input-str`` texts            yes      no
 ==========================  =================================================  =======  ========
 
 Anything else (an absolute path, ``..``, ``file://``, another user's home, the hub's data
@@ -23,7 +24,8 @@ import posixpath
 from dataclasses import dataclass
 
 URL_SCHEMES = ("gs://", "s3://", "https://", "http://")
-ALLOWED_INPUTS = ("home:PATH (a relative path in your home), dataset:NAME/PATH, gs://, s3:// or https:// URLs")
+ALLOWED_INPUTS = ("home:PATH (a relative path in your home), dataset:NAME/PATH, gs://, s3:// or https:// URLs, "
+                  "input-str:NAME")
 
 
 class LocationError(ValueError):
@@ -36,8 +38,8 @@ class LocationError(ValueError):
 
 @dataclass(frozen=True)
 class Location:
-    kind: str  # "home", "dataset" or "url"
-    path: str  # home: absolute local path; dataset: path in the dataset; url: the URL
+    kind: str  # "home", "dataset", "url" or "text"
+    path: str  # home: absolute local path; dataset: path in the dataset; url: the URL; text: its file name
     dataset: str = ""
     text: str = ""  # what the user wrote
 
@@ -45,6 +47,8 @@ class Location:
         """What a worker needs to reach it (JSON-able)."""
         if self.kind == "home":
             return {"kind": "local", "path": self.path}
+        if self.kind == "text":
+            return {"kind": "text", "name": self.path}
         if self.kind == "dataset":
             import dataclasses
 
@@ -99,6 +103,11 @@ class PathPolicy:
         if text.startswith(URL_SCHEMES):
             self._check_url(parameter, text, ALLOWED_INPUTS)
             return Location("url", text, text=text)
+        if text.startswith("input-str:"):
+            name = text[len("input-str:"):]
+            if not name or "/" in name or ".." in name:
+                raise LocationError(parameter, f"{text!r}: name a file of the run's input-str; allowed: {ALLOWED_INPUTS}")
+            return Location("text", name, text=text)
         if text.startswith("dataset:"):
             name, _, rel = text[len("dataset:"):].partition("/")
             if name not in self.datasets:
@@ -128,6 +137,8 @@ class PathPolicy:
         """The :class:`Location` of an output, or :class:`LocationError`."""
         text = str(text).strip()
         allowed = self.allowed_outputs()
+        if text.startswith("input-str:"):
+            raise LocationError(parameter, f"{text!r}: input-str files are inputs only; allowed: {allowed}")
         if text.startswith("dataset:"):
             raise LocationError(parameter, f"{text!r} is in a dataset, and datasets are read-only; allowed: {allowed}")
         if text.startswith(URL_SCHEMES):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import glob as globlib
-import inspect
 import json
 import os
 import posixpath
@@ -21,9 +20,10 @@ import uuid
 
 from oggmhub.session import env as session_vars
 from oggmhub.tasks import execution
-from oggmhub.tasks.parameters import TaskInputError, validate
+from oggmhub.tasks.parameters import TaskInputError, check_texts, validate
 
 ACTIVE = ("queued", "running")
+FIELDS = ("task", "parameters", "input-map", "output-map", "input-str", "batch")
 
 
 class RunStore:
@@ -110,17 +110,47 @@ def summary(children):
 
 
 class Runner:
-    """Starts runs of the hub's tasks for users; one per tasks service."""
+    """Starts runs of the hub's tasks for users; one per tasks service.
 
-    def __init__(self, settings, tasks, catalog, store, clusters, log):
+    The checks, records, plans and batches are the same on every backend; a backend says
+    how a planned run executes (:meth:`_submit`), how runs stop (:meth:`_stop`), which users
+    have runs in flight (:meth:`active_users`) and how it closes (:meth:`close`):
+    :class:`oggmhub.tasks.dask_runner.DaskRunner` on each user's Dask cluster on this
+    machine, :class:`oggmhub.tasks.kubernetes_runner.KubernetesRunner` as Jobs in each
+    user's namespace. The REST API, the form and batches only see this interface.
+    """
+
+    backend = ""
+
+    def __init__(self, settings, tasks, catalog, store, log):
         self.settings = settings
         self.tasks = tasks
         self.catalog = catalog
         self.store = store
-        self.clusters = clusters
         self.log = log
-        self.futures = {}  # (user, run id) -> distributed future
-        self.watchers = {}
+
+    def run_as_for(self, user):
+        """The system account ``user``'s runs execute as, or None for the service's own.
+
+        The seam for per-user accounts on the local backend (the trust boundaries'
+        accounts, where they exist); on Kubernetes a run is the user's by being in their
+        namespace, with their home volume, as uid 1000."""
+        return None
+
+    # --- what a backend provides ---------------------------------------------------------------
+
+    async def _submit(self, user, task, record, locations, budget):
+        raise NotImplementedError
+
+    async def _stop(self, user, run_ids, batch):
+        """Stop runs ``run_ids`` (already marked cancelled) and wait for them to end."""
+        raise NotImplementedError
+
+    def active_users(self):
+        return set()
+
+    async def close(self):
+        """Stop everything this runner started (the service is stopping)."""
 
     # --- planning (no side effects) ---------------------------------------------------------
 
@@ -132,6 +162,7 @@ class Runner:
         return task
 
     def python(self, environment):
+        """The Python to run ``environment``'s tasks with on this machine."""
         override = self.settings.environment_python.get(environment)
         if override:
             return override
@@ -149,20 +180,24 @@ class Runner:
         """``(task, values, locations)`` of a start request, or :class:`TaskInputError`."""
         if not isinstance(body, dict):
             raise TaskInputError(["body: give a JSON object with task, parameters, input-map, output-map"])
-        unknown = set(body) - {"task", "parameters", "input-map", "output-map", "batch"}
+        unknown = set(body) - set(FIELDS)
         if unknown:
-            raise TaskInputError([f"{k}: unknown field; allowed: task, parameters, input-map, output-map, batch"
-                                  for k in sorted(unknown)])
+            raise TaskInputError([f"{k}: unknown field; allowed: {', '.join(FIELDS)}" for k in sorted(unknown)])
         task = self.task(body.get("task"))
+        texts = check_texts(body.get("input-str"), self.settings.max_input_str_bytes)
         values, locations = validate(task, body.get("parameters") or {}, policy, body.get("input-map"),
                                      body.get("output-map"), self.settings.max_value_chars)
+        missing = [f"{n}: {l.text!r} names no file of input-str (given: {', '.join(sorted(texts)) or 'none'})"
+                   for n, l in locations.items() if l.kind == "text" and l.path not in texts]
+        if missing:
+            raise TaskInputError(missing)
         return task, values, locations
 
     def record(self, user, task, body, values, locations, parent=None):
         return {
             "id": new_id(), "kind": "run", "user": user, "task": task.id, "parent": parent,
             "parameters": body.get("parameters") or {}, "input-map": body.get("input-map") or {},
-            "output-map": body.get("output-map") or {}, "values": values,
+            "output-map": body.get("output-map") or {}, "input-str": body.get("input-str") or {}, "values": values,
             "inputs": {n: loc.text for n, loc in locations.items() if task.spec.parameter(n).is_input},
             "outputs": {n: loc.text for n, loc in locations.items() if task.spec.parameter(n).is_output},
             "status": "queued", "created": time.time(), "started": None, "finished": None,
@@ -178,7 +213,7 @@ class Runner:
                   for p in task.spec.parameters]
         return {"run_id": record["id"], "run_dir": self.store.run_dir(record["user"], record["id"]),
                 "kind": task.spec.kind, "command": self.command(task, python), "parameters": params,
-                "values": record["values"], "inputs": inputs, "outputs": outputs,
+                "values": record["values"], "inputs": inputs, "outputs": outputs, "texts": record.get("input-str") or {},
                 "timeout": self.settings.run_timeout, "env": {session_vars.TASK_RUN: record["id"]}}
 
     # --- starting and watching ---------------------------------------------------------------
@@ -189,46 +224,6 @@ class Runner:
         record = self.store.save(self.record(user, task, body, values, locations))
         await self._submit(user, task, record, locations, budget)
         return record
-
-    async def _submit(self, user, task, record, locations, budget):
-        loop = asyncio.get_running_loop()
-        try:
-            python = await loop.run_in_executor(None, self.python, task.environment)
-        except Exception as e:  # noqa: BLE001 (the environment cannot be built here: say why)
-            self.store.update(user, record["id"], status="failed", finished=time.time(),
-                              error=f"environment {task.environment!r}: {e}")
-            return
-        plan = self.plan(record, task, locations, python)
-        client = await self.clusters.client(user, budget)
-        future = client.submit(execution.execute, plan, key=f"oggmhub-task-{record['id']}", pure=False)
-        self.futures[(user, record["id"])] = future
-        self.watchers[(user, record["id"])] = asyncio.ensure_future(self._watch(user, record["id"], future))
-
-    async def _watch(self, user, run_id, future):
-        try:
-            while not future.done():
-                if future.status == "pending" and os.path.exists(os.path.join(self.store.run_dir(user, run_id), execution.PID)):
-                    record = self.store.get(user, run_id)
-                    if record["status"] == "queued":
-                        self.store.update(user, run_id, status="running", started=time.time())
-                await asyncio.sleep(0.2)
-            result = await future
-            self.store.update(user, run_id, status=result["status"], started=result.get("started"),
-                              finished=result.get("finished"), error=result.get("error", ""),
-                              published=result.get("outputs", {}), cli_seconds=result.get("cli_seconds"),
-                              returncode=result.get("returncode"))
-        except asyncio.CancelledError:
-            self.store.update(user, run_id, status="cancelled", finished=time.time())
-        except Exception as e:  # noqa: BLE001 (a worker that died, a cancelled future)
-            status = "cancelled" if future.cancelled() or self.store.get(user, run_id)["status"] == "cancelled" else "failed"
-            self.store.update(user, run_id, status=status, finished=time.time(), error=status == "failed" and str(e) or "")
-        finally:
-            self.futures.pop((user, run_id), None)
-            self.watchers.pop((user, run_id), None)
-            self.clusters.touch(user)
-
-    def active_users(self):
-        return {user for user, _ in self.futures}
 
     # --- batches ------------------------------------------------------------------------------
 
@@ -304,26 +299,17 @@ class Runner:
     # --- cancelling ---------------------------------------------------------------------------
 
     async def cancel(self, user, record):
+        """Cancel a run, or every active run of a batch; their processes, workers or Jobs
+        stop and nothing of theirs is left behind."""
         ids = record["children"] if record.get("kind") == "batch" else [record["id"]]
-        futures = []
+        cancelled = []
         for run_id in ids:
             child = self.store.get(user, run_id)
             if child is None or child["status"] not in ACTIVE:
                 continue
-            execution.kill(self.store.run_dir(user, run_id))
-            future = self.futures.get((user, run_id))
-            if future is not None:
-                futures.append(future)
             self.store.update(user, run_id, status="cancelled", finished=time.time())
-        for future in futures:
-            pending = future.cancel(force=True)  # an asynchronous client returns a coroutine
-            if inspect.isawaitable(pending):
-                await pending
-        watchers = [w for (u, r), w in list(self.watchers.items()) if u == user and r in ids]
-        if watchers:
-            await asyncio.wait(watchers, timeout=30)
-        if record.get("kind") == "batch" and not any(u == user for u, _ in self.futures):
-            await self.clusters.close(user)  # no worker left behind
+            cancelled.append(run_id)
+        await self._stop(user, cancelled, record.get("kind") == "batch")
         return self.describe(user, self.store.get(user, record["id"]))
 
 

@@ -40,30 +40,42 @@ from oggmhub.tasks.cluster import UserClusters, budget_for
 from oggmhub.tasks.discovery import discover
 from oggmhub.tasks.parameters import TaskInputError
 from oggmhub.tasks.paths import LocationError, PathPolicy
-from oggmhub.tasks.runs import RunStore, Runner
+from oggmhub.tasks.runs import RunStore
 from oggmhub.tasks.settings import TasksSettings
 
 SERVICE = "tasks"
 SCOPE = f"access:services!service={SERVICE}"
 
 
-def configure(c, port=None):
-    """Register the ``tasks`` service (and users' access to it) in a hub's config ``c``."""
-    if port is None:
+def configure(c, port=None, url=None, bind=None, session_url=None):
+    """Register the ``tasks`` service (and users' access to it) in a hub's config ``c``.
+
+    On one machine it listens on 127.0.0.1:``port`` (a free one by default) and sessions
+    reach it there. In a z2jh hub pod give ``url`` (where the proxy reaches it, e.g.
+    ``http://hub:10101``) and ``bind`` (the address it listens on, e.g. ``0.0.0.0``);
+    sessions then learn ``session_url`` (or, unset, nothing here:
+    ``c.OGGMHubSpawner.tasks_url`` tells them).
+    """
+    if port is None and url is None:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
+    url = url or f"http://127.0.0.1:{port}"
     env = {k: os.environ[k] for k in ("OGGMHUB_DATA_DIR", "OGGMHUB_CATALOG", "OGGMHUB_IMAGES", "OGGMHUB_ENV_CACHE",
-                                      "OGGMHUB_TASKS_CONFIG", "PYTHONPATH", "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT")
+                                      "OGGMHUB_TASKS_CONFIG", "PYTHONPATH", "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT",
+                                      "KUBECONFIG", "POD_NAMESPACE")
            if k in os.environ}
+    if bind:
+        env["OGGMHUB_TASKS_BIND"] = bind
     c.JupyterHub.services = [*c.JupyterHub.get("services", []), {
-        "name": SERVICE, "url": f"http://127.0.0.1:{port}", "display": True, "oauth_no_confirm": True,
+        "name": SERVICE, "url": url, "display": True, "oauth_no_confirm": True,
         "command": [sys.executable, "-m", "oggmhub.tasks.service"], "environment": env,
         "oauth_client_allowed_scopes": [SCOPE],
     }]
-    # sessions on this machine reach the service directly (oggmhub.session.tasks reads it)
-    c.Spawner.environment = {**c.Spawner.get("environment", {}),
-                             session_vars.TASKS_URL: f"http://127.0.0.1:{port}/services/{SERVICE}/"}
+    if session_url or url.startswith("http://127.0.0.1:"):
+        # sessions on this machine reach the service directly (oggmhub.session.tasks reads it)
+        c.Spawner.environment = {**c.Spawner.get("environment", {}),
+                                 session_vars.TASKS_URL: session_url or f"{url}/services/{SERVICE}/"}
     # users reach the service; their servers' tokens too (oggmhub.session.tasks in a notebook)
     roles = list(c.JupyterHub.get("load_roles", []))
     for name, base in (("user", ["self"]), ("server", ["users:activity!user", "access:servers!server"])):
@@ -260,9 +272,18 @@ class TasksApp:
         self.store = RunStore(settings.runs_dir)
         self.store.mark_lost()
         self.clusters = UserClusters(log)
-        self.runner = Runner(settings, tasks, self.catalog, self.store, self.clusters, log)
+        if settings.backend == "kubernetes":
+            from oggmhub.tasks.kubernetes_runner import KubernetesRunner
+
+            self.runner = KubernetesRunner(settings, tasks, self.catalog, self.store, log)
+        else:
+            from oggmhub.tasks.dask_runner import DaskRunner
+
+            self.runner = DaskRunner(settings, tasks, self.catalog, self.store, self.clusters, log)
 
     def budget(self, task):
+        if self.settings.backend == "kubernetes":
+            return None  # the user namespace's ResourceQuota holds the budget; Kubernetes queues
         environment = self.catalog.environments[task.environment]
         return budget_for(environment, max_workers=self.settings.max_workers or None)
 
@@ -315,7 +336,7 @@ def main(argv=None):
     log = logging.getLogger("oggmhub.tasks")
     app, state = make_app(settings, log)
     url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:10101"))
-    app.listen(url.port, url.hostname)
+    app.listen(url.port, os.environ.get("OGGMHUB_TASKS_BIND") or url.hostname)  # in a pod: 0.0.0.0
     log.info("tasks: %d tasks, listening on %s", len(state.runner.tasks), url.geturl())
 
     async def serve():
@@ -328,8 +349,8 @@ def main(argv=None):
         watcher = asyncio.ensure_future(state.close_idle())
         await stop.wait()
         watcher.cancel()
-        log.info("tasks: stopping; closing users' Dask clusters")
-        await state.clusters.close_all()  # no worker outlives the service
+        log.info("tasks: stopping (%s backend)", settings.backend)
+        await state.runner.close()  # no Dask worker outlives the service (Jobs run on, in Kubernetes)
 
     IOLoop.current().run_sync(serve)
 

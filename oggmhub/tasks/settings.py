@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from traitlets import Dict, Integer, Unicode, default
+from traitlets import Dict, Enum, Integer, Unicode, default
 from traitlets.config import Application
 
 
@@ -92,6 +92,61 @@ class TasksSettings(Application):
     idle_timeout = Integer(
         0, config=True,
         help="Seconds a user's task cluster may sit idle before it is closed (0: the Dask limits' idle_timeout).",
+    )
+
+    max_input_str_bytes = Integer(
+        64 * 1024, config=True,
+        help="""The most bytes (UTF-8) a run's ``input-str`` texts may hold together (fiji_cloudrun's
+        small text inputs, written as files for the task); a run over it is refused naming the cap.""",
+    )
+
+    backend = Enum(
+        ["local", "kubernetes"], "local", config=True,
+        help="""Where runs execute. ``local``: on each user's Dask LocalCluster on this machine
+        (:mod:`oggmhub.tasks.dask_runner`). ``kubernetes``: one Kubernetes Job per run in the
+        user's namespace, with the environment's image, their home volume and the dataset
+        mounts, counted by the namespace's ResourceQuota (:mod:`oggmhub.tasks.kubernetes_runner`).""",
+    )
+
+    kubeconfig = Unicode(
+        "", config=True,
+        help="""With backend kubernetes: the kubeconfig to reach the API with. Empty: the pod's
+        service account when running in a cluster, else $KUBECONFIG or ~/.kube/config.""",
+    )
+
+    hub_namespace = Unicode(
+        config=True,
+        help="""With backend kubernetes: the hub's namespace, the {hubnamespace} of
+        user_namespace_template. Defaults to $POD_NAMESPACE, else the namespace of this pod's
+        service account, else ``default`` (which, as in kubespawner, names user namespaces ``user-*``).""",
+    )
+
+    @default("hub_namespace")
+    def _hub_namespace(self):
+        from oggmhub.backends.kubernetes.namespace import hub_namespace
+
+        return hub_namespace()
+
+    user_namespace_template = Unicode(
+        "{hubnamespace}-{username}", config=True,
+        help="""With backend kubernetes: each user's namespace, as the spawner's
+        KubeSpawner.user_namespace_template (the same safe slugs of the username).""",
+    )
+
+    pvc_name_template = Unicode(
+        "home-{username}", config=True,
+        help="With backend kubernetes: the user's home volume claim, as the spawner's pvc_name_template.",
+    )
+
+    mounter_image = Unicode(
+        "ghcr.io/oggmhub/mounter:0.1.0", config=True,
+        help="With backend kubernetes: the dataset mount sidecar's image (the spawner's dataset_mounter_image).",
+    )
+
+    job_ttl = Integer(
+        3600, config=True,
+        help="""With backend kubernetes: seconds a finished run's Job (and its pod, with the log)
+        stays before Kubernetes deletes it (ttlSecondsAfterFinished).""",
     )
 
     config_file = Unicode(

@@ -96,6 +96,7 @@ class _Emulator(_ListWatchMixin, kmock.KubernetesEmulator, _FastDispatch):
     _faults: list[Fault] = attrs.field(factory=list, init=False)
     _log: list[RequestRecord] = attrs.field(factory=list, init=False)
     _closing: bool = attrs.field(default=False, init=False)
+    pod_logs: dict = attrs.field(factory=dict, init=False)  # (namespace, pod) -> text, for pods/NAME/log
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -127,6 +128,8 @@ class _Emulator(_ListWatchMixin, kmock.KubernetesEmulator, _FastDispatch):
                 action=request.action.value if request.action is not None else None,
                 resource=request.resource.plural if request.resource is not None else None,
                 namespace=request.namespace, name=request.name, subresource=request.subresource,
+                body=copy.deepcopy(request.data) if raw_request.method in ("POST", "PUT", "PATCH")
+                and isinstance(request.data, dict) else None,
             )
             self._log.append(record)
             try:
@@ -278,6 +281,12 @@ class _Emulator(_ListWatchMixin, kmock.KubernetesEmulator, _FastDispatch):
         resource = request.resource
         action = request.action
         method = str(request.method.value if hasattr(request.method, "value") else request.method).upper()
+
+        if resource.plural == "pods" and request.subresource == "log" and method == "GET":
+            if self._live(self._key(resource, request.namespace, request.name)) is None:
+                raise self._not_found(resource, request.name)
+            return aiohttp.web.Response(text=self.pod_logs.get((request.namespace, request.name), ""),
+                                        content_type="text/plain")
 
         if method == "PUT" and request.name is not None:
             response = await self._replace(request)

@@ -77,6 +77,7 @@ class RequestRecord:
     status: int | None = None
     duration: float | None = None
     fault: bool = False
+    body: dict | None = None  # what a POST, PUT or PATCH sent (a deep copy, before the server's fields)
 
 
 def _parse_method_spec(method: str | None) -> tuple[str | None, str | None]:

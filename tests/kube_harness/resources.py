@@ -22,6 +22,7 @@ RESOURCES: dict[str, tuple[str, str, bool, tuple[str, ...]]] = {
     "rbac.authorization.k8s.io/v1/roles": ("Role", "role", True, ()),
     "rbac.authorization.k8s.io/v1/rolebindings": ("RoleBinding", "rolebinding", True, ()),
     "kubernetes.dask.org/v1/daskclusters": ("DaskCluster", "daskcluster", True, ("status",)),
+    "batch/v1/jobs": ("Job", "job", True, ("status",)),
 }
 
 _RES_OBJS: dict[str, kmock.resource] = {key: kmock.resource(key) for key in RESOURCES}

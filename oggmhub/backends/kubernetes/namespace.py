@@ -33,6 +33,7 @@ QUOTA = "oggmhub-quota"
 LIMIT_RANGE = "oggmhub-defaults"
 SERVICE_ACCOUNT = "oggmhub-user"
 ROLE = "oggmhub-dask"
+TASKS_ROLE = "oggmhub-tasks"
 NAMESPACE_LABELS = {"oggmhub.org/user-namespace": "true"}
 MANAGED = {"app.kubernetes.io/managed-by": "oggmhub"}
 # what a container without resources gets in a user namespace
@@ -49,6 +50,39 @@ _SYSTEM = f"^/({_SYSTEM_DIRS})(/|$)"
 # the sidecar must check mount paths itself too)
 _BAD_MOUNT_JSON = ('"mount_path": *"([^"]*[.][.]|[^"]*\\\\|/(' + _SYSTEM_DIRS + ')(/|"))'
                    '|"[^"]*\\\\u[0-9a-fA-F]{4}[^"]*" *:')
+
+
+def hub_namespace():
+    """The hub's namespace: $POD_NAMESPACE, else this pod's service account's, else ``default``."""
+    import os
+
+    if os.environ.get("POD_NAMESPACE"):
+        return os.environ["POD_NAMESPACE"]
+    try:
+        with open("/var/run/secrets/kubernetes.io/serviceaccount/namespace") as f:
+            return f.read().strip()
+    except OSError:
+        return "default"
+
+
+def _user_fields(username, hub_ns):
+    from kubespawner.slugs import escape_slug, safe_slug
+
+    safe = safe_slug(username, max_length=48)  # kubespawner's per-field limit
+    return dict(username=safe, safe_username=safe, escaped_username=escape_slug(username),
+                unescaped_username=username, hubnamespace="user" if hub_ns == "default" else hub_ns,
+                servername="", safe_servername="", user_server=safe, safe_user_server=safe)
+
+
+def user_namespace_name(username, hub_ns="default", template="{hubnamespace}-{username}"):
+    """``username``'s namespace, as KubeSpawner names it with ``enable_user_namespaces``
+    (``user_namespace_template``, the "safe" slug scheme)."""
+    return template.format(**_user_fields(username, hub_ns))
+
+
+def home_pvc_name(username, template="home-{username}"):
+    """``username``'s home volume claim (the spawner's ``pvc_name_template``)."""
+    return template.format(**_user_fields(username, "default"))
 
 
 def _meta(name, namespace):
@@ -161,15 +195,48 @@ def role_binding(namespace, name=ROLE, account=SERVICE_ACCOUNT):
     }
 
 
-def user_objects(namespace, choice, limits, *, dask=False, account=SERVICE_ACCOUNT, servers=1):
+def tasks_role(namespace, name=TASKS_ROLE):
+    """What the tasks service does in a user namespace: run Jobs (each with its plan in a
+    ConfigMap), watch them, read their pods' logs, delete both on cancel. Nothing else."""
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": _meta(name, namespace),
+        "rules": [
+            {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["create", "get", "list", "watch", "delete"]},
+            {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create", "get", "delete"]},
+            {"apiGroups": [""], "resources": ["pods", "pods/log"], "verbs": ["get", "list"]},
+        ],
+    }
+
+
+def tasks_role_binding(namespace, account, name=TASKS_ROLE):
+    """Bind :func:`tasks_role` to the tasks service's ``account`` (``NAMESPACE/NAME``)."""
+    account_ns, _, account_name = account.rpartition("/")
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": _meta(name, namespace),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+        "subjects": [{"kind": "ServiceAccount", "name": account_name, "namespace": account_ns or namespace}],
+    }
+
+
+def user_objects(namespace, choice, limits, *, dask=False, account=SERVICE_ACCOUNT, servers=1, tasks_account=None):
     """Every object the spawner ensures in a user namespace, in creation order.
 
     ``choice`` is the session's ``SpawnChoice``; ``limits`` its ``DaskLimits`` (with
-    Dask off, the quota leaves room for the server only).
+    neither Dask nor tasks, the quota leaves room for the server only; with tasks but no
+    Dask, for task-run pods within the Dask limits' workers, cores and memory, but no
+    cluster). ``tasks_account``: the tasks service's ``NAMESPACE/NAME`` service account,
+    which then gets :func:`tasks_role` here.
     """
     env = choice.environment
-    if not dask:
+    if not dask and not tasks_account:
         limits = type(limits)(clusters=0, workers=0, cores=0.0, memory=0, gpus=0)
+    elif not dask:
+        limits = type(limits)(clusters=0, workers=limits.workers, cores=limits.cores, memory=limits.memory,
+                              gpus=0)
     gpu = choice.gpu
     objects = [
         limit_range(namespace),
@@ -181,6 +248,8 @@ def user_objects(namespace, choice, limits, *, dask=False, account=SERVICE_ACCOU
     ]
     if dask:
         objects += [service_account(namespace, account), role(namespace), role_binding(namespace, account=account)]
+    if tasks_account:
+        objects += [tasks_role(namespace), tasks_role_binding(namespace, tasks_account)]
     return objects
 
 

@@ -170,3 +170,20 @@ def check_user_container(pod, container_name="notebook"):
         raise UnsafePodError(
             f"refusing to start container {container_name!r}: " + "; ".join(problems)
         )
+
+
+def mount_sidecar_failure(pod):
+    """Why the pod's dataset mount sidecar exited with an error (its termination message,
+    one sentence naming the dataset and source), or None while it has not failed."""
+    from oggmhub.session.mount_sidecar import SIDECAR_NAME
+
+    status = (pod or {}).get("status") or {}
+    for container in [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]:
+        if container.get("name") != SIDECAR_NAME:
+            continue
+        for state in (container.get("state") or {}, container.get("lastState") or {}):
+            ended = state.get("terminated") or {}
+            if ended.get("exitCode"):
+                message = (ended.get("message") or "").strip()
+                return message or f"the dataset mounts failed (exit code {ended['exitCode']}, {ended.get('reason')})"
+    return None

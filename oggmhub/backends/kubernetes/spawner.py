@@ -10,7 +10,10 @@ What it adds to ``KubeSpawner``:
 * with ``enable_user_namespaces``, a ResourceQuota and a LimitRange in each user's
   namespace (:mod:`oggmhub.backends.kubernetes.namespace`), and with ``dask_kubernetes`` a Role to
   start Dask clusters there (:mod:`oggmhub.session.dask_kubernetes`), deleted on stop;
-* a GPU variant no node offers is refused at once (:func:`gpu_node_problem`).
+* a GPU variant no node offers is refused at once (:func:`gpu_node_problem`);
+* with ``tasks_url``, the session reaches the tasks service (``OGGMHUB_TASKS_URL``, read by
+  :mod:`oggmhub.session.tasks`), and with user namespaces the tasks service's account may
+  run task Jobs there (:func:`~oggmhub.backends.kubernetes.namespace.tasks_role`).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from oggmhub.session import dask_kubernetes as dask_k8s
 from oggmhub.backends.kubernetes import dataset_links
 from oggmhub.backends.kubernetes import namespace as user_namespace
 from oggmhub.backends.base import SessionBackend
-from oggmhub.backends.kubernetes.pod import (CHOICE_TRAITS, check_user_container, choice_settings,
+from oggmhub.backends.kubernetes.pod import (CHOICE_TRAITS, check_user_container, choice_settings, mount_sidecar_failure,
                                              pod_session_environment)
 
 
@@ -142,6 +145,29 @@ class OGGMHubSpawner(CatalogPickerMixin, SessionBackend, KubeSpawner):
         Where the hub may not read admission policies, the check is skipped with a warning.""",
     )
 
+    tasks_url = Unicode(
+        "",
+        config=True,
+        help="""Where sessions reach the hub's ``tasks`` service (tool tasks as REST jobs), e.g.
+        ``http://proxy-public/services/tasks/``; it reaches the pod as $OGGMHUB_TASKS_URL, which
+        ``oggmhub.session.tasks`` (start, wait, fetch from a notebook) reads. Empty: sessions
+        are not told of one.
+
+        With ``enable_user_namespaces``, each user namespace then also gets the Role
+        ``oggmhub-tasks`` (Jobs, their plan ConfigMaps, pods and logs, nothing else) bound to
+        ``tasks_service_account``, so the service can run the user's task Jobs there, counted
+        by the namespace's ResourceQuota.""",
+    )
+
+    tasks_service_account = Unicode(
+        "hub",
+        config=True,
+        help="""The ServiceAccount the tasks service runs as, ``NAME`` (in the hub's namespace)
+        or ``NAMESPACE/NAME``: with ``tasks_url`` and user namespaces it gets the Role
+        ``oggmhub-tasks`` in each user namespace. z2jh runs hub-managed services in the hub pod,
+        as the hub's account ``hub``.""",
+    )
+
     gpu_node_check = Bool(
         True,
         config=True,
@@ -211,8 +237,18 @@ class OGGMHubSpawner(CatalogPickerMixin, SessionBackend, KubeSpawner):
         return "kubernetes" if self.dask_kubernetes else "local"
 
     def session_environment(self, choice):
-        """Catalog mount paths as they are, Dask on Kubernetes with ``dask_kubernetes``."""
-        return pod_session_environment(choice, self._dask_backend)
+        """Catalog mount paths as they are, Dask on Kubernetes with ``dask_kubernetes``, the
+        tasks service's URL with ``tasks_url``."""
+        env = pod_session_environment(choice, self._dask_backend)
+        if self.tasks_url:
+            env[session_vars.TASKS_URL] = self.tasks_url.replace("{", "{{").replace("}", "}}")  # kept literal
+        return env
+
+    def _tasks_account(self):
+        if not self.tasks_url:
+            return None
+        account = self.tasks_service_account
+        return account if "/" in account else f"{self._namespace_default()}/{account}"
 
     def sidecar_env(self):
         """The mount sidecar's own variables: ``c.DatasetMounts.*`` as ``$OGGMHUB_MOUNT_OPTIONS``
@@ -265,7 +301,8 @@ class OGGMHubSpawner(CatalogPickerMixin, SessionBackend, KubeSpawner):
         """kubespawner's namespace, then its quota, defaults and (with Dask) RBAC, idempotently."""
         await super()._ensure_namespace()
         objects = user_namespace.user_objects(self.namespace, self.choice, self._dask_limits(),
-                                              dask=self.dask_kubernetes, account=self.user_service_account)
+                                              dask=self.dask_kubernetes, account=self.user_service_account,
+                                              tasks_account=self._tasks_account())
         for manifest in objects:
             client_type, create, replace = _ENSURE[manifest["kind"]]
             api = shared_client(client_type)
@@ -367,8 +404,12 @@ class OGGMHubSpawner(CatalogPickerMixin, SessionBackend, KubeSpawner):
         if self.choice.gpu is not None and self.gpu_node_check:
             await self._check_gpu_nodes()
         await self._check_datasets_resolve()
+        self._starting = True
         try:
             return await super()._start()
+        except SpawnFailed:  # the mount sidecar's (is_pod_running): no pod left behind
+            await self._remove_pod_after_failure()
+            raise
         except Exception as error:
             message = start_failure_message(error)
             if message is None:
@@ -376,6 +417,20 @@ class OGGMHubSpawner(CatalogPickerMixin, SessionBackend, KubeSpawner):
             self.log.error("Start of %s failed: %s", self._log_name, error)
             await self._remove_pod_after_failure()
             raise SpawnFailed(message) from error
+        finally:
+            self._starting = False
+
+    _starting = False
+
+    def is_pod_running(self, pod):
+        """KubeSpawner's check, which its start polls; while starting, a failed dataset
+        mount sidecar (a 404, a refused permission: what only it can see) ends the start
+        at once with its one sentence, instead of waiting out start_timeout."""
+        if self._starting:
+            failure = mount_sidecar_failure(pod)
+            if failure:
+                raise SpawnFailed(failure)
+        return super().is_pod_running(pod)
 
     async def _check_datasets_resolve(self):
         """A required dataset whose host does not resolve, or refuses connections, fails

@@ -316,20 +316,23 @@ def cleanup_stale_mounts(root, keep=()):
 
 def mounted():
     """``{mount point: source}`` of this machine's oggmhub FUSE mounts."""
-    out = {}
+    return {path: source for path, fstype, source in mount_table() if fstype == "fuse." + SUBTYPE}
+
+
+def mount_table():
+    """``(mount point, filesystem type, source)`` of every mount this process sees."""
     try:
         with open("/proc/self/mountinfo", encoding="utf-8") as f:
             lines = f.read().splitlines()
     except OSError:
-        return out
+        return []
+    table = []
     for line in lines:
         before, _, after = line.partition(" - ")
         fields, tail = before.split(), after.split()
-        if len(fields) < 5 or len(tail) < 2:
-            continue
-        if tail[0] == "fuse." + SUBTYPE:
-            out[_unescape(fields[4])] = _unescape(tail[1])
-    return out
+        if len(fields) >= 5 and len(tail) >= 2:
+            table.append((_unescape(fields[4]), tail[0], _unescape(tail[1])))
+    return table
 
 
 def _unescape(text):

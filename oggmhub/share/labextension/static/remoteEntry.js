@@ -37,6 +37,11 @@
     return fallback;
   }
 
+  // "Getting started" first, then the others by file name
+  function order(name) {
+    return (/getting[-_ ]?started/i.test(name) ? "0 " : "1 ") + name;
+  }
+
   function plugin(ILauncher, PageConfig, notebookIcon) {
     return {
       id: NAME + ":launcher",
@@ -50,7 +55,7 @@
         contents.get(folder, { content: true }).then(function (listing) {
           var notebooks = (listing.content || []).filter(function (item) {
             return item.type === "notebook" && item.name.charAt(0) !== ".";
-          }).sort(function (a, b) { return a.name.localeCompare(b.name); });
+          }).sort(function (a, b) { return order(a.name).localeCompare(order(b.name)); });
           notebooks.forEach(function (item, rank) {
             var command = NAME + ":open:" + item.path;
             var fallback = item.name.replace(/\.ipynb$/, "").replace(/[-_]+/g, " ");
