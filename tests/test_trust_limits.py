@@ -91,6 +91,19 @@ def test_a_kernel_past_its_memory_limit_dies_and_the_server_and_hub_stay_up(hub)
     assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
     assert (group.oom_kills() or 0) > before  # killed by the OOM killer, in this cgroup
     auth = {"Authorization": f"token {token}"}
+    # the kernel restarts (Jupyter's restarter), and its first cell says why the old one went
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            said = run(ws, token, "print('after')", timeout=30)
+            break
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(2)
+    assert "the previous kernel was stopped for using more than this size's memory limit (600 MiB)" in said, said
+    assert said.rstrip().endswith("after")
+    assert "memory limit" not in run(ws, token, "print('again')")  # once
     assert requests.get(f"{hub.url}/user/memhog/api/status", headers=auth, timeout=30).status_code == 200
     assert hub.api(session, "GET", "/users/memhog").json()["servers"][""]["ready"]
     assert hub.api(hub.admin(), "GET", "/users").status_code == 200  # the hub, for everyone else
