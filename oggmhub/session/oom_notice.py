@@ -1,7 +1,8 @@
 """Tell the user why their kernel restarted, when the size's memory limit killed it.
 
 An IPython extension, loaded into every kernel of a local server whose size's limits hold
-(the local hub puts ``ipython_kernel_config.py`` into the environment's ``etc/ipython``).
+(the local hub puts :data:`KERNEL_CONFIG` into the environment's
+``etc/ipython/ipython_kernel_config.py``).
 Before the first cell a kernel runs, it reads its memory cgroup's count of out-of-memory
 kills (cgroup v1 ``memory.oom_control``, v2 ``memory.events``: world-readable). If the
 count rose since the last kernel of the server looked (kept in ``$OGGMHUB_SCRATCH``), the
@@ -105,6 +106,10 @@ def load_ipython_extension(ipython):
     ipython.events.register("pre_run_cell", before_first_cell)
 
 
-KERNEL_CONFIG = '''# oggmhub: say why a kernel restarted when the size's memory limit stopped it (oggmhub/session/oom_notice.py)
-c.InteractiveShellApp.extensions.append("oggmhub.session.oom_notice")
-'''
+# a guarded line rather than an extension: an environment whose oggmhub predates this module
+# (helpers of another checkout of the hub) starts its kernels as before, with no error
+KERNEL_CONFIG = """# oggmhub: say why a kernel restarted when the size's memory limit stopped it (oggmhub/session/oom_notice.py)
+c.InteractiveShellApp.exec_lines.append(
+    "try:\\n    from oggmhub.session.oom_notice import load_ipython_extension as _oggmhub_oom\\n"
+    "    _oggmhub_oom(get_ipython())\\n    del _oggmhub_oom\\nexcept ImportError:\\n    pass")
+"""
