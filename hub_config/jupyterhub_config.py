@@ -14,6 +14,9 @@
 #   OGGMHUB_IDLE_TIMEOUT     seconds of inactivity before a server is culled (3600; 0: never)
 #   OGGMHUB_STOP_SERVERS_ON_EXIT   non-empty: stop users' servers when the hub stops (--stop-servers-on-exit)
 #   OGGMHUB_COHORT_CHECK_INTERVAL  seconds between checks that stop servers of ended cohorts (60; 0: never)
+#   OGGMHUB_SHARED_ACCOUNT   non-empty: every server runs as the hub's own system user (--shared-account);
+#                            otherwise, as root, each user's server runs as a system account of its own
+#   OGGMHUB_ACCOUNT_PREFIX   the start of those accounts' names (oggm-)
 import os
 import sys
 
@@ -22,7 +25,7 @@ c = get_config()  # noqa: F821 (provided by JupyterHub)
 here = os.path.dirname(os.path.abspath(__file__))
 repo = os.path.dirname(here)
 data_dir = os.path.abspath(os.environ.get("OGGMHUB_DATA_DIR") or os.path.join(repo, "data"))
-os.makedirs(data_dir, mode=0o700, exist_ok=True)
+os.makedirs(data_dir, mode=0o700, exist_ok=True)  # 0711 once users have accounts (see file_modes)
 hub_port = int(os.environ.get("OGGMHUB_HUB_PORT", "8081"))
 
 # --- network: the proxy faces users, everything else stays on loopback ------------------
@@ -63,6 +66,10 @@ c.LocalEnvSpawner.catalog_path = os.path.abspath(
 )
 c.LocalEnvSpawner.data_dir = data_dir
 c.LocalEnvSpawner.images_dir = os.path.abspath(os.environ.get("OGGMHUB_IMAGES") or os.path.join(repo, "images"))
+# who servers run as (oggmhub/backends/local/run_as.py): as root, a system account per user
+c.LocalEnvSpawner.shared_account = bool(os.environ.get("OGGMHUB_SHARED_ACCOUNT"))  # oggmhub hub --shared-account
+if os.environ.get("OGGMHUB_ACCOUNT_PREFIX"):
+    c.LocalEnvSpawner.system_account_prefix = os.environ["OGGMHUB_ACCOUNT_PREFIX"]
 # the first start of an environment builds it (minutes); later starts take seconds
 c.Spawner.start_timeout = 1800
 c.Spawner.http_timeout = 120
@@ -73,6 +80,10 @@ from oggmhub.hub import configure_hub  # noqa: E402
 configure_hub(c, window_check_interval=int(os.environ.get("OGGMHUB_COHORT_CHECK_INTERVAL", "60")))
 c.Cohorts.catalog_path = c.LocalEnvSpawner.catalog_path
 c.Welcome.catalog_path = c.LocalEnvSpawner.catalog_path  # the welcome page lists its environments and datasets
+if c.LocalEnvSpawner.shared_account:
+    from oggmhub.backends.local.run_as import SHARED_NOTE  # noqa: E402
+
+    c.Welcome.isolation_note = SHARED_NOTE
 c.Cohorts.homes_dir = os.path.join(data_dir, "homes")  # exports of members' homes go beside it
 c.Launch.catalog_path = c.LocalEnvSpawner.catalog_path  # launch links (/hub/launch, /hub/datasets)
 

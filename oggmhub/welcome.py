@@ -54,6 +54,12 @@ class Welcome(LoggingConfigurable):
         "", config=True,
         help="Whom to ask (an e-mail address or a URL); shown with the account help.",
     )
+    isolation_note = Unicode(
+        "", config=True,
+        help="A warning about how users are kept apart, shown under the description (plain "
+             "text; empty: none). The local hub sets it when every user's server runs as the "
+             "same system account (--shared-account): users can then read each other's files.",
+    )
     links = List(
         Dict(), default_value=DEFAULT_LINKS, config=True,
         help="Links to documentation, each {'title': ..., 'url': ...}, in order.",
@@ -92,7 +98,7 @@ class Welcome(LoggingConfigurable):
                  for link in self.links if link.get("url")]
         return {
             "title": self.title, "description": self.description, "logo_url": self.logo_url,
-            "account_help": self.account_help, "contact": self.contact,
+            "account_help": self.account_help, "contact": self.contact, "isolation_note": self.isolation_note,
             "contact_url": self.contact if "://" in self.contact else (f"mailto:{self.contact}" if "@" in self.contact else ""),
             "links": links, "environments": environments, "datasets": datasets, "problem": problem,
         }

@@ -2,6 +2,16 @@
 
 Used by the local-hub tests and benchmarks. Everything listens on 127.0.0.1 on free
 ports; the hub runs as a subprocess exactly as the README's command runs it.
+
+Who servers run as is explicit (``mode``): ``"shared"`` (the default here) passes
+``--shared-account``, so every server runs as the hub's own user (root on CI) as before
+accounts existed: feature tests stay as fast as they were and need no folders that other
+users can reach. ``"accounts"`` runs the hub as the README does as root, each user's
+server as a system account of its own (:mod:`oggmhub.backends.local.system_users`), with a
+distinctive account prefix per hub (``$OGGMHUB_ACCOUNT_PREFIX``) whose accounts are removed
+when the hub stops; its data directory must be reachable by other users
+(:func:`accounts_folder` makes one) and its environments are built, with Debian's own
+Python, into :data:`ACCOUNTS_ENV_CACHE`.
 """
 
 from __future__ import annotations
@@ -23,6 +33,9 @@ import requests
 # instead (see LocalHub.salem_stand_in). Nothing reads it.
 SALEM_DATA = "salem-sample-data-454bf696324000d198f574a1bf5bc56e3e489051"
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# environments every account can run (root's ~/.cache is closed to them); one per machine
+ACCOUNTS_ENV_CACHE = os.environ.get("OGGMHUB_TEST_ACCOUNTS_ENV_CACHE") or "/var/cache/oggmhub-tests/envs"
+MODES = ("shared", "accounts")
 
 
 def _shared_data():
@@ -86,17 +99,51 @@ def free_port(count=1):
 
 
 @contextlib.contextmanager
-def running_hub(data_dir, env=None, **kwargs):
+def running_hub(data_dir, env=None, mode="shared", **kwargs):
     """A started :class:`LocalHub` that builds environments into the shared cache
-    (``OGGMHUB_ENV_CACHE``, so test modules reuse one OGGM build); stopped, with its
-    users' servers, afterwards."""
-    from oggmhub.backends.local.environments import default_root
-
-    hub = LocalHub(data_dir, env={"OGGMHUB_ENV_CACHE": str(default_root()), **(env or {})}, **kwargs).start()
+    (``OGGMHUB_ENV_CACHE``, so test modules reuse one OGGM build; :data:`ACCOUNTS_ENV_CACHE`
+    in accounts mode); stopped, with its users' servers, afterwards."""
+    hub = LocalHub(data_dir, env={"OGGMHUB_ENV_CACHE": env_cache(mode), **(env or {})}, mode=mode, **kwargs).start()
     try:
         yield hub
     finally:
         hub.stop(servers=True)
+
+
+def env_cache(mode="shared"):
+    """Where a test hub of ``mode`` builds its environments."""
+    from oggmhub.backends.local.environments import default_root
+
+    return ACCOUNTS_ENV_CACHE if mode == "accounts" else str(default_root())
+
+
+@contextlib.contextmanager
+def accounts_folder(prefix="oggmhub-accounts-"):
+    """A fresh folder under /tmp that every account can traverse (mode 0711), removed after."""
+    import shutil
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix=prefix, dir="/tmp")
+    os.chmod(folder, 0o711)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def account_prefix():
+    """A distinctive account prefix for one test hub (``t<6 hex>-``)."""
+    import secrets
+
+    return f"t{secrets.token_hex(3)}-"
+
+
+def remove_accounts(prefix):
+    """Remove every system account starting with ``prefix`` (what a test hub created)."""
+    from oggmhub.backends.local import system_users
+
+    for name in system_users.accounts_with_prefix(prefix):
+        system_users.remove(name)
 
 
 def materials_repo(root):
@@ -136,10 +183,21 @@ def _xsrf(session):
 class LocalHub:
     """A running local hub with helpers to sign up, log in and call the REST API."""
 
-    def __init__(self, data_dir, catalog=None, idle_timeout=0, env=None, images_dir=None, config=None):
+    def __init__(self, data_dir, catalog=None, idle_timeout=0, env=None, images_dir=None, config=None, mode="shared"):
+        if mode not in MODES:
+            raise ValueError(f"mode {mode!r}: one of {', '.join(MODES)}")
+        self.mode = mode
         self.data_dir = str(data_dir)
         self.idle_timeout = idle_timeout
         self.env = dict(env or {})
+        self.account_prefix = None
+        if mode == "accounts":
+            from oggmhub.backends.local.file_modes import describe_blocked
+
+            problem = describe_blocked(self.data_dir, f"the test hub's data directory {self.data_dir}", "use accounts_folder()")
+            if problem:
+                raise ValueError(problem)
+            self.account_prefix = self.env.setdefault("OGGMHUB_ACCOUNT_PREFIX", account_prefix())
         if images_dir:
             self.env["OGGMHUB_IMAGES"] = images_dir
         self.catalog = catalog or self._offline_catalog()
@@ -181,7 +239,7 @@ class LocalHub:
             "--port", str(self.port), "--hub-port", str(self.hub_port),
             "--data-dir", self.data_dir, "--catalog", self.catalog,
             "--idle-timeout", str(self.idle_timeout),
-        ] + (["--config", self.config] if self.config else [])
+        ] + (["--config", self.config] if self.config else []) + (["--shared-account"] if self.mode == "shared" else [])
         self.proc = subprocess.Popen(
             command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
             env={**os.environ, **self.env}, start_new_session=True,
@@ -220,7 +278,8 @@ class LocalHub:
         raise TimeoutError(f"servers did not stop: {busy}")
 
     def stop(self, sig=signal.SIGTERM, timeout=30, servers=False):
-        """Stop the hub; with servers=True, its users' servers first.
+        """Stop the hub; with servers=True, its users' servers first (and, in accounts mode,
+        remove the accounts it created).
 
         Without, servers keep running (cleanup_servers is off), as in a hub restart.
         """
@@ -229,6 +288,14 @@ class LocalHub:
                 self.stop_servers()
         finally:
             self._stop_hub(sig, timeout)
+            if servers and self.account_prefix:
+                remove_accounts(self.account_prefix)
+
+    def account(self, username):
+        """The system account of hub user ``username`` (accounts mode), or None."""
+        from oggmhub.backends.local import system_users
+
+        return system_users.lookup(username, system_users.hub_id(self.data_dir), self.account_prefix)
 
     def _stop_hub(self, sig, timeout):
         if self.proc and self.proc.poll() is None:
@@ -283,10 +350,15 @@ class LocalHub:
 
     def salem_stand_in(self, username):
         """Stand in for salem's sample data in a user's home (see SALEM_DATA)."""
-        shapes = os.path.join(self.data_dir, "homes", username, ".salem_cache", SALEM_DATA,
-                              "shapes", "world_borders")
+        home = os.path.join(self.data_dir, "homes", username)
+        shapes = os.path.join(home, ".salem_cache", SALEM_DATA, "shapes", "world_borders")
         os.makedirs(shapes, exist_ok=True)
         open(os.path.join(shapes, "world_borders.shp"), "w").close()
+        owner = os.stat(home)
+        if owner.st_uid != os.getuid():  # the user's account has the home already: theirs too
+            for root, dirs, files in os.walk(os.path.join(home, ".salem_cache")):
+                for name in [".", *dirs, *files]:
+                    os.chown(os.path.join(root, name), owner.st_uid, owner.st_gid)
 
     # --- servers -----------------------------------------------------------------------
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from local_hub import LocalHub
+from local_hub import LocalHub, free_port
 
 
 @pytest.fixture(scope="module")
@@ -87,3 +87,43 @@ def test_oggmhub_hub_refuses_a_negative_interval_and_starts_nothing(tmp_path, op
     assert result.returncode == 2
     assert f"{option} must be 0 (off) or a number of seconds, not -5" in result.stderr
     assert not data.exists()
+
+
+def test_a_shared_account_hub_says_so_on_the_welcome_page_and_at_start_up(hub):
+    """The harness's default mode is --shared-account (tests/local_hub.py)."""
+    import requests
+
+    page = requests.get(f"{hub.url}/hub/login", timeout=30).text
+    assert 'id="oggmhub-isolation-note"' in page
+    assert "runs as the same system account" in page and "read each other&#39;s files" in page
+    assert "(--shared-account): users can read each other's files" in hub.log()
+
+
+@pytest.mark.skipif(__import__("os").geteuid() != 0, reason="accounts mode is the default as root only")
+def test_as_root_a_data_dir_accounts_cannot_reach_is_refused_naming_the_options():
+    import os
+    import pathlib
+    import subprocess
+    import sys
+
+    from local_hub import accounts_folder
+
+    with accounts_folder() as top:
+        closed = pathlib.Path(top) / "closed"
+        closed.mkdir(mode=0o700)
+        os.chmod(closed, 0o700)
+        _refused(closed)
+
+
+def _refused(closed):
+    import os
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "oggmhub", "hub", "--data-dir", str(closed / "data"),
+                             "--port", str(free_port()), "--hub-port", str(free_port(2))],
+                            capture_output=True, text=True, timeout=60, env={**os.environ, "OGGMHUB_ENV_CACHE": ""})
+    assert result.returncode == 2, result.stderr
+    assert f"{closed} is mode 0700" in result.stderr and "--shared-account" in result.stderr
+    assert "--data-dir" in result.stderr
+    assert not (closed / "data").exists()

@@ -9,14 +9,20 @@ JupyterLab, see the server on /hub/home; Ctrl-C stops the hub in under 5 s witho
 traceback, naming the server left running; a second start reuses the virtualenv and, with
 --stop-servers-on-exit, stops the server with the hub.
 
+As root (CI), the README's hub gives each user a system account of their own: ada's server
+runs as ``<prefix>ada`` (a distinctive prefix per run, ``$OGGMHUB_ACCOUNT_PREFIX``, removed
+afterwards), so the clone lies in a folder other users can traverse (a pytest folder is
+0700) and the environments in a world-readable cache.
+
 Stand-ins, for what this machine lacks (internet beyond the package registries): the
 catalog's OGGM mirror is a local folder ($OGGMHUB_CATALOG, as the offline catalog of
 tests/local_hub.py), salem's sample data a file in the home. Environments are cached per
-Python in ~/.cache/oggmhub/envs-newcomer-<python> ($OGGMHUB_ENV_CACHE): a venv on
+Python in /var/cache/oggmhub-tests/envs-newcomer-<python> ($OGGMHUB_ENV_CACHE): a venv on
 Debian's 3.11.2 builds its own, once; uv's and npm's caches are the machine's.
 """
 
 import os
+import pathlib
 import re
 import shlex
 import signal
@@ -28,7 +34,7 @@ import pytest
 import requests
 
 from browser import chromium, login, screenshot
-from local_hub import REPO, SALEM_DATA, free_port, wait_until
+from local_hub import REPO, SALEM_DATA, account_prefix, accounts_folder, free_port, remove_accounts, wait_until
 from test_local_hub_browser import new_notebook, run_cell
 
 DISTRO_PYTHON = "/usr/bin/python3"
@@ -136,7 +142,16 @@ def singleuser_processes(clone):
 
 @pytest.mark.skipif(not os.path.exists(DISTRO_PYTHON), reason="needs the distribution's /usr/bin/python3")
 def test_the_readme_path_on_the_distributions_python(tmp_path):
-    clone = tmp_path / "oggmhub"
+    with accounts_folder("oggmhub-newcomer-") as folder:
+        prefix = account_prefix() if os.geteuid() == 0 else None
+        try:
+            readme_path(tmp_path, pathlib.Path(folder) / "oggmhub", prefix)
+        finally:
+            if prefix:
+                remove_accounts(prefix)
+
+
+def readme_path(tmp_path, clone, prefix):
     subprocess.run(["git", "clone", "-q", REPO, str(clone)], check=True)
     version = subprocess.run([DISTRO_PYTHON, "-c", "import sys; print(sys.version.split()[0])"],
                              capture_output=True, text=True, check=True).stdout.strip()
@@ -144,7 +159,9 @@ def test_the_readme_path_on_the_distributions_python(tmp_path):
     catalog = offline_catalog(tmp_path / "offline")
     env = {"PATH": "/usr/bin:/bin", "HOME": os.path.expanduser("~"), "LANG": "C.UTF-8",
            "OGGMHUB_CATALOG": catalog,
-           "OGGMHUB_ENV_CACHE": os.path.expanduser(f"~/.cache/oggmhub/envs-newcomer-{version}")}
+           "OGGMHUB_ENV_CACHE": f"/var/cache/oggmhub-tests/envs-newcomer-{version}"}
+    if prefix:
+        env["OGGMHUB_ACCOUNT_PREFIX"] = prefix
     hub = ScriptHub(clone, readme_first_command(), env, str(tmp_path / "start-local-hub.log"))
     try:
         hub.start()
@@ -167,6 +184,7 @@ def test_the_readme_path_on_the_distributions_python(tmp_path):
             admin.goto(f"{hub.url}/hub/authorize/ada")
             admin.close()
             login(page, hub, "ada", PASSWORD)
+            # (before the first start: the hub hands the home, with this in it, to ada's account)
             shapes = os.path.join(hub.data_dir, "homes", "ada", ".salem_cache", SALEM_DATA, "shapes", "world_borders")
             os.makedirs(shapes, exist_ok=True)
             open(os.path.join(shapes, "world_borders.shp"), "w").close()
@@ -193,7 +211,13 @@ def test_the_readme_path_on_the_distributions_python(tmp_path):
             assert page.locator("#oggmhub-running-environment").inner_text() == "OGGM"
             assert "Small" in page.locator("#oggmhub-running-size").inner_text()
             screenshot(page, "newcomer-home")
-        assert singleuser_processes(clone), "ada's server runs"
+        [server] = singleuser_processes(clone)
+        if prefix:  # as root, by default: ada's own system account, no --allow-root
+            import pwd
+
+            assert server.uids().real == pwd.getpwnam(f"{prefix}ada").pw_uid != 0
+            assert "--allow-root" not in server.cmdline()
+            assert "users' servers run as a system account each" in first
 
         took = hub.ctrl_c()
         out = hub.output()

@@ -39,6 +39,7 @@ def test_help_answers_at_once_before_any_install(clone):
     result, took = script(clone, "--help")
     assert result.returncode == 0, result.stderr
     assert "--data-dir" in result.stdout and "--port" in result.stdout and "--stop-servers-on-exit" in result.stdout
+    assert "--shared-account" in result.stdout
     assert took < 2, f"--help took {took:.1f} s"
     assert_nothing_created(clone)
 
@@ -93,6 +94,7 @@ def test_relative_data_dir_is_the_callers(tmp_path):
         args = SimpleNamespace(ip="127.0.0.1", port=free_port(), hub_port=free_port(2), data_dir="./data",
                                catalog=os.path.join(REPO, "hub_config", "catalog.yaml"), admin="admin",
                                idle_timeout=0, cohort_check_interval=0, stop_servers_on_exit=False,
+                               shared_account=True,
                                config=os.path.join(REPO, "hub_config", "jupyterhub_config.py"))
         local_hub.start_hub(args)
     finally:

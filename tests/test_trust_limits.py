@@ -5,6 +5,9 @@ loop stays within the size's CPU limit, measured from the cgroup's own accountin
 
 This machine has cgroup v1 (memory, cpu, cpuacct) writable as root; on a machine without
 cgroups the hub says so at start-up and the picker marks sizes as not enforced.
+
+The hub runs in accounts mode (as the README's hub does as root): each server runs as its
+user's system account, which joined the cgroup while still root and cannot leave it.
 """
 
 import asyncio
@@ -16,7 +19,9 @@ import pytest
 import requests
 import yaml
 
-from local_hub import REPO, LocalHub, running_hub
+import pathlib
+
+from local_hub import REPO, LocalHub, accounts_folder, running_hub
 from oggmhub.backends.local import cgroups
 from oggmhub.backends.local.environments import default_root
 from test_dask_local import _execute
@@ -45,10 +50,11 @@ def tiny_catalog(folder):
 def hub(tmp_path_factory):
     if cgroups.detect()[0] is None:
         pytest.skip(f"this machine has no usable cgroups: {cgroups.detect()[1]}")
-    folder = tmp_path_factory.mktemp("trust-limits")
-    with running_hub(folder / "data", catalog=tiny_catalog(folder),
-                     env={"OGGMHUB_COHORT_CHECK_INTERVAL": "0"}) as hub:
-        yield hub
+    with accounts_folder() as top:
+        folder = pathlib.Path(top)
+        with running_hub(folder / "data", catalog=tiny_catalog(folder), mode="accounts",
+                         env={"OGGMHUB_COHORT_CHECK_INTERVAL": "0"}) as hub:
+            yield hub
 
 
 def kernel(hub, session, name):
@@ -75,8 +81,9 @@ def test_a_kernel_past_its_memory_limit_dies_and_the_server_and_hub_stay_up(hub)
     hub.wait_for_server(session, "memhog")
     group = cgroups.SessionCgroup(cgroups.detect()[0], cgroups.session_name(hub.data_dir, "memhog"))
     token, kernel_id, ws = kernel(hub, session, "memhog")
-    pid = int(run(ws, token, "import os; print(os.getpid())").strip())
+    pid, uid = map(int, run(ws, token, "import os; print(os.getpid(), os.getuid())").split())
     assert pid in group.pids()  # the kernel runs inside the server's cgroup
+    assert uid == hub.account("memhog").uid != 0  # as the user's own account
     before = group.oom_kills() or 0
     with pytest.raises(Exception):  # the kernel dies mid-cell: no reply, or the channel closes
         run(ws, token, f"x = b'\\x01' * {2 * MEM_LIMIT}\nprint('allocated')", timeout=60)
@@ -84,6 +91,19 @@ def test_a_kernel_past_its_memory_limit_dies_and_the_server_and_hub_stay_up(hub)
     assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
     assert (group.oom_kills() or 0) > before  # killed by the OOM killer, in this cgroup
     auth = {"Authorization": f"token {token}"}
+    # the kernel restarts (Jupyter's restarter), and its first cell says why the old one went
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            said = run(ws, token, "print('after')", timeout=30)
+            break
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(2)
+    assert "the previous kernel was stopped for using more than this size's memory limit (600 MiB)" in said, said
+    assert said.rstrip().endswith("after")
+    assert "memory limit" not in run(ws, token, "print('again')")  # once
     assert requests.get(f"{hub.url}/user/memhog/api/status", headers=auth, timeout=30).status_code == 200
     assert hub.api(session, "GET", "/users/memhog").json()["servers"][""]["ready"]
     assert hub.api(hub.admin(), "GET", "/users").status_code == 200  # the hub, for everyone else

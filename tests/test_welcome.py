@@ -78,3 +78,12 @@ def test_a_broken_catalog_still_shows_the_login_page(tmp_path):
         load_catalog(str(path))
     content = Welcome(catalog_path=str(path)).content()
     assert content["environments"] == [] and "not available" in content["problem"]
+
+
+def test_the_isolation_note_is_shown_when_set(tmp_path):
+    c = Config()
+    oggmhub_hub.configure_hub(c, window_check_interval=0)
+    assert 'id="oggmhub-isolation-note"' not in render(c, "login.html", authenticator={"request_otp": False})
+    c.Welcome.isolation_note = "Every user's server runs as the same system account."
+    html = render(c, "login.html", authenticator={"request_otp": False})
+    assert 'id="oggmhub-isolation-note"' in html and "runs as the same system account." in html

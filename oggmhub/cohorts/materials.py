@@ -50,10 +50,12 @@ def command(materials, home, search_path=None):
     return ["git", "clone", "--depth", "1", "--branch", materials.branch, "--", materials.repo, dest]
 
 
-def pull(materials, home, search_path=None, env=None, progress=None):
+def pull(materials, home, search_path=None, env=None, progress=None, run_as=None):
     """Sync ``materials`` into ``home`` (local backend); True on success.
 
     ``progress`` gets one line for the spawn page; a failure is reported, not raised.
+    ``run_as``: the user's system account (:class:`~oggmhub.backends.local.system_users.Account`),
+    which then runs the pull (the hub, root, never writes into a user's home itself).
     """
     say = progress or (lambda line: None)
     argv = command(materials, home, search_path)
@@ -64,8 +66,9 @@ def pull(materials, home, search_path=None, env=None, progress=None):
     say(f"Pulling the materials ({materials.repo}, {materials.branch}) into ~/{materials.dir} with {tool}")
     run_env = {**os.environ, **(env or {}), "HOME": home, "GIT_TERMINAL_PROMPT": "0"}
     try:
+        account = {} if run_as is None else dict(user=run_as.uid, group=run_as.gid, extra_groups=run_as.groups())
         result = subprocess.run(argv, cwd=home, env=run_env, capture_output=True, text=True,
-                                timeout=PULL_TIMEOUT)
+                                timeout=PULL_TIMEOUT, **account)
     except (OSError, subprocess.TimeoutExpired) as e:
         say(f"Could not pull the materials from {materials.repo}: {e}; starting without them")
         return False

@@ -18,6 +18,11 @@ repo2docker builds the image from (``images/<env>/``, see :mod:`oggmhub.images`)
    starting ``oggmhub-missing:``; files it downloads may be put in ``<root>/downloads``
    by hand (``$OGGMHUB_DOWNLOADS``).
 
+With ``shared=True`` (a hub whose users have system accounts of their own) the venv must
+be runnable by every account: it is made with a Python every account can execute (the
+hub's own where it can, else the system's ``/usr/bin/python3.X``; pyenv's under
+``/root``, mode 0700, cannot serve) and left root-owned and world-readable.
+
 A venv is rebuilt only when its context hash (or the Python) changes: a marker file in
 the venv records what it was built from, and is written last. Concurrent callers for the
 same environment wait on a file lock and reuse the first one's build.
@@ -58,11 +63,12 @@ def _say(progress, line, percent=None):
         progress(line if isinstance(line, Step) else Step(line, percent))
 
 
-def build_local_env(env_name, catalog, root_dir=None, progress=None, context=None):
+def build_local_env(env_name, catalog, root_dir=None, progress=None, context=None, shared=False):
     """Build (or reuse) the virtualenv of catalog environment ``env_name``; its path.
 
     ``progress`` gets one line at a time (for the spawn page). ``context`` overrides the
-    build context folder (default: ``images/<env_name>`` beside the catalog).
+    build context folder (default: ``images/<env_name>`` beside the catalog). ``shared``:
+    runnable by every system account (see the module's docstring).
     Raises :class:`LocalEnvError` when the machine lacks something the environment needs.
     """
     try:
@@ -71,10 +77,17 @@ def build_local_env(env_name, catalog, root_dir=None, progress=None, context=Non
         raise LocalEnvError(str(e)) from None
     root = (Path(root_dir) if root_dir else default_root()).absolute()
     root.mkdir(parents=True, exist_ok=True)
+    if shared:
+        from oggmhub.backends.local.file_modes import describe_blocked
+
+        root.chmod(0o755)
+        problem = describe_blocked(root, f"the environments' folder {root}", "c.LocalEnvSpawner.env_dir or $OGGMHUB_ENV_CACHE")
+        if problem:
+            raise LocalEnvError(problem)
     context_hash = images.context_hash(context)
     # one folder per version: a rebuild never pulls an environment from under a running server
     venv = root / f"{env_name}-{context_hash[:12]}"
-    python = _pick_python(env_name, context)
+    python = _pick_python(env_name, context, shared)
     wanted = {"context_hash": context_hash, "python": python.version, "executable": python.executable}
     if _marker(venv) == wanted and _helpers_current(venv):
         _say(progress, f"environment {env_name}: ready ({venv})")
@@ -97,6 +110,10 @@ def build_local_env(env_name, catalog, root_dir=None, progress=None, context=Non
             raise
         (venv / MARKER).write_text(json.dumps(wanted, indent=1) + "\n")
         (venv / HELPERS_MARKER).write_text(images.package_hash() + "\n")
+        if shared:
+            from oggmhub.backends.local.file_modes import publish_tree
+
+            publish_tree(venv)
     _say(progress, f"environment {env_name}: ready ({venv})", build_steps.DONE)
     return venv
 
@@ -154,24 +171,43 @@ class _Python:
             raise LocalEnvError(self.problem)
 
 
-def _pick_python(env_name, context):
+def runnable_by_all(executable):
+    """Whether every account can run ``executable`` (each folder to it o+x, the file o+x)."""
+    from oggmhub.backends.local.file_modes import blocked_for_others
+
+    real = os.path.realpath(executable)
+    try:
+        return os.stat(real).st_mode & 0o001 and blocked_for_others(os.path.dirname(real)) is None
+    except OSError:
+        return False
+
+
+def _pick_python(env_name, context, shared=False):
     runtime = context / "runtime.txt"
     # the interpreter itself, not the hub's virtualenv around it: a second clone of the hub
     # (another .venv) reuses the environments the first one built
     here = _Python(getattr(sys, "_base_executable", None) or sys.executable, sys.version)
-    if not runtime.is_file():
-        return here
-    wanted = runtime.read_text().strip()
+    wanted = runtime.read_text().strip() if runtime.is_file() else None
     have = f"python-{sys.version_info.major}.{sys.version_info.minor}"
-    if wanted == have:
+    if (wanted is None or wanted == have) and (not shared or runnable_by_all(here.executable)):
         return here
-    minor = wanted.removeprefix("python-")
-    for candidate in (shutil.which(f"python{minor}"), _uv_find(minor)):
+    minor = (wanted or have).removeprefix("python-")
+    candidates = (shutil.which(f"python{minor}"), _uv_find(minor))
+    if shared:  # the system's own interpreters first: pyenv's and uv's may sit under /root
+        candidates = [c for c in (f"/usr/bin/python{minor}", f"/usr/local/bin/python{minor}", "/usr/bin/python3",
+                                  *candidates) if c and os.path.exists(c) and runnable_by_all(c)]
+    for candidate in candidates:
         if candidate:
             version = subprocess.run([candidate, "-c", "import sys; print(sys.version)"],
                                      capture_output=True, text=True).stdout.strip()
             if version.startswith(minor + "."):
                 return _Python(candidate, version)
+    if shared:
+        return _Python(None, None, (
+            f"environment {env_name!r} needs a Python {minor} that every user's system account can run "
+            f"(the hub's {here.executable} is not: a folder on its way is closed to other users), and none "
+            f"was found in /usr/bin or /usr/local/bin; install your distribution's python{minor} "
+            f"(e.g. apt-get install python{minor}) and restart the hub"))
     return _Python(None, None, (
         f"environment {env_name!r} needs Python {minor} ({runtime}), but the hub runs "
         f"{sys.version.split()[0]} ({sys.executable}) and no python{minor} was found; install one "

@@ -143,11 +143,14 @@ def make_operations_class():
 
         use_ns = True
 
-        def __init__(self, fs, root, dataset, options=None, on_ready=None):
+        def __init__(self, fs, root, dataset, options=None, on_ready=None, owner=None):
             self.fs, self.dataset, self.options = fs, dataset, options if options is not None else DatasetMounts()
             self.root = root.rstrip("/")
             self.on_ready = on_ready
-            self.uid, self.gid = os.getuid(), os.getgid()
+            # owner (uid, gid): a user's own mount, which no other account may read (the
+            # kernel checks these modes: default_permissions); else everyone may
+            self.uid, self.gid = owner if owner else (os.getuid(), os.getgid())
+            self.dir_mode, self.file_mode = (0o500, 0o400) if owner else (0o555, 0o444)
             self.started = time.time()
             self._listings = {}  # directory (store path) -> (time, {name: info}, [names])
             self._lock = threading.Lock()
@@ -216,9 +219,9 @@ def make_operations_class():
 
         def _stat(self, info):
             if info["type"] == "directory":
-                mode, size, nlink = stat.S_IFDIR | 0o555, 0, 2
+                mode, size, nlink = stat.S_IFDIR | self.dir_mode, 0, 2
             else:
-                mode, size, nlink = stat.S_IFREG | 0o444, int(info.get("size") or 0), 1
+                mode, size, nlink = stat.S_IFREG | self.file_mode, int(info.get("size") or 0), 1
             mtime = _timestamp(info.get("mtime") or info.get("updated") or info.get("LastModified"), self.started)
             ctime = _timestamp(info.get("ctime") or info.get("timeCreated"), mtime)
             mtime, ctime = int(mtime * 1e9), int(ctime * 1e9)  # use_ns: nanoseconds

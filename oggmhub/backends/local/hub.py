@@ -27,6 +27,7 @@ def hub_environment(args):
         OGGMHUB_IDLE_TIMEOUT=str(args.idle_timeout),
         OGGMHUB_COHORT_CHECK_INTERVAL=str(args.cohort_check_interval),
         OGGMHUB_STOP_SERVERS_ON_EXIT="1" if args.stop_servers_on_exit else "",
+        OGGMHUB_SHARED_ACCOUNT="1" if args.shared_account else "",
     )
     return env
 
@@ -54,15 +55,43 @@ def start_hub(args):
     here = machine.this_machine()
     for line in machine.not_offered(catalog, here):  # what the picker leaves out, and why
         print(f"oggmhub: not offered here: {line}", flush=True)
-    os.makedirs(args.data_dir, mode=0o700, exist_ok=True)
+    accounts = os.geteuid() == 0 and not args.shared_account
+    envs = os.environ.get("OGGMHUB_ENV_CACHE") or os.path.join(args.data_dir, "envs")
+    if accounts:  # users' accounts must reach their homes and the environments
+        from oggmhub.backends.local.file_modes import describe_blocked
+
+        # the folders above them (the hub sets the modes of the data dir and envs/ themselves)
+        found = [p for p in (describe_blocked(os.path.dirname(args.data_dir), f"--data-dir {args.data_dir}: its folder",
+                                              "--data-dir DIR, e.g. /srv/oggmhub"),
+                             describe_blocked(os.path.dirname(os.path.abspath(envs)),
+                                              f"the environments' folder {envs}: its folder", "$OGGMHUB_ENV_CACHE")) if p]
+        for line in found:
+            print(f"oggmhub hub: {line}; or run with --shared-account", file=sys.stderr)
+        if found:
+            return 2
+    os.makedirs(args.data_dir, mode=0o711 if accounts else 0o700, exist_ok=True)
     print(f"oggmhub: starting the local hub on http://{args.ip}:{args.port} "
           f"(data in {os.path.abspath(args.data_dir)})", flush=True)
     from oggmhub.backends.local.cgroups import describe
 
     print(f"oggmhub: {describe()}", flush=True)
+    print(f"oggmhub: {run_as_line(accounts, args.shared_account)}; environments are built into {envs}", flush=True)
     command = [sys.executable, "-m", "jupyterhub", "-f", args.config]
     os.chdir(os.path.abspath(args.data_dir))
     os.execve(sys.executable, command, hub_environment(args))
+
+
+def run_as_line(accounts, shared):
+    """The start-up line saying which system account users' servers run as."""
+    if accounts:
+        return "users' servers run as a system account each (oggm-<username>; homes mode 0700)"
+    import pwd
+
+    me = pwd.getpwuid(os.geteuid()).pw_name
+    if shared:
+        return f"users' servers all run as {me} (--shared-account): users can read each other's files"
+    return (f"users' servers run as {me}, the hub's own account (the hub is not root): only one hub user "
+            "may start a server; --shared-account lets several share it, knowingly")
 
 
 def register(commands):

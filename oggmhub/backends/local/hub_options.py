@@ -45,6 +45,10 @@ def add_hub_arguments(hub):
     hub.add_argument("--stop-servers-on-exit", action="store_true",
                      help="stop every user's server when the hub stops (default: they keep running "
                           "and the next start finds them again)")
+    hub.add_argument("--shared-account", action="store_true",
+                     help="run every user's server as the hub's own system account, knowingly: users can "
+                          "read each other's files (the welcome page says so). Default: as root, each user "
+                          "gets a system account of their own; otherwise only one hub user may start a server")
     hub.add_argument("--config", default=os.path.join(root, "hub_config", "jupyterhub_config.py"),
                      help="JupyterHub config file (default: %(default)s)")
     return hub

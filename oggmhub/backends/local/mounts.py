@@ -84,7 +84,8 @@ def _serve(spec):
         fs, root = source_filesystem(dataset, listings_expiry_time=options.listings_ttl)
         if not spec.get("checked"):
             _check_reachable(fs, root, dataset, options.timeout)
-        ops = make_operations_class()(fs, root, dataset.name, options, on_ready=lambda: report("ready"))
+        ops = make_operations_class()(fs, root, dataset.name, options, on_ready=lambda: report("ready"),
+                                      owner=spec.get("owner"))
     except Exception as e:  # noqa: BLE001 - reported to the parent, which raises
         report("error: " + (str(e) or type(e).__name__))
         return 3
@@ -141,8 +142,11 @@ def fusermount():
     return shutil.which("fusermount3") or shutil.which("fusermount")
 
 
-def mount_dataset(dataset, mountpoint, options=None):
+def mount_dataset(dataset, mountpoint, options=None, owner=None):
     """Mount ``dataset`` read-only at ``mountpoint``; return a :class:`Mount`.
+
+    ``owner``: ``(uid, gid)`` of the only account (besides root) that may read it, for a
+    hub whose users have system accounts; None: every user of the machine may.
 
     Blocks until the mount is live. Raises :class:`MountError` naming the dataset (and
     leaves nothing behind: no process, no mount, no folder it created) if the source is
@@ -169,7 +173,7 @@ def mount_dataset(dataset, mountpoint, options=None):
         raise MountError(dataset.name, f"mount point {mountpoint} is not empty")
     read_fd, write_fd = os.pipe()
     spec = {"dataset": asdict(dataset), "options": options.as_dict(), "mountpoint": mountpoint, "status_fd": write_fd,
-            "checked": True}
+            "checked": True, "owner": list(owner) if owner else None}
     log = tempfile.TemporaryFile()  # the child's stderr, shown if it fails
     try:
         process = subprocess.Popen(
@@ -228,14 +232,14 @@ def _wait_mounted(mountpoint, process, timeout):
     return False
 
 
-def mount_datasets(datasets, root, options=None, unavailable=None):
+def mount_datasets(datasets, root, options=None, unavailable=None, owner=None):
     """Mount each dataset at ``root`` + its catalog mount path; all of them or none.
 
     Returns the :class:`Mount` list for :func:`unmount_datasets`. Call it before the
     user's server starts; a :class:`MountError` names the dataset that failed. With
     ``unavailable`` (a callable), a dataset whose catalog entry says ``required: false``
     and that cannot be mounted is passed to it, ``unavailable(dataset, error)``, and the
-    others are mounted all the same.
+    others are mounted all the same. ``owner``: as for :func:`mount_dataset`.
     """
     from oggmhub.session.datasets import local_mount_path
 
@@ -243,7 +247,7 @@ def mount_datasets(datasets, root, options=None, unavailable=None):
     try:
         for dataset in datasets:
             try:
-                mounts.append(mount_dataset(dataset, local_mount_path(dataset, root), options))
+                mounts.append(mount_dataset(dataset, local_mount_path(dataset, root), options, owner))
             except MountError as e:
                 if unavailable is None or getattr(dataset, "required", True):
                     raise

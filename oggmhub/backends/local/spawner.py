@@ -6,10 +6,11 @@ local process, from a virtualenv built from ``images/<env>/`` the first time tha
 environment is chosen (progress on the spawn page), with the user's persistent home
 under the hub's data directory.
 
-Isolation, honestly: every server runs as the hub's own system user. The hub serves a
-user only their own server, whose root is their home, but code a user runs (a terminal,
-a notebook) can read what that system user can read. Run the hub as a dedicated
-unprivileged user, and use the Kubernetes backend where users must not trust each other.
+Isolation: when the hub runs as root, each user's server runs as a system account of
+their own, their home, scratch folder and mounts theirs alone (:mod:`.run_as`,
+:mod:`.system_users`, :mod:`.file_modes`). A hub that is not root runs every server as
+its own system user: then it serves one hub user only, unless ``shared_account`` says
+that users may read each other's files.
 """
 
 from __future__ import annotations
@@ -33,13 +34,15 @@ from oggmhub.backends.base import SessionBackend
 from oggmhub.backends.session_env import session_environment
 from oggmhub.session import env as session_vars
 from oggmhub.cohorts import materials as cohort_materials
-from oggmhub.backends.local import cgroups
+from oggmhub.backends.local import cgroups, file_modes
 from oggmhub.backends.local import mounts as dataset_mounts
 from oggmhub.backends.local.dataset_links import link_datasets
 from oggmhub.errors import SpawnFailed
 from oggmhub.backends.local.processes import end_processes as _end_processes, session_processes  # noqa: F401
 from oggmhub.backends.local.environments import LocalEnvError, build_local_env
 from oggmhub.backends.local import machine as machine_fit
+from oggmhub.backends.local.run_as import SystemAccounts
+from oggmhub.backends.local.size_limits import SizeLimits
 from oggmhub.picker import CatalogPickerMixin
 
 # Every process of one server session carries this variable, with a value of its own:
@@ -61,7 +64,7 @@ def data_dir_default():
     return os.path.abspath(os.environ.get("OGGMHUB_DATA_DIR") or "data")
 
 
-class LocalEnvSpawner(CatalogPickerMixin, SessionBackend, LocalProcessSpawner):
+class LocalEnvSpawner(CatalogPickerMixin, SessionBackend, SystemAccounts, SizeLimits, LocalProcessSpawner):
     """Run the chosen environment as a local process with a persistent home."""
 
     backend_name = "local"
@@ -196,9 +199,8 @@ class LocalEnvSpawner(CatalogPickerMixin, SessionBackend, LocalProcessSpawner):
         self._progress_queue = asyncio.Queue()
         try:
             try:
+                await self._loop.run_in_executor(None, self.prepare_account)  # refusals come first
                 venv = self._venv = str(await self._loop.run_in_executor(None, self._build_env))
-                os.makedirs(self.home_dir, mode=0o700, exist_ok=True)
-                os.makedirs(self.scratch_dir, mode=0o700, exist_ok=True)
                 await self._loop.run_in_executor(None, self._pull_materials)
                 await self._loop.run_in_executor(None, self._merge_tutorials)
             except LocalEnvError as e:
@@ -236,14 +238,14 @@ class LocalEnvSpawner(CatalogPickerMixin, SessionBackend, LocalProcessSpawner):
         name = self.choice.environment.name
         return build_local_env(
             name, self.catalog, self.env_dir, progress=self._report,
-            context=os.path.join(self.images_dir, name),
+            context=os.path.join(self.images_dir, name), shared=self.account is not None,
         )
 
     def _pull_materials(self):
         """Sync the cohort's materials into the home (nbgitpuller from the environment if it has it)."""
         for item in self.cohort_materials:
             cohort_materials.pull(item, self.home_dir, search_path=os.path.join(self._venv, "bin"),
-                                  progress=self._report)
+                                  progress=self._report, run_as=self.account)
 
     _tutorials_url = None  # the default URL this spawner set for the last start's tutorials
 
@@ -258,7 +260,11 @@ class LocalEnvSpawner(CatalogPickerMixin, SessionBackend, LocalProcessSpawner):
         if not self.tutorials_dir or not session_tutorials.tutorial_files(self.tutorials_dir, env):
             return
         dest = os.path.join(self.home_dir, "tutorials", env)
+        if not self.writable_by_hub(dest):
+            self._report(f"Tutorials not merged: ~/tutorials/{env} leads out of the home")
+            return
         report = session_tutorials.merge(self.tutorials_dir, dest, env)
+        self.hand_over(os.path.dirname(dest))  # written by the hub: the user's now
         self._report(f"Tutorials in ~/tutorials/{env}: {report.summary()}")
         if ours and not self.cohort_materials:
             self.default_url = self._tutorials_url = f"/lab/tree/tutorials/{env}"
@@ -271,7 +277,7 @@ class LocalEnvSpawner(CatalogPickerMixin, SessionBackend, LocalProcessSpawner):
         dataset_mounts.cleanup_stale_mounts(self.mount_root)  # left by a crash, if any
         datasets = self.choice.datasets
         datasets_api.write_unavailable(self.scratch_dir, {})  # a previous session's notice
-        link_datasets(self.home_dir, {})  # links of an earlier session's datasets go
+        self._link_datasets({})  # links of an earlier session's datasets go
         if not datasets:
             return
         ok, why = dataset_mounts.fuse_available()
@@ -286,11 +292,20 @@ class LocalEnvSpawner(CatalogPickerMixin, SessionBackend, LocalProcessSpawner):
             missing[dataset.name] = str(error)
             self._report(f"{error}; starting without it")
 
+        owner = (self.account.uid, self.account.gid) if self.account is not None else None
         self._mounts = dataset_mounts.mount_datasets(datasets, self.mount_root, self.mount_options,
-                                                     unavailable=unavailable)
+                                                     unavailable=unavailable, owner=owner)
         datasets_api.write_unavailable(self.scratch_dir, missing)  # read by datasets.unavailable()
         # browsable from JupyterLab at datasets/<name> (where launch links open)
-        link_datasets(self.home_dir, {m.dataset: m.mountpoint for m in self._mounts})
+        self._link_datasets({m.dataset: m.mountpoint for m in self._mounts})
+
+    def _link_datasets(self, targets):
+        folder = os.path.join(self.home_dir, "datasets")
+        if not self.writable_by_hub(folder):  # a user's link elsewhere: the hub writes nothing there
+            self._report("Datasets are not linked into ~/datasets: it leads out of the home")
+            return
+        link_datasets(self.home_dir, targets)
+        self.hand_over(folder)
 
     def _unmount_datasets(self):
         mounts, self._mounts = self._mounts, ()
@@ -300,9 +315,13 @@ class LocalEnvSpawner(CatalogPickerMixin, SessionBackend, LocalProcessSpawner):
             dataset_mounts.cleanup_stale_mounts(self.mount_root)
 
     def _start_script(self):
-        """The context's repo2docker ``start`` script, which wraps every session's command."""
+        """The context's repo2docker ``start`` script, which wraps every session's command
+        (a copy beside the environment where users have accounts: the build contexts may
+        lie where their accounts cannot reach, e.g. a clone under /root)."""
         start = os.path.join(self.images_dir, self.choice.environment.name, "start")
-        return [start] if os.access(start, os.X_OK) else []
+        if not os.access(start, os.X_OK):
+            return []
+        return [file_modes.publish_start_script(start, self._venv) if self.account is not None else start]
 
     def get_env(self):
         env = super().get_env()
@@ -319,17 +338,19 @@ class LocalEnvSpawner(CatalogPickerMixin, SessionBackend, LocalProcessSpawner):
 
     def get_args(self):
         args = super().get_args()
-        if os.geteuid() == 0:
-            args.append("--allow-root")  # the hub runs as root: its servers must too
+        if self.still_root():
+            args.append("--allow-root")  # the hub runs as root, and so does this server
         return args
 
     def make_preexec_fn(self, name):
         home = self.home_dir
         cgroup = self._cgroup
+        drop = self.drop_to_account
 
-        def preexec():  # runs in the child: no setuid, start in the home, inside the size's limits
+        def preexec():  # in the child: into the size's cgroup while root, then the user's account
             if cgroup is not None:
                 cgroup.join()
+            drop()  # groups, gid, uid: from here on the user cannot leave the cgroup
             os.chdir(home)
 
         return preexec
@@ -347,28 +368,8 @@ class LocalEnvSpawner(CatalogPickerMixin, SessionBackend, LocalProcessSpawner):
                     choice["display_name"] += self.UNENFORCED
         return profiles
 
-    _cgroup = None
-
-    def _limit_resources(self):
-        """Put this start's server into a cgroup with its size's limits, where the machine has cgroups."""
-        self._remove_cgroup()
-        server = safe_slug(self.name) if self.name else ""
-        name = cgroups.session_name(self.data_dir, safe_slug(self.user.name), server)
-        try:
-            self._cgroup = cgroups.session_cgroup(name, self.cpu_limit, self.mem_limit)
-        except cgroups.CgroupError as e:
-            raise SpawnFailed(f"the size's CPU and memory limits could not be applied: {e}") from e
-        enforced = f"cgroup {self._cgroup.kind}" if self._cgroup else "no"
-        self.environment = {**self.environment, session_vars.LIMITS_ENFORCED: enforced}
-
-    def _remove_cgroup(self):
-        cgroup, self._cgroup = self._cgroup, None
-        if cgroup is not None:
-            cgroup.remove()
-
     def user_env(self, env):
-        env.update(USER=self.user.name, HOME=self.home_dir, SHELL="/bin/bash")
-        return env
+        return self.account_env(env)
 
     # --- restart safety ----------------------------------------------------------------
 

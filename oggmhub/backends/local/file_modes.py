@@ -1,0 +1,146 @@
+"""Who may read what in the local hub's data directory when users have system accounts.
+
+- the data directory, and its ``homes/``, ``mounts/`` and ``scratch/``: ``0711``, owned by
+  root: each account can reach its own folder by name, none can list who else has one;
+- a user's home, scratch folder and mount root: owned by the user's account, ``0700``;
+- environments (``envs/`` or wherever ``env_dir`` is): root-owned, ``0755`` folders and
+  world-readable files, so every account runs them and none changes them;
+- everything else the hub keeps there (its database, cookie secret, logs, exports):
+  ``0600`` files and ``0700`` folders, root's alone.
+
+:func:`blocked_for_others` tells whether a path can be reached by an account at all (a
+data directory under ``/root``, mode 0700, cannot), so that the hub can say so before a
+server fails mysteriously.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tempfile
+
+SHARED_DIRS = ("homes", "mounts", "scratch")  # 0711: one folder per user inside
+
+
+def blocked_for_others(path):
+    """The first folder on the way to ``path`` (itself included) that other users cannot
+    traverse (no ``o+x``), or None where every account can reach it."""
+    path = os.path.abspath(path)
+    parts = path.split(os.sep)
+    for i in range(1, len(parts) + 1):
+        folder = os.sep.join(parts[:i]) or os.sep
+        try:
+            mode = os.stat(folder).st_mode
+        except FileNotFoundError:
+            return None  # what does not exist yet is made by the hub, with the modes above
+        if stat.S_ISDIR(mode) and not mode & stat.S_IXOTH:
+            return folder
+    return None
+
+
+def describe_blocked(path, what, option):
+    """A sentence for :func:`blocked_for_others`'s answer, or None."""
+    blocked = blocked_for_others(path)
+    if blocked is None:
+        return None
+    mode = stat.S_IMODE(os.stat(blocked).st_mode)
+    return (f"{what} cannot be reached by the users' system accounts: {blocked} is mode {mode:04o} "
+            f"(no o+x). Choose a place they can traverse ({option}), or `chmod o+x {blocked}`")
+
+
+def secure_data_dir(data_dir, keep_open=()):
+    """Set the modes of the module's docstring on ``data_dir`` and what is directly in it.
+
+    ``keep_open``: folders in it that must stay world-readable (an env_dir inside it).
+    """
+    data_dir = os.path.abspath(data_dir)
+    os.makedirs(data_dir, mode=0o711, exist_ok=True)
+    os.chmod(data_dir, 0o711)
+    keep_open = {os.path.abspath(p) for p in keep_open}
+    for entry in os.scandir(data_dir):
+        if entry.is_symlink():
+            continue
+        if entry.path in keep_open:
+            os.chmod(entry.path, 0o755)
+        elif entry.is_dir():
+            os.chmod(entry.path, 0o711 if entry.name in SHARED_DIRS else 0o700)
+        else:
+            mode = stat.S_IMODE(entry.stat().st_mode)
+            if mode & 0o077:
+                os.chmod(entry.path, mode & 0o700)
+    for name in SHARED_DIRS:
+        os.makedirs(os.path.join(data_dir, name), mode=0o711, exist_ok=True)
+        os.chmod(os.path.join(data_dir, name), 0o711)
+
+
+def private_dir(path, account):
+    """Make ``path`` (if missing) and give it to ``account``, mode 0700. A folder that an
+    earlier hub (shared mode) left owned by someone else is handed over, with its content."""
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    st = os.lstat(path)
+    if stat.S_ISLNK(st.st_mode):
+        raise OSError(f"{path} is a symbolic link; a user's folder must be a folder")
+    if st.st_uid != account.uid:
+        give(path, account)
+    os.chmod(path, 0o700)
+
+
+def give(path, account):
+    """Hand ``path`` and everything under it to ``account``; symbolic links are changed,
+    never followed. For what the hub itself just wrote into a user's folder."""
+    os.chown(path, account.uid, account.gid, follow_symlinks=False)
+    if not os.path.isdir(path) or os.path.islink(path):
+        return
+    for root, dirs, files in os.walk(path):
+        for name in dirs + files:
+            try:
+                os.chown(os.path.join(root, name), account.uid, account.gid, follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+
+
+def inside(path, folder):
+    """Whether ``path``, with its symbolic links resolved, lies inside ``folder``: the hub
+    (root) never writes where a user's link would send it."""
+    real, base = os.path.realpath(path), os.path.realpath(folder)
+    return real == base or real.startswith(base.rstrip(os.sep) + os.sep)
+
+
+def publish_tree(path):
+    """Make ``path`` readable (and its folders and programs runnable) by every account,
+    writable by its owner only: an environment every user's server runs from."""
+    def fix(p, is_dir):
+        mode = stat.S_IMODE(os.lstat(p).st_mode)
+        wanted = (mode | 0o444 | (0o111 if is_dir or mode & 0o100 else 0)) & ~0o022
+        if wanted != mode:
+            os.chmod(p, wanted)
+
+    fix(path, True)
+    for root, dirs, files in os.walk(path):
+        for name in dirs:
+            p = os.path.join(root, name)
+            if not os.path.islink(p):
+                fix(p, True)
+        for name in files:
+            p = os.path.join(root, name)
+            if not os.path.islink(p):
+                fix(p, False)
+
+
+def publish_start_script(start, venv):
+    """A copy of ``start`` in ``venv`` (root's, world-runnable), replaced atomically when it changed."""
+    dest = os.path.join(venv, "oggmhub-start")
+    with open(start, "rb") as f:
+        content = f.read()
+    try:
+        with open(dest, "rb") as f:
+            if f.read() == content:
+                return dest
+    except OSError:
+        pass
+    fd, tmp = tempfile.mkstemp(dir=venv, prefix=".oggmhub-start-")
+    with os.fdopen(fd, "wb") as f:
+        f.write(content)
+    os.chmod(tmp, 0o755)
+    os.replace(tmp, dest)
+    return dest
