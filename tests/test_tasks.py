@@ -27,6 +27,13 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IMAGES = os.path.join(REPO, "images")
 
 
+@pytest.fixture(autouse=True)
+def service_as_one_account(monkeypatch):
+    """These tests run the service as the hub's one account (a --shared-account hub);
+    runs as users' own system accounts: tests/test_tasks_accounts.py."""
+    monkeypatch.setenv("OGGMHUB_SHARED_ACCOUNT", "1")
+
+
 @pytest.fixture(scope="module")
 def tasks():
     problems = []

@@ -16,6 +16,7 @@ import os
 import time
 
 from oggmhub.tasks import execution
+from oggmhub.tasks.parameters import TaskInputError
 from oggmhub.tasks.runs import Runner
 
 
@@ -45,6 +46,24 @@ class DaskRunner(Runner):
         future = client.submit(execution.execute, plan, key=f"oggmhub-task-{record['id']}", pure=False)
         self.futures[(user, record["id"])] = future
         self.watchers[(user, record["id"])] = asyncio.ensure_future(self._watch(user, record["id"], future))
+
+    def run_as_for(self, user):
+        """With ``system_accounts``: ``user``'s account, as the local spawner made it."""
+        if not self.settings.system_accounts:
+            return None
+        from oggmhub.backends.local import system_users
+
+        try:
+            account = system_users.lookup(user, system_users.hub_id(self.settings.data_dir),
+                                          self.settings.system_account_prefix)
+        except system_users.SystemAccountError as e:
+            raise TaskInputError([f"user: {e}"]) from None
+        if account is None:
+            raise TaskInputError([f"user: runs execute as your own system account on this machine, made when "
+                                  f"your server first starts; {user!r} has none yet: start your server once, "
+                                  f"then run tasks"])
+        return {"name": account.name, "uid": account.uid, "gid": account.gid, "groups": account.groups(),
+                "home": os.path.join(self.settings.homes_dir, user)}
 
     def _cancelled(self, user, run_id):
         return self.store.get(user, run_id)["status"] == "cancelled"

@@ -18,6 +18,15 @@ Cancelling (:func:`kill`) and starting the tool meet in a handshake: :func:`kill
 (and once more right before it starts the tool). Whichever comes second stops the tool,
 so a run cancelled while it fetched its inputs never starts its tool afterwards.
 
+With ``plan["run_as"]`` (a user's system account on the local backend, when the service
+is root: :meth:`oggmhub.tasks.dask_runner.DaskRunner.run_as_for`) everything that touches
+the user's files happens as that account, so the kernel, not a path check made earlier,
+decides what the run may read and write: the tool runs as the account (its home inputs
+are read by it), its outputs are copied into the home by the account (``sh``'s ``cp`` and
+``mv``) and read back for a bucket by the account (``cat``). Its working folder is made
+by root in the system's temporary folder (sticky: the user cannot swap it for a link),
+filled with the fetched inputs, and only then handed to the account.
+
 As a program (a Kubernetes Job's pod), the run's log is printed to stdout, then one JSON
 line with the result: the pod's log is what the tasks service reads back.
 """
@@ -63,8 +72,34 @@ def fetch(location, dest_dir):
     return local
 
 
-def publish(local, location, run_id):
-    """Put ``local`` at ``location`` atomically."""
+# as the account: make the folder, copy beside the target, rename into place (or remove the copy)
+_PUBLISH_AS = 'mkdir -p -- "$1" && cp -- "$2" "$3" && mv -f -T -- "$3" "$4" || { rm -f -- "$3"; exit 1; }'
+
+
+def _as_account(run_as):
+    """``subprocess`` arguments that run a child as ``run_as`` (uid, gid, groups)."""
+    return {"user": run_as["uid"], "group": run_as["gid"], "extra_groups": list(run_as["groups"])}
+
+
+def publish(local, location, run_id, run_as=None, private_dir=None):
+    """Put ``local`` at ``location`` atomically (as ``run_as`` where given; then a bucket
+    upload reads ``local`` through the account into ``private_dir`` first)."""
+    if run_as is not None:
+        if location["kind"] == "local":
+            target = location["path"]
+            partial = os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.partial-{run_id}")
+            done = subprocess.run(["/bin/sh", "-c", _PUBLISH_AS, "sh", os.path.dirname(target), local, partial, target],
+                                  capture_output=True, text=True, **_as_account(run_as))
+            if done.returncode:
+                raise PermissionError(f"could not write {target}: {done.stderr.strip() or 'exit ' + str(done.returncode)}")
+            return target
+        copy = os.path.join(private_dir, "upload")
+        with open(copy, "wb") as f:
+            done = subprocess.run(["cat", "--", local], stdout=f, stderr=subprocess.PIPE, text=False,
+                                  **_as_account(run_as))
+        if done.returncode:
+            raise PermissionError(f"could not read the output {os.path.basename(local)}: {done.stderr.decode(errors='replace').strip()}")
+        local = copy
     if location["kind"] == "local":
         target = location["path"]
         os.makedirs(os.path.dirname(target), exist_ok=True)
@@ -126,7 +161,8 @@ def execute(plan):
     result = {"status": "failed", "started": started, "outputs": {}, "error": ""}
     if os.path.exists(os.path.join(run_dir, CANCEL)):
         return {**result, "status": "cancelled", "finished": time.time()}
-    work = tempfile.mkdtemp(prefix="work-", dir=run_dir)
+    run_as = plan.get("run_as") if os.geteuid() == 0 else None
+    work = tempfile.mkdtemp(prefix=f"oggmhub-task-{plan['run_id']}-") if run_as else tempfile.mkdtemp(prefix="work-", dir=run_dir)
     try:
         with open(log_path, "a") as log:
             files = {}
@@ -148,13 +184,19 @@ def execute(plan):
                 os.makedirs(os.path.join(work, "out", name))
                 outs[name] = files[name] = os.path.join(work, "out", name, base)
             command = argv(plan, plan["values"], files)
+            account = {}
+            if run_as:
+                _give(work, run_as)
+                account = _as_account(run_as)
             log.write("$ " + " ".join(command) + "\n")
             log.flush()
             if os.path.exists(os.path.join(run_dir, CANCEL)):  # cancelled while the inputs came
                 return {**result, "status": "cancelled", "finished": time.time()}
             cli_started = time.time()
             proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    cwd=work, env={**os.environ, **plan.get("env", {})}, start_new_session=True)
+                                    cwd=work, env=tool_env(os.environ, plan.get("env", {}), run_as),
+                                    start_new_session=True,
+                                    **account)
             with open(os.path.join(run_dir, PID), "w") as f:
                 f.write(str(proc.pid))
             if os.path.exists(os.path.join(run_dir, CANCEL)):  # kill() came before the pid: stop it here
@@ -176,14 +218,44 @@ def execute(plan):
         if missing:
             return {**result, "error": f"the tool exited 0 but wrote no {', '.join(missing)}", "finished": time.time()}
         for name, path in outs.items():
-            result["outputs"][name] = publish(path, plan["outputs"][name], plan["run_id"])
+            try:
+                result["outputs"][name] = publish(path, plan["outputs"][name], plan["run_id"], run_as, run_dir)
+            except PermissionError as e:
+                return {**result, "error": f"output {name}: {e}", "finished": time.time()}
         return {**result, "status": "done", "finished": time.time()}
     finally:
-        shutil.rmtree(work, ignore_errors=True)
-        try:
-            os.unlink(os.path.join(run_dir, PID))
-        except OSError:
-            pass
+        shutil.rmtree(work, ignore_errors=True)  # fd-based: a link the tool left is removed, not followed
+        for name in (PID, "upload"):
+            try:
+                os.unlink(os.path.join(run_dir, name))
+            except OSError:
+                pass
+
+
+_SECRET_WORDS = ("TOKEN", "SECRET", "PASSWORD", "CREDENTIAL", "KEY")
+_HUB_PREFIXES = ("JUPYTERHUB_", "JPY_", "CONFIGPROXY_")
+
+
+def tool_env(service_env, task_env, run_as):
+    """The tool's environment: the service's, less the hub's variables and anything
+    secret (the service's API token, storage credentials: the tool needs none, its
+    inputs are fetched for it), plus the task's own and, with an account, its HOME,
+    USER and LOGNAME."""
+    env = {k: v for k, v in service_env.items()
+           if not k.startswith(_HUB_PREFIXES) and not any(w in k.upper() for w in _SECRET_WORDS)}
+    env.update(task_env)
+    if run_as:
+        env.update({"HOME": run_as["home"], "USER": run_as["name"], "LOGNAME": run_as["name"]})
+    return env
+
+
+def _give(work, run_as):
+    """Hand the filled working folder to the account: what is inside first, the folder
+    itself last (until then the account cannot enter it). Links are not followed."""
+    for folder, dirs, names in os.walk(work, topdown=False):
+        for name in [*names, *dirs]:
+            os.lchown(os.path.join(folder, name), run_as["uid"], run_as["gid"])
+    os.lchown(work, run_as["uid"], run_as["gid"])
 
 
 def kill(run_dir):

@@ -27,8 +27,13 @@ FIELDS = ("task", "parameters", "input-map", "output-map", "input-str", "batch")
 
 
 class RunStore:
+    """Run records, logs and cancel marks: the service's alone (mode 0700: with system
+    accounts no user's account reads another's parameters, texts or logs)."""
+
     def __init__(self, root):
         self.root = root
+        os.makedirs(root, mode=0o700, exist_ok=True)
+        os.chmod(root, 0o700)
 
     def _dir(self, user, run_id):
         if not run_id.isalnum():
@@ -130,11 +135,10 @@ class Runner:
         self.log = log
 
     def run_as_for(self, user):
-        """The system account ``user``'s runs execute as, or None for the service's own.
-
-        The seam for per-user accounts on the local backend (the trust boundaries'
-        accounts, where they exist); on Kubernetes a run is the user's by being in their
-        namespace, with their home volume, as uid 1000."""
+        """The system account ``user``'s runs execute as (a JSON-able dict for the plan),
+        or None for the service's own (:class:`TaskInputError` where there should be one
+        and is not). On Kubernetes a run is the user's by being in their namespace, with
+        their home volume, as uid 1000: None."""
         return None
 
     # --- what a backend provides ---------------------------------------------------------------
@@ -214,11 +218,13 @@ class Runner:
         return {"run_id": record["id"], "run_dir": self.store.run_dir(record["user"], record["id"]),
                 "kind": task.spec.kind, "command": self.command(task, python), "parameters": params,
                 "values": record["values"], "inputs": inputs, "outputs": outputs, "texts": record.get("input-str") or {},
-                "timeout": self.settings.run_timeout, "env": {session_vars.TASK_RUN: record["id"]}}
+                "timeout": self.settings.run_timeout, "env": {session_vars.TASK_RUN: record["id"]},
+                "run_as": self.run_as_for(record["user"])}
 
     # --- starting and watching ---------------------------------------------------------------
 
     async def start(self, user, body, policy, budget_for):
+        self.run_as_for(user)  # no account to run as: refused before anything is recorded
         task, values, locations = self.check(user, body, policy)
         budget = budget_for(task)
         record = self.store.save(self.record(user, task, body, values, locations))
@@ -245,6 +251,7 @@ class Runner:
         batch = body.get("batch")
         if not isinstance(batch, dict):
             raise TaskInputError(["batch: give {parameter, folder, glob, outputs}"])
+        self.run_as_for(user)
         task = self.task(body.get("task"))
         param = task.spec.parameter(batch.get("parameter", ""))
         if param is None or not param.is_input:

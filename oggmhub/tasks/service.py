@@ -63,7 +63,8 @@ def configure(c, port=None, url=None, bind=None, session_url=None):
     url = url or f"http://127.0.0.1:{port}"
     env = {k: os.environ[k] for k in ("OGGMHUB_DATA_DIR", "OGGMHUB_CATALOG", "OGGMHUB_IMAGES", "OGGMHUB_ENV_CACHE",
                                       "OGGMHUB_TASKS_CONFIG", "PYTHONPATH", "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT",
-                                      "KUBECONFIG", "POD_NAMESPACE")
+                                      "KUBECONFIG", "POD_NAMESPACE", "OGGMHUB_SHARED_ACCOUNT",
+                                      "OGGMHUB_ACCOUNT_PREFIX")
            if k in os.environ}
     if bind:
         env["OGGMHUB_TASKS_BIND"] = bind

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from traitlets import Dict, Enum, Integer, Unicode, default
+from traitlets import Bool, Dict, Enum, Integer, Unicode, default
 from traitlets.config import Application
 
 
@@ -99,6 +99,29 @@ class TasksSettings(Application):
         help="""The most bytes (UTF-8) a run's ``input-str`` texts may hold together (fiji_cloudrun's
         small text inputs, written as files for the task); a run over it is refused naming the cap.""",
     )
+
+    system_accounts = Bool(
+        config=True,
+        help="""With backend local: run each user's runs as their system account (the one the
+        local spawner made on their first start, oggmhub.backends.local.system_users), so a
+        run reads and writes only what the user could. Needs the service to run as root.
+        Default: True when it runs as root and $OGGMHUB_SHARED_ACCOUNT is unset (as the
+        spawner's c.LocalEnvSpawner.system_accounts).""",
+    )
+
+    @default("system_accounts")
+    def _default_system_accounts(self):
+        return os.geteuid() == 0 and not os.environ.get("OGGMHUB_SHARED_ACCOUNT")
+
+    system_account_prefix = Unicode(
+        config=True,
+        help="""The start of users' system account names, as c.LocalEnvSpawner.system_account_prefix.
+        Defaults to $OGGMHUB_ACCOUNT_PREFIX, else ``oggm-``.""",
+    )
+
+    @default("system_account_prefix")
+    def _default_prefix(self):
+        return os.environ.get("OGGMHUB_ACCOUNT_PREFIX") or "oggm-"
 
     backend = Enum(
         ["local", "kubernetes"], "local", config=True,
