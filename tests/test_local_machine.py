@@ -3,10 +3,13 @@ with no GPU present are left out of the picker, refused by the API with the reas
 listed when the hub starts. The hub here is told it runs on a 2-CPU machine without GPU
 ($OGGMHUB_MACHINE), so the test means the same on any CI machine."""
 
+import os
+
 import pytest
 
-from local_hub import LocalHub
+from local_hub import REPO, LocalHub
 from oggmhub.backends.local import machine
+from oggmhub.backends.local.environments import apt_packages, missing_apt_packages
 from oggmhub.choice import ChoiceError, resolve_choice
 
 GIB = 1024**3
@@ -54,3 +57,16 @@ def test_picker_and_api_fit_the_machine(hub):
     log = hub.log()
     assert "oggmhub: not offered here: OGGM Large (4 CPU, 16 GB) promises 4 CPUs" in log
     assert "oggmhub: not offered here: Fiji with 1 NVIDIA T4 needs 1 NVIDIA GPU(s)" in log
+
+
+def test_start_up_names_the_debian_packages_an_environment_lacks(hub, catalog):
+    """An environment whose apt.txt this machine lacks is named at start-up with the
+    install command, before a user's start fails on it (CI has Fiji's, not Slicer's)."""
+    log = hub.log()
+    for env in catalog.environments:
+        lacking = missing_apt_packages(apt_packages(os.path.join(REPO, "images", env)))
+        said = f"oggmhub: environment {env!r} needs Debian packages this machine lacks"
+        if lacking:
+            assert f"{said} (" in log and f"installs them with: apt-get install -y {' '.join(lacking)}\n" in log
+        else:
+            assert said not in log

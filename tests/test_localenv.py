@@ -137,7 +137,7 @@ def test_missing_download_says_what_and_leaves_nothing(catalog, tmp_path):
 def test_missing_debian_packages_are_named_with_the_install_command(catalog, tmp_path):
     context = make_context(tmp_path / "ctx" / "fiji", apt="# the desktop\nbash oggmhub-no-such-package\n")
     with pytest.raises(LocalEnvError, match=r"needs Debian packages this machine lacks .*apt\.txt\): "
-                                            r"oggmhub-no-such-package\. Install them with: "
+                                            r"oggmhub-no-such-package\. The hub's administrator installs them with: "
                                             r"apt-get install -y oggmhub-no-such-package$"):
         build_local_env("fiji", catalog, tmp_path / "envs", context=context)
     assert missing_apt_packages(["bash", "oggmhub-no-such-package"]) == ["oggmhub-no-such-package"]

@@ -244,14 +244,36 @@ def missing_apt_packages(packages):
     return missing
 
 
-def _check_apt(env_name, context):
+def lacking_system_packages(env_name, context):
+    """One sentence naming the Debian packages of ``apt.txt`` that this machine lacks and
+    the command that installs them; None when nothing is missing."""
     missing = missing_apt_packages(apt_packages(context))
-    if missing:
-        raise LocalEnvError(
-            f"environment {env_name!r} needs Debian packages this machine lacks "
-            f"({context / 'apt.txt'}): {', '.join(missing)}. Install them with: "
-            f"apt-get install -y {' '.join(missing)}"
-        )
+    if not missing:
+        return None
+    return (f"environment {env_name!r} needs Debian packages this machine lacks "
+            f"({Path(context) / 'apt.txt'}): {', '.join(missing)}. The hub's administrator "
+            f"installs them with: apt-get install -y {' '.join(missing)}")
+
+
+def environments_lacking_packages(catalog):
+    """For the hub's start-up: one sentence per catalog environment whose Debian packages
+    are missing (its servers cannot start until they are installed)."""
+    found = []
+    for env_name in catalog.environments:
+        try:
+            context = images.context_dir(env_name, catalog)
+        except images.ImageError:
+            continue  # said when the environment is built
+        line = lacking_system_packages(env_name, context)
+        if line:
+            found.append(line)
+    return found
+
+
+def _check_apt(env_name, context):
+    line = lacking_system_packages(env_name, context)
+    if line:
+        raise LocalEnvError(line)
 
 
 def _run(cmd, progress, what, log=None, percent=None, **kwargs):

@@ -55,6 +55,10 @@ def start_hub(args):
     here = machine.this_machine()
     for line in machine.not_offered(catalog, here):  # what the picker leaves out, and why
         print(f"oggmhub: not offered here: {line}", flush=True)
+    from oggmhub.backends.local.environments import environments_lacking_packages
+
+    for line in environments_lacking_packages(catalog):  # its servers fail until then: say it now
+        print(f"oggmhub: {line}", flush=True)
     accounts = os.geteuid() == 0 and not args.shared_account
     envs = os.environ.get("OGGMHUB_ENV_CACHE") or os.path.join(args.data_dir, "envs")
     if accounts:  # users' accounts must reach their homes and the environments
