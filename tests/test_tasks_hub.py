@@ -316,8 +316,16 @@ def test_the_form_runs_a_task_in_chromium_and_lists_it_in_the_history(hub, alice
     with chromium() as browser:
         page = browser.new_page()
         login(page, hub, "alice", "correct-horse-42")
+        styles = []
+        page.on("response", lambda r: styles.append(r.status) if r.url.endswith("/hub/static/css/style.min.css") else None)
         page.goto(hub.tasks_url + "form/slicer/GaussianBlur")
         page.wait_for_selector("#task-form")
+        # it looks like the hub's pages: the hub's stylesheet, its bar with the way home and the user
+        assert styles == [200]
+        assert page.evaluate("getComputedStyle(document.querySelector('#run')).backgroundColor") != \
+            page.evaluate("getComputedStyle(document.createElement('button')).backgroundColor")
+        assert page.get_attribute("nav a.navbar-brand", "href") == "/hub/home"
+        assert page.inner_text("nav .navbar-text") == "alice"
         assert page.get_attribute("#p-sigma", "max") == "50" and page.get_attribute("#p-sigma", "min") == "0.1"
         assert page.input_value("#p-sigma") == "1.0"
         page.wait_for_function("document.querySelectorAll('#files-home-and-datasets option').length > 5")
@@ -341,6 +349,10 @@ def test_the_form_runs_a_task_in_chromium_and_lists_it_in_the_history(hub, alice
         assert page.locator("#history tr[data-run] .status.done").count() >= 1
         page.goto(hub.tasks_url)
         assert page.locator("#tasks a", has_text="Otsu Threshold").count() == 1
+        page.set_viewport_size({"width": 390, "height": 844})  # a phone: nothing wider than the screen
+        page.goto(hub.tasks_url + "form/slicer/GaussianBlur")
+        screenshot(page, "tasks-form-phone")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
 
 
 def test_a_notebook_starts_waits_and_fetches_with_the_session_helper(hub, alice):

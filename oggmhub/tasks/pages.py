@@ -10,14 +10,32 @@ from html import escape
 
 from oggmhub.tasks.spec import ENUMS, VECTORS
 
-STYLE = """body{font-family:sans-serif;margin:2em;max-width:60em}label{display:block;margin-top:.8em;font-weight:bold}
-.help{font-weight:normal;color:#555;font-size:90%}input,select{min-width:24em}table{border-collapse:collapse;margin-top:1em}
-td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left}.done{color:green}.failed{color:#b00}.error{color:#b00;white-space:pre-wrap}"""
+# on top of the hub's own stylesheet (Bootstrap 5), so the pages look like the hub's
+STYLE = """.help{font-weight:normal;color:var(--bs-secondary-color);font-size:90%}
+label{display:block;margin-top:.8em;font-weight:bold}#task-form{max-width:40em}
+.table td.done,.done{color:var(--bs-success)}.table td.failed,.failed{color:var(--bs-danger)}.error{color:var(--bs-danger);white-space:pre-wrap}
+#result{white-space:pre-wrap}"""
 
 
-def _page(title, body):
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)}</title>"
-            f"<style>{STYLE}</style></head><body>{body}</body></html>")
+def _hub_prefix():
+    """The hub's URL prefix (``/hub/`` under the default base URL), for its stylesheet,
+    logo and pages."""
+    return os.environ.get("JUPYTERHUB_BASE_URL", "/").rstrip("/") + "/hub/"
+
+
+def _page(title, body, username=None, prefix=""):
+    hub = _hub_prefix()
+    user = (f"<span class='navbar-text me-2'>{escape(username)}</span>"
+            f"<a class='btn btn-sm btn-outline-dark' href='{hub}logout'>Logout</a>") if username else ""
+    nav = (f"<nav class='navbar navbar-expand-sm bg-body-tertiary mb-4'><div class='container-fluid'>"
+           f"<a class='navbar-brand' href='{hub}home'><img src='{hub}logo' alt='Hub home' class='jpy-logo' "
+           f"style='height:28px'></a><ul class='navbar-nav me-auto'>"
+           f"<li class='nav-item'><a class='nav-link' href='{hub}home'>Home</a></li>"
+           f"<li class='nav-item'><a class='nav-link' href='{prefix or './'}'>Tasks</a></li></ul>{user}</div></nav>")
+    return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{escape(title)}</title>"
+            f"<meta name='viewport' content='width=device-width, initial-scale=1.0'>"
+            f"<link rel='stylesheet' href='{hub}static/css/style.min.css'><style>{STYLE}</style></head>"
+            f"<body>{nav}<div class='container'>{body}</div></body></html>")
 
 
 def _when(ts):
@@ -35,8 +53,8 @@ def history(runs, prefix):
                     f"<td><a href='{prefix}api/runs/{r['id']}/log'>log</a></td></tr>")
     if not rows:
         return "<p id='no-runs'>No runs yet.</p>"
-    return ("<table id='history'><tr><th>started</th><th>task</th><th>kind</th><th>status</th><th>outputs</th>"
-            "<th></th></tr>" + "".join(rows) + "</table>")
+    return ("<div class='table-responsive'><table id='history' class='table table-sm'><tr><th>started</th><th>task</th>"
+            "<th>kind</th><th>status</th><th>outputs</th><th></th></tr>" + "".join(rows) + "</table></div>")
 
 
 def index(app, username, runs, prefix):
@@ -44,8 +62,8 @@ def index(app, username, runs, prefix):
         f"<li><a href='{prefix}form/{escape(t.id)}'>{escape(t.spec.title)}</a> <span class='help'>"
         f"({escape(t.id)}, {escape(t.spec.kind)}) {escape(t.spec.description[:160])}</span></li>"
         for t in app.runner.tasks.values())
-    return _page("Tasks", f"<h1>Tasks</h1><p>Signed in as {escape(username)}. <a href='/hub/home'>Hub home</a></p>"
-                          f"<ul id='tasks'>{items}</ul><h2>Your runs</h2>{history(runs, prefix)}")
+    return _page("Tasks", f"<h1>Tasks</h1><p>Signed in as {escape(username)}. <a href='{_hub_prefix()}home'>Hub home</a></p>"
+                          f"<ul id='tasks'>{items}</ul><h2>Your runs</h2>{history(runs, prefix)}", username, prefix)
 
 
 def _field(p):
@@ -58,21 +76,21 @@ def _field(p):
         default = ",".join(str(v) for v in default)
     if p.type in ENUMS or p.choices:
         options = "".join(f"<option{' selected' if c == p.default else ''}>{escape(str(c))}</option>" for c in p.choices or [])
-        control = f"<select {attrs}>{options}</select>"
+        control = f"<select class='form-select' {attrs}>{options}</select>"
     elif p.type == "boolean":
-        control = f"<input type='checkbox' {attrs}{' checked' if p.default else ''}>"
+        control = f"<input type='checkbox' class='form-check-input' {attrs}{' checked' if p.default else ''}>"
     elif p.type in ("integer", "float", "double"):
         step = p.step if p.step is not None else (1 if p.type == "integer" else "any")
         bounds = "".join(f" {k}='{v:g}'" for k, v in (("min", p.minimum), ("max", p.maximum)) if v is not None)
-        control = f"<input type='number' step='{step}'{bounds} value='{escape(str(default))}' {attrs}>"
+        control = f"<input type='number' class='form-control' step='{step}'{bounds} value='{escape(str(default))}' {attrs}>"
     elif p.is_file:
         picker = "home-and-datasets" if p.is_input else "home"
         hint = "home:PATH, dataset:NAME/PATH, gs://..." if p.is_input else "home:PATH (in your home)"
-        control = (f"<input type='text' list='files-{picker}' placeholder='{escape(hint)}' data-channel='{escape(p.channel)}' "
+        control = (f"<input type='text' class='form-control' list='files-{picker}' placeholder='{escape(hint)}' data-channel='{escape(p.channel)}' "
                    f"{attrs}>")
     else:
         extra = " placeholder='comma-separated'" if p.type in VECTORS else ""
-        control = f"<input type='text' value='{escape(str(default))}'{extra} {attrs}>"
+        control = f"<input type='text' class='form-control' value='{escape(str(default))}'{extra} {attrs}>"
     range_ = ""
     if p.minimum is not None or p.maximum is not None:
         range_ = f" (from {p.minimum:g} to {p.maximum:g})" if None not in (p.minimum, p.maximum) else ""
@@ -125,7 +143,7 @@ form.addEventListener('submit', async (event) => {
 """
 
 
-def form(task, runs, prefix, xsrf):
+def form(task, runs, prefix, xsrf, username=None):
     import json
 
     fields = "".join(_field(p) for p in task.spec.parameters)
@@ -136,9 +154,9 @@ def form(task, runs, prefix, xsrf):
             f"<p class='help'>Spec: <a href='{prefix}api/tasks/{escape(task.id)}'>JSON</a>, "
             f"<a href='{prefix}api/tasks/{escape(task.id)}/xml'>original</a></p>"
             f"<form id='task-form'>{fields}<datalist id='files-home-and-datasets'></datalist>"
-            f"<datalist id='files-home'></datalist><p><button type='submit' id='run'>Run</button></p></form>"
+            f"<datalist id='files-home'></datalist><p class='mt-3'><button type='submit' id='run' class='btn btn-jupyter'>Run</button></p></form>"
             f"<pre id='result'></pre><h2>Run history</h2>{history(runs, prefix)}<script>{script}</script>")
-    return _page(task.spec.title, body)
+    return _page(task.spec.title, body, username, prefix)
 
 
 def pickable_files(policy, app, limit=200, timeout=5):

@@ -254,7 +254,7 @@ class FormHandler(_Base):
     def get(self, task_id):
         task = self.app.runner.task(task_id)
         runs = [r for r in self.app.store.list(self.username) if r["task"] == task.id]
-        self.finish(pages.form(task, runs, self.settings["prefix"], self.xsrf_token.decode()))
+        self.finish(pages.form(task, runs, self.settings["prefix"], self.xsrf_token.decode(), self.username))
 
 
 class TasksApp:
