@@ -18,12 +18,12 @@ import stat
 
 import fsspec
 import pytest
+from traitlets import TraitError
 
 from local_hub import account_prefix, accounts_folder, remove_accounts
 from oggmhub.backends.local import file_modes, system_users
 from oggmhub.tasks import execution
 from oggmhub.tasks.discovery import discover_dir
-from oggmhub.tasks.parameters import TaskInputError
 from oggmhub.tasks.settings import TasksSettings
 from test_tasks import make_runner
 
@@ -176,10 +176,15 @@ def test_a_bucket_output_is_read_through_the_account(hub_folder, runner):
     assert not fsspec.filesystem("memory").exists("/results/alice/y.txt")
 
 
-def test_a_user_without_an_account_yet_is_told_to_start_a_server_and_nothing_is_recorded(runner):
-    with pytest.raises(TaskInputError, match="'carol' has none yet: start your server once"):
-        runner.run_as_for("carol")
-    assert runner.store.list("carol") == []
+def test_a_users_first_run_makes_their_account_and_home_as_a_first_start_would(hub_folder, runner):
+    home = os.path.join(hub_folder["homes"], "carol")
+    assert system_users.lookup("carol", system_users.hub_id(hub_folder["data"]), hub_folder["prefix"]) is None
+    run_as = runner.run_as_for("carol")
+    account = system_users.lookup("carol", system_users.hub_id(hub_folder["data"]), hub_folder["prefix"])
+    assert account is not None and run_as["uid"] == account.uid and run_as["home"] == home
+    assert run_as["name"] == system_users.account_name("carol", hub_folder["prefix"])
+    assert (os.stat(home).st_uid, stat.S_IMODE(os.stat(home).st_mode)) == (account.uid, 0o700)
+    assert runner.run_as_for("carol")["uid"] == account.uid  # the same account every time, never another
 
 
 def test_the_account_options_take_effect(hub_folder, monkeypatch):
@@ -191,7 +196,9 @@ def test_the_account_options_take_effect(hub_folder, monkeypatch):
     assert settings.system_accounts and settings.system_account_prefix == hub_folder["prefix"]
     runner = make_runner(hub_folder["tasks"], settings, pathlib.Path(hub_folder["folder"], "b"))
     assert runner.run_as_for("bruno")["uid"] == hub_folder["accounts"]["bruno"].uid
-    other = make_runner(hub_folder["tasks"], TasksSettings(data_dir=hub_folder["data"], system_account_prefix="zz-"),
+    other_prefix = hub_folder["prefix"] + "z-"  # removed with the test's accounts
+    other = make_runner(hub_folder["tasks"], TasksSettings(data_dir=hub_folder["data"], system_account_prefix=other_prefix),
                         pathlib.Path(hub_folder["folder"], "c"))
-    with pytest.raises(TaskInputError, match="has none yet"):
-        other.run_as_for("bruno")  # another prefix: another account name, which does not exist
+    assert other.run_as_for("bruno")["name"] == other_prefix + "bruno"  # another prefix: another account
+    with pytest.raises(TraitError, match="system_account_prefix 'Bad Prefix' is not allowed: 1-16 characters"):
+        TasksSettings(system_account_prefix="Bad Prefix")

@@ -48,22 +48,20 @@ class DaskRunner(Runner):
         self.watchers[(user, record["id"])] = asyncio.ensure_future(self._watch(user, record["id"], future))
 
     def run_as_for(self, user):
-        """With ``system_accounts``: ``user``'s account, as the local spawner made it."""
+        """With ``system_accounts``: ``user``'s account, as the local spawner makes it; a user
+        whose first act is a run gets it (and their home, 0700) here, as a first start would."""
         if not self.settings.system_accounts:
             return None
-        from oggmhub.backends.local import system_users
+        from oggmhub.backends.local import file_modes, system_users
 
+        home = os.path.join(self.settings.homes_dir, user)
         try:
-            account = system_users.lookup(user, system_users.hub_id(self.settings.data_dir),
+            account = system_users.ensure(user, system_users.hub_id(self.settings.data_dir), home,
                                           self.settings.system_account_prefix)
+            file_modes.private_dir(home, account)
         except system_users.SystemAccountError as e:
             raise TaskInputError([f"user: {e}"]) from None
-        if account is None:
-            raise TaskInputError([f"user: runs execute as your own system account on this machine, made when "
-                                  f"your server first starts; {user!r} has none yet: start your server once, "
-                                  f"then run tasks"])
-        return {"name": account.name, "uid": account.uid, "gid": account.gid, "groups": account.groups(),
-                "home": os.path.join(self.settings.homes_dir, user)}
+        return {"name": account.name, "uid": account.uid, "gid": account.gid, "groups": account.groups(), "home": home}
 
     def _cancelled(self, user, run_id):
         return self.store.get(user, run_id)["status"] == "cancelled"

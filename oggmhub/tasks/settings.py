@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from traitlets import Bool, Dict, Enum, Integer, Unicode, default
+from traitlets import Bool, Dict, Enum, Integer, TraitError, Unicode, default, validate
 from traitlets.config import Application
 
 
@@ -122,6 +122,15 @@ class TasksSettings(Application):
     @default("system_account_prefix")
     def _default_prefix(self):
         return os.environ.get("OGGMHUB_ACCOUNT_PREFIX") or "oggm-"
+
+    @validate("system_account_prefix")
+    def _check_prefix(self, proposal):
+        from oggmhub.backends.local.system_users import check_prefix
+
+        try:
+            return check_prefix(proposal["value"])
+        except ValueError as e:
+            raise TraitError(str(e)) from None
 
     backend = Enum(
         ["local", "kubernetes"], "local", config=True,
