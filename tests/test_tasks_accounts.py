@@ -1,7 +1,7 @@
 """Tool tasks run as the user's own system account on a root local hub (accounts mode).
 
 With real unix accounts (useradd, a distinctive prefix per run, removed afterwards) and
-the service's own planning (DaskRunner.check, plan, run_as_for), each plan is executed
+the service's own planning (DaskRunner.check, prepare_account, plan, run_as_for), each plan is executed
 the way a Dask worker executes it (oggmhub.tasks.execution.execute, as root). A path
 check at submission cannot be the only guard: a user may swap a checked file or folder
 for a link before the run reads or writes it, so each test below does exactly that and
@@ -10,6 +10,7 @@ The tool runs with Debian's /usr/bin/python3 (every account can run it; a pyenv 
 under /root could not).
 """
 
+import asyncio
 import json
 import os
 import pathlib
@@ -24,6 +25,7 @@ from local_hub import account_prefix, accounts_folder, remove_accounts
 from oggmhub.backends.local import file_modes, system_users
 from oggmhub.tasks import execution
 from oggmhub.tasks.discovery import discover_dir
+from oggmhub.tasks.parameters import TaskInputError
 from oggmhub.tasks.settings import TasksSettings
 from test_tasks import make_runner
 
@@ -177,13 +179,23 @@ def test_a_bucket_output_is_read_through_the_account(hub_folder, runner):
 
 
 def test_a_users_first_run_makes_their_account_and_home_as_a_first_start_would(hub_folder, runner):
+    from oggmhub.tasks.paths import PathPolicy
+
+    hub = system_users.hub_id(hub_folder["data"])
+    policy = PathPolicy("carol", runner.settings.homes_dir, runner.catalog.datasets, "", runner.settings.data_dir)
+    with pytest.raises(TaskInputError, match="oggm/Nope"):  # a refused request makes no account
+        asyncio.run(runner.start("carol", {"task": "oggm/Nope"}, policy, lambda task: None))
+    assert system_users.lookup("carol", hub, hub_folder["prefix"]) is None
+    with pytest.raises(TaskInputError, match="'carol' has no system account"):
+        runner.run_as_for("carol")
     home = os.path.join(hub_folder["homes"], "carol")
-    assert system_users.lookup("carol", system_users.hub_id(hub_folder["data"]), hub_folder["prefix"]) is None
+    runner.prepare_account("carol")  # what an accepted request does before its record
     run_as = runner.run_as_for("carol")
-    account = system_users.lookup("carol", system_users.hub_id(hub_folder["data"]), hub_folder["prefix"])
+    account = system_users.lookup("carol", hub, hub_folder["prefix"])
     assert account is not None and run_as["uid"] == account.uid and run_as["home"] == home
     assert run_as["name"] == system_users.account_name("carol", hub_folder["prefix"])
     assert (os.stat(home).st_uid, stat.S_IMODE(os.stat(home).st_mode)) == (account.uid, 0o700)
+    runner.prepare_account("carol")
     assert runner.run_as_for("carol")["uid"] == account.uid  # the same account every time, never another
 
 
@@ -199,6 +211,7 @@ def test_the_account_options_take_effect(hub_folder, monkeypatch):
     other_prefix = hub_folder["prefix"] + "z-"  # removed with the test's accounts
     other = make_runner(hub_folder["tasks"], TasksSettings(data_dir=hub_folder["data"], system_account_prefix=other_prefix),
                         pathlib.Path(hub_folder["folder"], "c"))
+    other.prepare_account("bruno")
     assert other.run_as_for("bruno")["name"] == other_prefix + "bruno"  # another prefix: another account
     with pytest.raises(TraitError, match="system_account_prefix 'Bad Prefix' is not allowed: 1-16 characters"):
         TasksSettings(system_account_prefix="Bad Prefix")

@@ -47,21 +47,36 @@ class DaskRunner(Runner):
         self.futures[(user, record["id"])] = future
         self.watchers[(user, record["id"])] = asyncio.ensure_future(self._watch(user, record["id"], future))
 
-    def run_as_for(self, user):
-        """With ``system_accounts``: ``user``'s account, as the local spawner makes it; a user
-        whose first act is a run gets it (and their home, 0700) here, as a first start would."""
+    def prepare_account(self, user):
+        """With ``system_accounts``: make sure ``user`` has their account and home (0700), as
+        a first server start makes them, so a user whose first act is a run needs no server."""
         if not self.settings.system_accounts:
-            return None
+            return
         from oggmhub.backends.local import file_modes, system_users
 
         home = os.path.join(self.settings.homes_dir, user)
         try:
             account = system_users.ensure(user, system_users.hub_id(self.settings.data_dir), home,
                                           self.settings.system_account_prefix)
-            file_modes.private_dir(home, account)
         except system_users.SystemAccountError as e:
             raise TaskInputError([f"user: {e}"]) from None
-        return {"name": account.name, "uid": account.uid, "gid": account.gid, "groups": account.groups(), "home": home}
+        file_modes.private_dir(home, account)
+
+    def run_as_for(self, user):
+        """With ``system_accounts``: ``user``'s account (made by :meth:`prepare_account`)."""
+        if not self.settings.system_accounts:
+            return None
+        from oggmhub.backends.local import system_users
+
+        try:
+            account = system_users.lookup(user, system_users.hub_id(self.settings.data_dir),
+                                          self.settings.system_account_prefix)
+        except system_users.SystemAccountError as e:
+            raise TaskInputError([f"user: {e}"]) from None
+        if account is None:  # removed since the run was accepted
+            raise TaskInputError([f"user: {user!r} has no system account on this machine any more"])
+        return {"name": account.name, "uid": account.uid, "gid": account.gid, "groups": account.groups(),
+                "home": os.path.join(self.settings.homes_dir, user)}
 
     def _cancelled(self, user, run_id):
         return self.store.get(user, run_id)["status"] == "cancelled"

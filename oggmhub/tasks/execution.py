@@ -41,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from types import SimpleNamespace
 
 LOG = "log.txt"
 PID = "pid"
@@ -186,7 +187,9 @@ def execute(plan):
             command = argv(plan, plan["values"], files)
             account = {}
             if run_as:
-                _give(work, run_as)
+                from oggmhub.backends.local.file_modes import give
+
+                give(work, SimpleNamespace(uid=run_as["uid"], gid=run_as["gid"]))  # filled first, then handed over
                 account = _as_account(run_as)
             log.write("$ " + " ".join(command) + "\n")
             log.flush()
@@ -247,15 +250,6 @@ def tool_env(service_env, task_env, run_as):
     if run_as:
         env.update({"HOME": run_as["home"], "USER": run_as["name"], "LOGNAME": run_as["name"]})
     return env
-
-
-def _give(work, run_as):
-    """Hand the filled working folder to the account: what is inside first, the folder
-    itself last (until then the account cannot enter it). Links are not followed."""
-    for folder, dirs, names in os.walk(work, topdown=False):
-        for name in [*names, *dirs]:
-            os.lchown(os.path.join(folder, name), run_as["uid"], run_as["gid"])
-    os.lchown(work, run_as["uid"], run_as["gid"])
 
 
 def kill(run_dir):

@@ -141,6 +141,10 @@ class Runner:
         their home volume, as uid 1000: None."""
         return None
 
+    def prepare_account(self, user):
+        """Make what :meth:`run_as_for` finds, once a request has passed its checks
+        (:class:`TaskInputError` if it cannot be made). Nothing by default."""
+
     # --- what a backend provides ---------------------------------------------------------------
 
     async def _submit(self, user, task, record, locations, budget):
@@ -224,9 +228,9 @@ class Runner:
     # --- starting and watching ---------------------------------------------------------------
 
     async def start(self, user, body, policy, budget_for):
-        self.run_as_for(user)  # no account to run as: refused before anything is recorded
         task, values, locations = self.check(user, body, policy)
         budget = budget_for(task)
+        self.prepare_account(user)  # after the checks (a refused request makes nothing), before the record
         record = self.store.save(self.record(user, task, body, values, locations))
         await self._submit(user, task, record, locations, budget)
         return record
@@ -251,7 +255,6 @@ class Runner:
         batch = body.get("batch")
         if not isinstance(batch, dict):
             raise TaskInputError(["batch: give {parameter, folder, glob, outputs}"])
-        self.run_as_for(user)
         task = self.task(body.get("task"))
         param = task.spec.parameter(batch.get("parameter", ""))
         if param is None or not param.is_input:
@@ -277,6 +280,7 @@ class Runner:
             raise TaskInputError([f"batch: {len(inputs)} objects match, more than your budget of "
                                   f"{self.settings.max_batch} runs a batch (Tasks.max_batch); narrow the glob"])
         budget = budget_for(task)
+        self.prepare_account(user)
         children = []
         for text in inputs:
             stem = posixpath.basename(text)

@@ -87,16 +87,17 @@ def private_dir(path, account):
 
 def give(path, account):
     """Hand ``path`` and everything under it to ``account``; symbolic links are changed,
-    never followed. For what the hub itself just wrote into a user's folder."""
+    never followed. What is inside goes first, ``path`` itself last: until then the
+    account cannot change anything in it. For what the hub itself just wrote into a
+    user's folder (or a task's working folder)."""
+    if os.path.isdir(path) and not os.path.islink(path):
+        for root, dirs, files in os.walk(path, topdown=False):
+            for name in dirs + files:
+                try:
+                    os.chown(os.path.join(root, name), account.uid, account.gid, follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
     os.chown(path, account.uid, account.gid, follow_symlinks=False)
-    if not os.path.isdir(path) or os.path.islink(path):
-        return
-    for root, dirs, files in os.walk(path):
-        for name in dirs + files:
-            try:
-                os.chown(os.path.join(root, name), account.uid, account.gid, follow_symlinks=False)
-            except FileNotFoundError:
-                continue
 
 
 def inside(path, folder):
