@@ -18,6 +18,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
+from oggmhub.backends.local import block_memory
 from oggmhub.backends.local.mount_options import DatasetMounts
 
 
@@ -307,8 +308,11 @@ def make_operations_class():
         def release(self, path, fh):
             with self._lock:
                 handle = self._handles.pop(fh, None)
+                idle = not self._handles
             if handle is not None:
                 handle.close()
+                if idle and isinstance(handle, _ReadAheadFile):
+                    block_memory.give_back()  # the blocks kept for reuse
             return 0
 
         def statfs(self, path):

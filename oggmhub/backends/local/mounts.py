@@ -13,7 +13,8 @@ every write with ``EROFS`` itself as well, tuned for read-mostly scientific data
   (``attr_timeout``/``entry_timeout``) and file pages across opens (``kernel_cache``);
 * files up to ``small_file_size`` are fetched whole on first read (one request each);
   larger files are read in ``block_size`` blocks, the next ``readahead`` blocks fetched
-  in the background while the current one is read.
+  in the background while the current one is read; the mount process has malloc reuse
+  the memory of freed blocks while a file streams (:mod:`.block_memory`).
 
 Each mount runs in a child process (``python -m oggmhub.backends.local.mounts serve``) with libfuse in
 the foreground: a process that loads gcsfs and then lets libfuse daemonise (fork) would
@@ -37,6 +38,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 
+from oggmhub.backends.local import block_memory
 from oggmhub.backends.local.fuse_operations import (load_fuse, make_fuse_class, make_operations_class,
                                                     set_kernel_readahead)
 from oggmhub.backends.local.mount_options import MiB, DatasetMounts  # noqa: F401 (MiB: for callers)
@@ -80,6 +82,7 @@ def _serve(spec):
 
     dataset = Dataset(**spec["dataset"])
     options = DatasetMounts(**spec["options"])
+    block_memory.keep_freed_blocks(options.block_size, options.readahead + 2)  # see block_memory
     try:
         fs, root = source_filesystem(dataset, listings_expiry_time=options.listings_ttl)
         if not spec.get("checked"):
