@@ -50,10 +50,6 @@ def cap_options(options):
     return capped
 
 
-def was_capped(options):
-    return TRUNCATED in repr(options)
-
-
 _installed = False
 
 

@@ -24,8 +24,6 @@ from oggmhub.catalog import cached_catalog, default_catalog_path
 from oggmhub.choice import options_from_form, profile_list, resolve_choice
 from oggmhub.limits import cap_options, install_option_cap
 
-install_option_cap()  # hub-side: spawn options are capped before JupyterHub stores them
-
 
 class CohortAccessError(web.HTTPError):
     """A cohort member's spawn refused (outside the window, over a limit); shown as it is."""
@@ -131,6 +129,10 @@ class CatalogPickerMixin(LoggingConfigurable):
     @default("catalog_path")
     def _default_catalog_path(self):
         return default_catalog_path()
+
+    def __init__(self, **kwargs):
+        install_option_cap()  # spawn options are capped before JupyterHub stores them (once per process)
+        super().__init__(**kwargs)
 
     # the resolved choice of the current (or last) spawn; None before the first
     choice = None

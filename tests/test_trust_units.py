@@ -52,3 +52,28 @@ def test_no_cgroups_say_why(tmp_path):
 def test_two_hubs_never_share_a_users_cgroup():
     assert cgroups.session_name("/srv/a", "bob") != cgroups.session_name("/srv/b", "bob")
     assert cgroups.session_name("/srv/a", "bob", "gpu").endswith("-bob--gpu")
+
+
+def test_importing_the_picker_changes_nothing_and_a_spawner_caps_what_is_stored():
+    """No import-time side effect: the option cap is installed by the first spawner made."""
+    import subprocess
+    import sys
+
+    probe = (
+        "from jupyterhub import orm\n"
+        "from sqlalchemy import event\n"
+        "import oggmhub.picker, oggmhub.limits\n"
+        "print(oggmhub.limits._installed)\n"
+        "from oggmhub.backends.local.spawner import LocalEnvSpawner\n"
+        "from jupyterhub.objects import Hub\n"
+        "from kube_harness.spawners import FakeOrmSpawner, FakeUser\n"
+        "LocalEnvSpawner(hub=Hub(), user=FakeUser('ada'), orm_spawner=FakeOrmSpawner())\n"
+        "print(oggmhub.limits._installed)\n"
+        "row = orm.Spawner(name='')\n"
+        "row.user_options = {'profile': 'p' * 10**6}\n"
+        "print(len(row.user_options['profile']))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         cwd=os.path.dirname(__file__), check=True).stdout.split()
+    assert out[:2] == ["False", "True"]
+    assert int(out[2]) == MAX_OPTION_CHARS + len(TRUNCATED)

@@ -1,6 +1,6 @@
 """What a backend does with a validated choice: the interface both spawners declare.
 
-A *choice* (:class:`oggmhub.choice.Choice`: environment, size, GPU variant, datasets) is
+A *choice* (:class:`oggmhub.choice.SpawnChoice`: environment, size, GPU variant, datasets) is
 validated on the hub by :class:`oggmhub.picker.CatalogPickerMixin`, from the form and
 the REST API alike, before a backend sees it. Then, on every spawn:
 

@@ -31,10 +31,10 @@ DASK_BACKENDS = ("local", "kubernetes")
 
 def session_environment(choice, *, mount_root=None, scratch_dir=None, dask_backend="local",
                         dask_registry=None, image=None, escape=None, tutorials_by_hub=False):
-    """The variables a session of ``choice`` (an :class:`oggmhub.choice.Choice`) gets.
+    """The variables a session of ``choice`` (an :class:`oggmhub.choice.SpawnChoice`) gets.
 
     In order, later ones winning: the environment's catalog variables, what the session
-    is (:meth:`~oggmhub.choice.Choice.session_env`), its datasets
+    is (:meth:`~oggmhub.choice.SpawnChoice.session_env`), its datasets
     (:func:`oggmhub.session.datasets.session_env`), its Dask limits and dashboard
     (:func:`oggmhub.session.dask_limits.session_env`), then the backend's own. A cohort's
     variables are added later, by ``apply_cohort``. Pure: no I/O, the choice unchanged.

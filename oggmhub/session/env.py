@@ -12,7 +12,7 @@ for itself (``OGGMHUB_DOWNLOADS``, ``OGGMHUB_LOCAL_ENV``, ``OGGMHUB_XDG_DATA_DIR
 not a session's input and are not listed here.
 """
 
-# --- what the session is (from the validated choice: oggmhub.choice.Choice.session_env)
+# --- what the session is (from the validated choice: oggmhub.choice.SpawnChoice.session_env)
 ENVIRONMENT = "OGGMHUB_ENVIRONMENT"  # the catalog environment's name
 IMAGE = "OGGMHUB_IMAGE"  # the image that runs (a GPU variant's own build where it has one)
 SIZE = "OGGMHUB_SIZE"  # the size's name

@@ -70,7 +70,7 @@ def pod_session_environment(choice, dask_backend="local"):
     """:func:`~oggmhub.backends.session_env.session_environment` for a pod: catalog mount
     paths as they are, the pod's image, oggmhub's values kept literal through
     kubespawner's ``{placeholder}`` expansion."""
-    return session_environment(choice, dask_backend=dask_backend, image=choice_image(choice), escape=_literal)
+    return session_environment(choice, dask_backend=dask_backend, image=choice_image(choice), escape=literal)
 
 
 def choice_settings(choice, base, home_mount_path="/home/jovyan", mounter_image=None, dask_backend="local",
@@ -88,7 +88,7 @@ def choice_settings(choice, base, home_mount_path="/home/jovyan", mounter_image=
 
     volumes, mounts = _with_home(base["volumes"], base["volume_mounts"], home_mount_path)
     # kubespawner expands {placeholders} in these traits: dataset JSON must stay literal
-    data = _literal(pod_settings(choice.datasets, mounter_image, home_mount_path=home_mount_path, env=sidecar_env)
+    data = literal(pod_settings(choice.datasets, mounter_image, home_mount_path=home_mount_path, env=sidecar_env)
                     if choice.datasets else {})
     volumes = _add_named(volumes, data.get("volumes", []))
     mounts = _add_named(mounts, data.get("volume_mounts", []))
@@ -128,14 +128,15 @@ def choice_settings(choice, base, home_mount_path="/home/jovyan", mounter_image=
     }
 
 
-def _literal(value):
-    """``value`` with braces doubled in every string, so kubespawner's expansion keeps them."""
+def literal(value):
+    """``value`` with braces doubled in every string, so kubespawner's ``{placeholder}``
+    expansion keeps them as they are: every value oggmhub hands kubespawner goes through this."""
     if isinstance(value, str):
         return value.replace("{", "{{").replace("}", "}}")
     if isinstance(value, dict):
-        return {k: _literal(v) for k, v in value.items()}
+        return {k: literal(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_literal(v) for v in value]
+        return [literal(v) for v in value]
     return value
 
 

@@ -37,7 +37,7 @@ from oggmhub.session import dask_kubernetes as dask_k8s
 from oggmhub.backends.kubernetes import dataset_links
 from oggmhub.backends.kubernetes import namespace as user_namespace
 from oggmhub.backends.base import SessionBackend
-from oggmhub.backends.kubernetes.pod import (CHOICE_TRAITS, check_user_container, choice_settings, mount_sidecar_failure,
+from oggmhub.backends.kubernetes.pod import (CHOICE_TRAITS, check_user_container, choice_settings, literal, mount_sidecar_failure,
                                              pod_session_environment)
 
 
@@ -241,7 +241,7 @@ class OGGMHubSpawner(CatalogPickerMixin, SessionBackend, KubeSpawner):
         tasks service's URL with ``tasks_url``."""
         env = pod_session_environment(choice, self._dask_backend)
         if self.tasks_url:
-            env[session_vars.TASKS_URL] = self.tasks_url.replace("{", "{{").replace("}", "}}")  # kept literal
+            env[session_vars.TASKS_URL] = literal(self.tasks_url)
         return env
 
     def _tasks_account(self):
@@ -388,7 +388,7 @@ class OGGMHubSpawner(CatalogPickerMixin, SessionBackend, KubeSpawner):
                 {"runAsUser": uid, **self.container_security_context},
             )
             # kubespawner expands {placeholders} in init containers: keep braces literal
-            container["command"] = [c.replace("{", "{{").replace("}", "}}") for c in container["command"]]
+            container["command"] = literal(container["command"])
             self.init_containers = [*self.init_containers, container]
 
     async def _start(self):
