@@ -31,12 +31,14 @@ def known_usernames(db):
     return names
 
 
-def clash(db, username, also=()):
+def clash(db, username, also=(), created=False):
     """The existing username (or one of ``also``, names being created with it) whose
-    folders ``username``'s would share; None when there is none or ``username`` exists itself."""
+    folders ``username``'s would share; None when there is none or ``username`` exists
+    itself (an existing account keeps its folders), unless ``created``: it was made just now
+    (JupyterHub's ``add_user`` hook) and is checked against the others."""
     names = known_usernames(db)
-    if username in names:
-        return None  # an existing account keeps its own folders
+    if username in names and not created:
+        return None
     return user_folders.colliding_user(username, names | set(also))
 
 

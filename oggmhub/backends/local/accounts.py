@@ -175,6 +175,13 @@ class LocalHubAuthenticator(NativeAuthenticator):
         return [(route, replace.get(route, handler)) for route, handler in super().get_handlers(app)]
 
     async def add_user(self, user):
+        # a user just made by the admin's POST /hub/api/users/NAME (which validates after
+        # creating it): refused here, and JupyterHub removes it again
+        other = username_clash.clash(self.db, user.name, created=True) if user.name not in self.admin_users else None
+        if other is not None:
+            text = username_clash.message(user.name, other)
+            self.log.warning("User %r refused: %s", user.name, text)
+            raise ValueError(text)
         await maybe_future(super().add_user(user))
         if user.name in self.admin_users and not self.user_exists(user.name):
             self.create_admin_credentials(user.name)
