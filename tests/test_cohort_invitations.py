@@ -118,6 +118,8 @@ def test_invitations_are_declined_withdrawn_or_answered_with_the_join_code_and_a
     eve = hub.new_user("eve", PASSWORD)
     hub.new_user("finn", PASSWORD)
     assert hub.api(orga, "POST", "/cohorts/field/members", json={"usernames": ["dora", "eve"]}).json()["invited"] == ["dora", "eve"]
+    page = hub.login("orga", PASSWORD).get(f"{hub.url}/hub/cohorts/field").text
+    assert '<span class="invited-user">dora</span>' in page and '<span class="invited-user">eve</span>' in page
     r = hub.api(dora, "POST", "/cohorts/field/invitation", json={"action": "decline"})
     assert r.status_code == 200 and r.json()["member"] is False
     r = hub.api(dora, "POST", "/cohorts/field/invitation", json={"action": "accept"})
