@@ -19,6 +19,10 @@
 #   OGGMHUB_ACCOUNT_PREFIX   the start of those accounts' names (oggm-)
 #   OGGMHUB_CONFIG_EXTRA     config files loaded at the end of this one (--config-extra FILE, repeatable;
 #                            separated by ':'), e.g. c.Welcome.* or c.JupyterHub.public_url
+#
+# Launch links, badges and the bookmarklet on /hub/datasets take the hub's address from
+# c.JupyterHub.public_url (e.g. "https://hub.example.org/"), never from a request's Host
+# header; unset, they are relative (/hub/launch?...) and the page completes them in the browser.
 import os
 import sys
 
