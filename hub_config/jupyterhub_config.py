@@ -17,6 +17,12 @@
 #   OGGMHUB_SHARED_ACCOUNT   non-empty: every server runs as the hub's own system user (--shared-account);
 #                            otherwise, as root, each user's server runs as a system account of its own
 #   OGGMHUB_ACCOUNT_PREFIX   the start of those accounts' names (oggm-)
+#   OGGMHUB_CONFIG_EXTRA     config files loaded at the end of this one (--config-extra FILE, repeatable;
+#                            separated by ':'), e.g. c.Welcome.* or c.JupyterHub.public_url
+#
+# Launch links, badges and the bookmarklet on /hub/datasets take the hub's address from
+# c.JupyterHub.public_url (e.g. "https://hub.example.org/"), never from a request's Host
+# header; unset, they are relative (/hub/launch?...) and the page completes them in the browser.
 import os
 import sys
 
@@ -109,3 +115,7 @@ if idle_timeout > 0:
             "services": ["idle-culler"],
         }
     ]
+
+# --- the admin's own settings (oggmhub hub --config-extra FILE): loaded last, so they win ----
+for _extra in filter(None, os.environ.get("OGGMHUB_CONFIG_EXTRA", "").split(os.pathsep)):
+    load_subconfig(_extra)  # noqa: F821 (traitlets provides it to config files)

@@ -16,7 +16,7 @@ import yaml
 from conftest import CATALOG, REPO
 from oggmhub.session import datasets
 from oggmhub.catalog import CatalogError, Dataset, load_catalog
-from oggmhub.session.readonly import WRITE_METHODS, DatasetReadOnlyError
+from oggmhub.session.readonly import WRITE_METHODS, DatasetPathError, DatasetReadOnlyError
 
 FILES = {
     "glaciers/rgi/outlines.csv": b"id,area\nRGI60-11.00897,8.0\n",
@@ -282,3 +282,52 @@ def test_a_local_folder_dataset_is_read_only_too(tmp_path):
         with pytest.raises((DatasetReadOnlyError, KeyError)):
             attempt()
     assert sorted(os.listdir(folder / "sub")) == ["a.txt"] and not (tmp_path / "cache").exists()
+
+
+# --- K12: no path leaves the dataset --------------------------------------------------
+
+ESCAPES = ["../secret.txt", "../../../../../../etc/hostname", "sub/../../secret.txt", "./../secret.txt",
+           "sub/../sub/../../secret.txt"]
+
+
+def escape_attempts(fs, path):
+    """Every read method, each given ``path`` (a list of callables)."""
+    return {
+        "open": lambda: fs.open(path).read(), "cat": lambda: fs.cat(path), "cat_file": lambda: fs.cat_file(path),
+        "read_bytes": lambda: fs.read_bytes(path), "read_text": lambda: fs.read_text(path),
+        "head": lambda: fs.head(path), "ls": lambda: fs.ls(os.path.dirname(path) or path),
+        "glob": lambda: fs.glob(os.path.dirname(path) + "/*"), "find": lambda: fs.find(os.path.dirname(path)),
+        "walk": lambda: list(fs.walk(os.path.dirname(path))), "info": lambda: fs.info(path),
+        "exists": lambda: fs.exists(path), "isfile": lambda: fs.isfile(path), "size": lambda: fs.size(path),
+        "du": lambda: fs.du(os.path.dirname(path)), "get": lambda: fs.get(path, os.devnull),
+        "cat_list": lambda: fs.cat(["sub/a.txt", path]),
+    }
+
+
+@pytest.mark.parametrize("path", ESCAPES)
+def test_a_path_leaving_a_local_dataset_is_refused_by_every_method(tmp_path, path):
+    """K12: '..' out of the dataset's root reads nothing, whatever the method."""
+    folder = tmp_path / "data"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "sub" / "a.txt").write_text("a")
+    (tmp_path / "secret.txt").write_text("outside the dataset")  # beside the dataset's root
+    before = sorted(os.listdir(tmp_path))
+    dataset = Dataset(name="local", title="Local", source=str(folder), mount_path="/data/local")
+    fs = datasets.open_dataset(dataset)
+    assert fs.cat("sub/../sub/a.txt") == b"a"  # '..' that stays inside is fine
+    for name, attempt in escape_attempts(fs, path).items():
+        with pytest.raises(DatasetPathError, match=r"dataset 'local': the path '.*' leaves the dataset"):
+            attempt()
+    assert sorted(os.listdir(tmp_path)) == before and (tmp_path / "secret.txt").read_text() == "outside the dataset"
+
+
+def test_the_etc_hostname_escape_is_refused_on_a_bucket_dataset_too(session):
+    """K12 as reported: open(...).cat('../../../etc/hostname') on a bucket-backed dataset."""
+    fs = datasets.open("glaciers")
+    for name, attempt in escape_attempts(fs, "../../../etc/hostname").items():
+        with pytest.raises(DatasetPathError, match="dataset 'glaciers': the path '../../../etc"):
+            attempt()
+    with pytest.raises(DatasetPathError, match=r"dataset 'glaciers': the path '../../../etc/hostname' leaves the dataset"):
+        fs.cat("../../../etc/hostname")
+    with pytest.raises(DatasetPathError):
+        fs.ls("rgi/../..")

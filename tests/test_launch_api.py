@@ -55,9 +55,43 @@ def test_every_spelling_resolves_to_the_same_dataset(hub, ada, spelling):
         assert r.status_code == 200, r.text
         body = r.json()
         assert body["dataset"]["name"] == "oggm-mirror" and body["dataset"]["doi"] == OGGM_DOI
-        assert body["mount_path"] == SHIPPED_MIRROR_PATH and body["folder"] == "datasets/oggm-mirror"
+        assert body["folder"] == "datasets/oggm-mirror"
         assert [e["name"] for e in body["environments"]] == ["oggm"]
-        assert body["launch_url"] == f"{hub.url}/hub/launch?dataset=oggm-mirror"
+        # no c.JupyterHub.public_url on this hub: a relative link (never one from the Host header)
+        assert body["launch_url"] == "/hub/launch?dataset=oggm-mirror"
+        if session is ada:
+            assert body["mount_path"] == SHIPPED_MIRROR_PATH and body["dataset"]["source"]
+
+
+def test_logged_out_visitors_see_no_source_or_local_path(hub):
+    """A visitor's resolve shows the public catalog facts only: the test hub's mirror is a
+    folder on the hub's machine, and its path is nowhere in the answer."""
+    config = os.path.dirname(hub.catalog)  # the datasets' folders are in it
+    assert os.path.isdir(os.path.join(config, "oggm-mirror"))
+    for identifier in ("oggm-mirror", OGGM_DOI, "cell-images"):
+        r = requests.get(f"{hub.url}/hub/api/datasets/resolve", params={"id": identifier})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert "source" not in body["dataset"] and "mount_path" not in body
+        assert config not in r.text and hub.data_dir not in r.text and '"/' not in r.text.replace('"/hub/', "")
+        assert body["dataset"]["title"] and body["environments"]
+    logged_in = resolve(hub, hub.admin(), "oggm-mirror").json()
+    assert logged_in["dataset"]["source"]  # a logged-in user still sees it
+
+
+def test_a_forged_host_header_never_reaches_a_link(hub, ada):
+    """L13: the datasets page, its snippets, the bookmarklet and resolve's launch_url with
+    ``Host: evil.example``: no link names evil.example (this hub has no public_url: they are relative)."""
+    forged = {"Host": "evil.example"}
+    for session in (ada, requests.Session()):
+        page = session.get(f"{hub.url}/hub/datasets", headers=forged)
+        assert page.status_code == 200 and "oggmhub-dataset" in page.text
+        assert "evil.example" not in page.text
+        assert 'value="[![Open in oggmhub](/hub/launch/badge.svg)](/hub/launch?dataset=' in page.text.replace("&#34;", '"')
+        assert "javascript:" in page.text and "&#34;/hub/&#34;" in page.text  # the bookmarklet's hub
+        r = session.get(f"{hub.url}/hub/api/datasets/resolve", params={"id": "oggm-mirror"}, headers=forged)
+        assert r.status_code == 200 and "evil.example" not in r.text
+        assert r.json()["launch_url"] == "/hub/launch?dataset=oggm-mirror"
 
 
 def test_a_dataset_of_another_environment_resolves_with_that_environment(hub, ada):
@@ -167,7 +201,7 @@ def test_the_datasets_page_and_badge(hub, ada):
     page = ada.get(f"{hub.url}/hub/datasets").text
     assert '<dd class="col-sm-10 dataset-size">12Mi</dd>' in page  # the catalog's size, where it gives one
     for text in ("OGGM data server", "Cell images", OGGM_DOI, CELLS_DOI, "CC-BY-4.0", "Maussion",
-                 "Open in oggmhub", "javascript:", f"{hub.url}/hub/launch?dataset={OGGM_DOI}"):
+                 "Open in oggmhub", "javascript:", f"/hub/launch?dataset={OGGM_DOI}"):
         assert text in page, text
     r = requests.get(f"{hub.url}/hub/launch/badge.svg")
     assert r.status_code == 200 and r.headers["Content-Type"].startswith("image/svg+xml") and "<svg" in r.text
@@ -208,12 +242,20 @@ def test_allowed_sources_takes_effect(tmp_path):
         Launch(allowed_sources=["https://zenodo.org/records/(["])
     catalog = launch_catalog(tmp_path / "config")
     config = tmp_path / "jupyterhub_config.py"
-    config.write_text(
-        f"c = get_config()\nload_subconfig({os.path.join(REPO, 'hub_config', 'jupyterhub_config.py')!r})\n"
-        "c.Launch.allowed_sources = [r'https://data\\.example\\.org/public/.+']\n")
     hub = LocalHub(tmp_path / "data", catalog=catalog, config=str(config), idle_timeout=0,
-                   images_dir=os.path.join(REPO, "images"), env={"OGGMHUB_COHORT_CHECK_INTERVAL": "0"}).start()
+                   images_dir=os.path.join(REPO, "images"), env={"OGGMHUB_COHORT_CHECK_INTERVAL": "0"})
+    config.write_text(  # also: links from c.JupyterHub.public_url (L13)
+        f"c = get_config()\nload_subconfig({os.path.join(REPO, 'hub_config', 'jupyterhub_config.py')!r})\n"
+        "c.Launch.allowed_sources = [r'https://data\\.example\\.org/public/.+']\n"
+        f"c.JupyterHub.public_url = {hub.url + '/'!r}\n")
+    hub.start()
     try:
+        forged = {"Host": "evil.example"}
+        r = requests.get(f"{hub.url}/hub/api/datasets/resolve", params={"id": "oggm-mirror"}, headers=forged)
+        assert r.json()["launch_url"] == f"{hub.url}/hub/launch?dataset=oggm-mirror"
+        page = requests.get(f"{hub.url}/hub/datasets", headers=forged).text
+        assert "evil.example" not in page and f"{hub.url}/hub/launch?dataset=" in page
+        assert "datasets-relative-links" not in page
         cy = hub.new_user("cy")
         body = resolve(hub, cy, "https://DATA.example.org/public/glaciers/").json()
         assert body["on_demand"] is True and body["dataset"]["source"] == "https://data.example.org/public/glaciers"

@@ -236,3 +236,81 @@ def test_cli_wait_mode_unmounts_on_sigterm(gcs, tmp_path):
             proc.kill()
             proc.wait()
         mounts.cleanup_stale_mounts(root)
+
+
+# --- L07: links out of a local folder are not served ----------------------------------
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a root-run mount read by another account needs root")
+def test_a_link_out_of_a_local_folder_dataset_is_not_served_to_another_account(capfd):
+    """A local-folder dataset holds links to a root-only file outside it (a file link, a
+    folder link, a relative ``..`` link); the root-run mount, read by the account
+    ``nobody``, serves none of them, serves the links that stay inside, and the admin's
+    log names each link skipped. The root-only file is unchanged."""
+    from local_hub import accounts_folder
+
+    nobody = 65534
+    with accounts_folder("oggmhub-l07-") as top:
+        secret_dir = os.path.join(top, "private")
+        os.makedirs(secret_dir, mode=0o700)
+        secret = os.path.join(secret_dir, "shadow")
+        with open(secret, "w") as f:
+            f.write("root-only secret\n")
+        os.chmod(secret, 0o600)
+        source = os.path.join(top, "source")
+        os.makedirs(os.path.join(source, "sub"))
+        with open(os.path.join(source, "sub", "data.txt"), "w") as f:
+            f.write("dataset data\n")
+        os.symlink(secret, os.path.join(source, "link-to-secret"))
+        os.symlink("../private", os.path.join(source, "link-to-folder"))
+        os.symlink("../../private/shadow", os.path.join(source, "sub", "relative-link"))
+        os.symlink("sub/data.txt", os.path.join(source, "inside-link"))  # stays inside: served
+        before = os.stat(secret)
+        mountpoint = os.path.join(top, "mnt")
+        mount = mounts.mount_dataset(Dataset(name="local-l07", title="L07", source=source, mount_path="/data/l07"),
+                                     mountpoint, OPTIONS)
+        try:
+            def as_nobody(*command):
+                return subprocess.run(command, user=nobody, group=nobody, capture_output=True, text=True, timeout=30)
+
+            assert as_nobody("cat", os.path.join(mountpoint, "sub", "data.txt")).stdout == "dataset data\n"
+            assert as_nobody("cat", os.path.join(mountpoint, "inside-link")).stdout == "dataset data\n"
+            listing = as_nobody("ls", "-a", mountpoint, os.path.join(mountpoint, "sub")).stdout
+            assert "inside-link" in listing and "data.txt" in listing
+            for name in ("link-to-secret", "link-to-folder", "relative-link"):
+                assert name not in listing
+            for path in ("link-to-secret", "link-to-folder/shadow", "sub/relative-link"):
+                done = as_nobody("cat", os.path.join(mountpoint, path))
+                assert done.returncode != 0 and "root-only secret" not in done.stdout, path
+                assert "No such file or directory" in done.stderr, done.stderr
+            # root itself, through the mount: not served either
+            assert not os.path.exists(os.path.join(mountpoint, "link-to-secret"))
+        finally:
+            mounts.unmount(mount)
+        after = os.stat(secret)
+        assert (after.st_mode, after.st_uid, after.st_size, after.st_mtime_ns) == (
+            before.st_mode, before.st_uid, before.st_size, before.st_mtime_ns)
+        with open(secret) as f:
+            assert f.read() == "root-only secret\n"
+    err = capfd.readouterr().err
+    for name in ("link-to-secret", "link-to-folder", "sub/relative-link"):
+        assert f"dataset local-l07: not serving {os.path.join(source, name)}: it is a link that leads out" in err, err
+
+
+def test_local_source_reads_refuse_a_link_swapped_in_after_the_check(tmp_path):
+    """A folder of the dataset replaced by a link to the outside after the mount started
+    is not read through (the read resolves and checks the path, then opens it folder by
+    folder with O_NOFOLLOW, so a link swapped in between fails too)."""
+    from oggmhub.backends.local.source_links import LocalSource
+
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "f.txt").write_text("outside")
+    (tmp_path / "ds" / "sub").mkdir(parents=True)
+    (tmp_path / "ds" / "sub" / "f.txt").write_text("inside")
+    source = LocalSource(str(tmp_path / "ds"), "ds")
+    assert source.read(str(tmp_path / "ds" / "sub" / "f.txt"), 0, 100) == b"inside"
+    assert source.read(str(tmp_path / "ds" / "sub" / "f.txt"), 2, 4) == b"si"
+    os.rename(tmp_path / "ds" / "sub", tmp_path / "ds" / "old")
+    os.symlink(tmp_path / "outside", tmp_path / "ds" / "sub")
+    with pytest.raises(FileNotFoundError):
+        source.read(str(tmp_path / "ds" / "sub" / "f.txt"), 0, 100)

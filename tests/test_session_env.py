@@ -22,7 +22,8 @@ HUB_PROCESS = {"OGGMHUB_CATALOG", "OGGMHUB_IMAGES", "OGGMHUB_DATA_DIR", "OGGMHUB
                "OGGMHUB_CGROUP_ROOT",  # where the hub makes sessions' cgroups
                "OGGMHUB_TASKS_BIND",  # the tasks service's listening address
                "OGGMHUB_SHARED_ACCOUNT", "OGGMHUB_ACCOUNT_PREFIX",  # oggmhub hub --shared-account; accounts' prefix
-               "OGGMHUB_STOP_SERVERS_ON_EXIT", "OGGMHUB_MACHINE"}  # oggmhub hub's own settings
+               "OGGMHUB_STOP_SERVERS_ON_EXIT", "OGGMHUB_MACHINE",  # oggmhub hub's own settings
+               "OGGMHUB_CONFIG_EXTRA"}  # oggmhub hub --config-extra FILE
 
 
 def _literals(path):

@@ -192,3 +192,53 @@ def _prepare(local_spawner, prefix, data):
     assert spawner.still_root() is False  # no --allow-root
     assert stat.S_IMODE(os.stat(data).st_mode) == 0o711
     assert stat.S_IMODE(os.stat(os.path.join(data, "envs")).st_mode) == 0o755  # the environments: everyone's
+
+
+# --- T20: a home is never taken over ------------------------------------------------------
+
+@needs_root
+def test_a_folder_of_another_account_is_never_handed_over(prefix, tmp_path):
+    """T20 (account side): an account set up on a folder that is already another account's
+    home (as tool tasks did with ``homes/<raw username>``, which was the home of another
+    user) refuses, and the victim's home keeps its owner, mode and files."""
+    from oggmhub.user_folders import folder_name, home_path
+
+    homes = tmp_path / "homes"
+    homes.mkdir()
+    victim = system_users.ensure("adv.vic", "hub1", home_path(str(homes), "adv.vic"), prefix)
+    home = home_path(str(homes), "adv.vic")
+    file_modes.private_dir(home, victim)
+    with open(os.path.join(home, "thesis.txt"), "w") as f:
+        f.write("mine")
+    os.chown(os.path.join(home, "thesis.txt"), victim.uid, victim.gid)
+    lookalike = folder_name("adv.vic")  # the attacker signs up as the victim's folder name
+    assert home_path(str(homes), lookalike) != home  # one home path everywhere: its own folder ...
+    attacker = system_users.ensure(lookalike, "hub1", home, prefix)  # ... but say a path still led here
+    assert attacker.uid != victim.uid
+    before = {p: (os.stat(p).st_uid, stat.S_IMODE(os.stat(p).st_mode)) for p in (home, os.path.join(home, "thesis.txt"))}
+    with pytest.raises(file_modes.FolderTaken, match=rf"{home} already exists and belongs to the account "
+                                                     rf"'{victim.name}' .*never hands one account's folder to another"):
+        file_modes.private_dir(home, attacker)
+    after = {p: (os.stat(p).st_uid, stat.S_IMODE(os.stat(p).st_mode)) for p in before}
+    assert after == before and sorted(os.listdir(home)) == ["thesis.txt"]
+    # a folder whose owner no longer exists is not adopted either
+    orphan = tmp_path / "orphan"
+    orphan.mkdir()
+    os.chown(orphan, 54321, 54321)
+    with pytest.raises(file_modes.FolderTaken, match="uid 54321, which no account has now"):
+        file_modes.private_dir(str(orphan), attacker)
+    assert os.stat(orphan).st_uid == 54321
+
+
+@needs_root
+def test_a_start_over_another_accounts_home_fails_naming_it(local_spawner, prefix):
+    with accounts_folder() as folder:
+        data = os.path.join(folder, "data")
+        os.makedirs(os.path.join(data, "envs"), mode=0o700)
+        spawner = local_spawner(system_account_prefix=prefix, data_dir=data, env_dir=os.path.join(data, "envs"))
+        other = system_users.ensure("someone-else", "hub1", os.path.join(folder, "x"), prefix)
+        os.makedirs(spawner.home_dir)
+        os.chown(spawner.home_dir, other.uid, other.gid)
+        with pytest.raises(SpawnFailed, match=f"belongs to the account '{other.name}'"):
+            spawner.prepare_account()
+        assert os.stat(spawner.home_dir).st_uid == other.uid

@@ -84,13 +84,18 @@ def test_an_organiser_cannot_add_admins_organisers_or_other_cohorts_members(hub,
 def test_an_organiser_adds_new_and_plain_accounts_and_an_admin_may_add_anyone(hub, world):
     orga = world["orga"]
     r = hub.api(orga, "POST", "/cohorts/ca/members", json={"usernames": ["newbie", "plain"]})
-    assert r.status_code == 200 and r.json()["added"] == ["newbie", "plain"], r.text
-    assert hub.api(world["admin"], "GET", "/cohorts/ca").json()["owned"] == ["newbie"]  # plain existed before
+    # plain existed before: invited (a member once they accept, see test_cohort_invitations.py)
+    assert r.status_code == 200 and r.json()["added"] == ["newbie"] and r.json()["invited"] == ["plain"], r.text
+    assert hub.api(world["admin"], "GET", "/cohorts/ca").json()["owned"] == ["newbie"]
+    plain = hub.login("plain", PASSWORD)
+    assert hub.api(plain, "POST", "/cohorts/ca/invitation", json={"action": "accept"}).status_code == 200
     r = hub.api(world["admin"], "POST", "/cohorts/ca/members", json={"usernames": ["bmember"]})
     assert r.status_code == 200 and r.json()["added"] == ["bmember"]
     assert group_users(hub, "ca") == ["bmember", "newbie", "plain"]
     log = hub.log()
-    assert "oggmhub audit: orga added members in cohort ca (2): newbie, plain; 1 account(s) created" in log
+    assert "oggmhub audit: orga added members in cohort ca (1): newbie; 1 account(s) created" in log
+    assert "oggmhub audit: orga invited existing accounts (members once they accept) in cohort ca (1): plain" in log
+    assert "oggmhub audit: plain accepted the invitation in cohort ca (1): plain" in log
     assert "oggmhub audit: admin added members in cohort ca (1): bmember" in log
 
 

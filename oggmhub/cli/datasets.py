@@ -162,7 +162,8 @@ def mount_command(args):
         print(f"{error}; the session starts without it", file=sys.stderr, flush=True)
 
     try:
-        live = mounts.mount_datasets(datasets, args.root, options, unavailable=unavailable if args.from_env else None)
+        live = mounts.mount_datasets(datasets, args.root, options, unavailable=unavailable if args.from_env else None,
+                                     admin_log=args.wait)  # mounts that outlive the command keep no pipe of it open
     except mounts.MountError as e:
         print(e, file=sys.stderr)
         if args.from_env:

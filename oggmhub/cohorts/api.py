@@ -11,7 +11,7 @@ from tornado import web
 
 from oggmhub.cohorts import homes as cohort_homes
 
-from oggmhub.cohorts import powers
+from oggmhub.cohorts import invitations, powers
 from oggmhub.cohorts import store as cohort_store
 from oggmhub.cohorts.model import (
     CohortError,
@@ -62,12 +62,20 @@ class CohortAPIHandler(_API):
 class CohortMembersAPIHandler(_API):
     async def post(self, name):
         self.require_manage(name)
-        added, already = await self.add_members(name, self.members_from(self.body()))
-        self.send({"added": added, "already": already})
+        added, already, invited = await self.add_members(name, self.members_from(self.body()))
+        self.send({"added": added, "already": already, "invited": invited})
 
     async def delete(self, name):
-        removed, stopped = await self.remove_members(name, self.members_from(self.body()))
-        self.send({"removed": removed, "stopped": stopped})
+        removed, stopped, withdrawn = await self.remove_members(name, self.members_from(self.body()))
+        self.send({"removed": removed, "stopped": stopped, "withdrawn": withdrawn})
+
+
+class CohortInvitationAPIHandler(invitations.InvitationAPI, _API):
+    pass
+
+
+class CohortJoinAPIHandler(invitations.JoinAPI, _API):
+    pass
 
 
 class CohortOrganisersAPIHandler(_API):

@@ -157,6 +157,8 @@ def add(args):
         print(f"added {len(answer['added'])}: {', '.join(answer['added']) or '-'}")
         if answer["already"]:
             print(f"already members: {', '.join(answer['already'])}")
+        if answer.get("invited"):
+            print(f"invited (members once they accept on their hub home page): {', '.join(answer['invited'])}")
 
     return _run(args, go)
 
@@ -164,7 +166,9 @@ def add(args):
 def remove(args):
     async def go(client):
         answer = await cohort_api.remove_members(client, args.name, args.usernames)
-        print(f"removed: {', '.join(answer['removed'])}; servers stopped: {', '.join(answer['stopped']) or 'none'}")
+        print(f"removed: {', '.join(answer['removed']) or '-'}; servers stopped: {', '.join(answer['stopped']) or 'none'}")
+        if answer.get("withdrawn"):
+            print(f"invitations withdrawn: {', '.join(answer['withdrawn'])}")
 
     return _run(args, go)
 

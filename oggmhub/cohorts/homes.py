@@ -1,6 +1,6 @@
 """Members' homes at the end of a cohort (local backend): one archive, then, if asked, deletion.
 
-Homes live in ``<homes_dir>/<safe username>`` (see :class:`~oggmhub.backends.local.spawner.LocalEnvSpawner`).
+Homes live in ``<homes_dir>/<folder name>`` (:func:`oggmhub.user_folders.home_path`, as the spawner's).
 :func:`export_homes` writes one ``tar.gz`` holding ``<username>/...`` for every member,
 to a temporary name first, reads it back whole and records its SHA-256; only then is it
 an export. :func:`delete_homes` refuses unless such an export, still on disk with the same
@@ -18,19 +18,14 @@ import os
 import shutil
 import tarfile
 
-from kubespawner.slugs import safe_slug
-
 from oggmhub.cohorts.model import CohortConflict, CohortError, format_time, now_utc
+from oggmhub.user_folders import home_path
 
 KUBERNETES_NOTE = (
     "this hub keeps members' homes where it cannot read them (on Kubernetes each home is the "
     "PersistentVolumeClaim home-<username>, kept when the cohort closes): export them with your "
     "storage's snapshots; the hub deletes no home it has not exported"
 )
-
-
-def home_path(homes_dir, username):
-    return os.path.join(homes_dir, safe_slug(username))
 
 
 def _sha256(path):

@@ -155,6 +155,7 @@ class Cohort:
     exports: tuple = ()  # dicts: id, at, sha256, bytes, members, by
     homes_deleted_at: datetime | None = None
     owned: tuple = ()  # accounts this cohort created (its add or its join code): exports and deletions cover only these
+    invited: tuple = ()  # existing accounts an organiser invited; members only once they accept (cohorts.invitations)
 
     @property
     def group(self):
@@ -224,6 +225,7 @@ class Cohort:
             "exports": [dict(e) for e in self.exports],
             "homes_deleted_at": format_time(self.homes_deleted_at) if self.homes_deleted_at else None,
             "owned": list(self.owned),
+            "invited": list(self.invited),
         }
 
     def public(self):
@@ -255,6 +257,7 @@ class Cohort:
             exports=tuple(props.get("exports") or ()),
             homes_deleted_at=optional("homes_deleted_at"),
             owned=tuple(props.get("owned") or ()),
+            invited=tuple(props.get("invited") or ()),
         )
 
     def with_changes(self, **changes):

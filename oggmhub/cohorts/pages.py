@@ -106,11 +106,14 @@ class CohortPageHandler(_Page):
                 else:
                     source = "members.csv"
                 self.require_manage(name)
-                added, already = await self.add_members(name, parse_members_csv(text, source))
+                added, already, invited = await self.add_members(name, parse_members_csv(text, source))
                 notice = f"Added {len(added)} member(s)" + (f"; {len(already)} already in" if already else "") + "."
+                if invited:
+                    notice += (f" Invited {', '.join(invited)}: existing accounts become members once they accept "
+                               "on their hub home page.")
             elif action == "remove":
-                removed, _ = await self.remove_members(name, [self.get_body_argument("username")])
-                notice = f"Removed {', '.join(removed)}."
+                removed, _, withdrawn = await self.remove_members(name, [self.get_body_argument("username")])
+                notice = f"Removed {', '.join(removed)}." if removed else f"Invitation of {', '.join(withdrawn)} withdrawn."
             elif action == "join-code":
                 self.require_manage(name)
                 code = cohort_store.new_join_code(self.db, name)

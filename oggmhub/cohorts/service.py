@@ -31,7 +31,7 @@ from oggmhub.cohorts import client as cohort_api
 
 from oggmhub.cohorts import homes as cohort_homes
 
-from oggmhub.cohorts import powers
+from oggmhub.cohorts import invitations, powers
 from oggmhub.cohorts import store as cohort_store
 from oggmhub.catalog import CatalogError, cached_catalog, default_catalog_path
 from oggmhub.cohorts.model import (
@@ -98,7 +98,8 @@ def configure(c, window_check_interval=60):
     Called by :func:`oggmhub.hub.configure_hub`."""
     c.JupyterHub.extra_handlers = [*c.JupyterHub.get("extra_handlers", []), *handlers()]
     c.JupyterHub.template_paths = [*c.JupyterHub.get("template_paths", []), TEMPLATES]
-    c.JupyterHub.template_vars = {**c.JupyterHub.get("template_vars", {}), "oggmhub_cohorts_link": cohorts_link}
+    c.JupyterHub.template_vars = {**c.JupyterHub.get("template_vars", {}), "oggmhub_cohorts_link": cohorts_link,
+                                  "oggmhub_invitations": invitations.template_invitations}
     if window_check_interval:
         from oggmhub.cohorts.window import SCOPES
 
@@ -184,8 +185,10 @@ class _CohortMixin:
         return getattr(user, "name", None) or "?"
 
     async def add_members(self, name, usernames):
-        """Add members, within the caller's powers (:mod:`oggmhub.cohorts.powers`); the
-        database work is planned here and written in one transaction in a thread."""
+        """Add members, within the caller's powers (:mod:`oggmhub.cohorts.powers`); an
+        organiser's add of an existing account the cohort does not own is an invitation
+        (:mod:`oggmhub.cohorts.invitations`). The database work is planned here and written
+        in one transaction in a thread. (added, already members, invited)."""
         self.require_manage(name)
         is_admin = self.is_admin()
 
@@ -197,19 +200,28 @@ class _CohortMixin:
                 raise
 
         plan = cohort_store.plan_members(self.db, name, usernames, vet)
+        invited = invitations.split_invited(plan, is_admin)
         await asyncio.get_running_loop().run_in_executor(None, partial(cohort_store.write_members, **plan.bind(self.db)))
         cohort_store.after_write(self.db, plan)
         if plan.new:
             powers.audit(self.log, self.actor(), "added members", name, plan.new,
                          detail=f"{len(plan.created)} account(s) created, owned by the cohort")
-        return plan.new, plan.already
+        if invited:
+            powers.audit(self.log, self.actor(), "invited existing accounts (members once they accept)", name, invited)
+        return plan.new, plan.already, invited
 
     async def remove_members(self, name, usernames):
+        """Remove members (their servers stop) and withdraw invitations. (removed, stopped, withdrawn)."""
         self.require_manage(name)
-        removed = cohort_store.remove_members(self.db, name, usernames)
-        powers.audit(self.log, self.actor(), "removed members", name, removed)
+        withdrawn = invitations.withdraw(self.db, name, usernames)
+        if withdrawn:
+            powers.audit(self.log, self.actor(), "withdrew invitations", name, withdrawn)
+        rest = [u for u in usernames if u not in withdrawn]
+        removed = cohort_store.remove_members(self.db, name, rest) if rest or not withdrawn else []
+        if removed:
+            powers.audit(self.log, self.actor(), "removed members", name, removed)
         stopped = await self.stop_servers(removed)
-        return removed, stopped
+        return removed, stopped, withdrawn
 
     def detail(self, group, cohort):
         record = cohort.public()
@@ -358,14 +370,17 @@ NAME = r"([a-z0-9][a-z0-9-]*)"
 def handlers():
     """The (pattern, handler) pairs, relative to the hub's prefix."""
     from oggmhub.cohorts.api import (CohortAPIHandler, CohortCloseAPIHandler, CohortDeleteHomesAPIHandler,
-                                     CohortExportDownloadAPIHandler, CohortExportsAPIHandler, CohortJoinCodeAPIHandler,
-                                     CohortListAPIHandler, CohortMembersAPIHandler, CohortOrganisersAPIHandler,
-                                     CohortPrewarmAPIHandler)
+                                     CohortExportDownloadAPIHandler, CohortExportsAPIHandler, CohortInvitationAPIHandler,
+                                     CohortJoinAPIHandler, CohortJoinCodeAPIHandler, CohortListAPIHandler,
+                                     CohortMembersAPIHandler, CohortOrganisersAPIHandler, CohortPrewarmAPIHandler)
     from oggmhub.cohorts.pages import (CohortExportDownloadHandler, CohortPageHandler, CohortPrewarmStatusHandler,
                                        CohortsPageHandler)
 
     return [
         (r"/api/cohorts", CohortListAPIHandler),
+        (r"/api/cohorts/join", CohortJoinAPIHandler),
+        (rf"/api/cohorts/{NAME}/invitation", CohortInvitationAPIHandler),
+        (rf"/cohorts/{NAME}/invitation", invitations.InvitationPageHandler),
         (rf"/api/cohorts/{NAME}", CohortAPIHandler),
         (rf"/api/cohorts/{NAME}/members", CohortMembersAPIHandler),
         (rf"/api/cohorts/{NAME}/organisers", CohortOrganisersAPIHandler),

@@ -20,6 +20,7 @@ from __future__ import annotations
 from jupyterhub import orm, roles
 from sqlalchemy import select
 
+from oggmhub import username_clash
 from oggmhub.cohorts import joincodes
 from oggmhub.cohorts.model import (
     CohortConflict,
@@ -172,6 +173,10 @@ def plan_members(db, name, usernames, vet=None):
         vet(cohort, existing)
     known = {u.name for u in existing}
     created = [u for u in new if u not in known]
+    clashing = username_clash.clashes(db, created)
+    if clashing:
+        raise CohortConflict([*(f"members: {username_clash.message(n, o)}" for n, o in clashing.items()),
+                              "nobody was added"])
     return MembersPlan(group=group, cohort=cohort, new=new, already=[u for u in usernames if u in current],
                        existing=existing, created=created)
 

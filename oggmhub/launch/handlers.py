@@ -44,8 +44,9 @@ class LaunchMixin:
 
     @property
     def hub_url(self):
-        """This hub's absolute URL as the browser sees it, e.g. ``https://host/hub/``."""
-        return f"{self.request.protocol}://{self.request.host}{self.hub.base_url}"
+        """This hub's URL for links, from ``c.JupyterHub.public_url`` (``https://host/hub/``),
+        else relative (``/hub/``): never from the request's Host header."""
+        return snippets.public_hub_url(self.settings.get("public_url"), self.hub.base_url)
 
     def context(self):
         """(user, spawner, LaunchContext): a user's own rules, or a visitor's."""
@@ -155,7 +156,7 @@ class ResolveAPIHandler(LaunchMixin, APIHandler):
         if ctx.policy is not None and ctx.policy.refusal:
             raise LaunchError(403, "cohort", ctx.policy.refusal)
         resolution = resolve(ctx.catalog, text, ctx.allowed, self.launch.allowed_sources)
-        body = resolution.to_json(ctx.catalog)
+        body = resolution.to_json(ctx.catalog, visitor=self.current_user is None)
         body["launch_url"] = snippets.launch_url(self.hub_url, resolution.dataset.name if not resolution.on_demand
                                                  else resolution.dataset.source)
         self.set_header("Content-Type", "application/json")

@@ -36,7 +36,20 @@ class Resolution:
     default_environments: tuple  # those of them that mount it by default
     on_demand: bool = False
 
-    def to_json(self, catalog):
+    def to_json(self, catalog, visitor=False):
+        """The API's answer. A logged-out ``visitor`` gets the public catalog facts only: no
+        source (a catalog dataset's may be a path on the hub's machine or a private bucket),
+        no mount path, and only those aliases that are not paths."""
+        body = self._json(catalog)
+        if visitor:
+            d = body["dataset"]
+            if not self.on_demand:  # an on-demand source is the public URL the visitor gave
+                del d["source"]
+            d["aliases"] = [a for a in d["aliases"] if not _looks_local(a)]
+            del body["mount_path"]
+        return body
+
+    def _json(self, catalog):
         d = self.dataset
         return {
             "dataset": {
@@ -53,6 +66,12 @@ class Resolution:
             ],
             "on_demand": self.on_demand,
         }
+
+
+def _looks_local(alias):
+    """An alias that names a place on a machine (``/srv/...``, ``file://...``), not a public identifier."""
+    text = alias.strip().lower()
+    return text.startswith(("/", "file:", "~", "./", "../"))
 
 
 def source_allowed(url, patterns):

@@ -1,11 +1,17 @@
 """What the datasets page offers to copy: a badge (Markdown, HTML), a plain link, and a
-bookmarklet that turns the DOI on the page one is reading into a launch link."""
+bookmarklet that turns the DOI on the page one is reading into a launch link.
+
+Their links start with :func:`public_hub_url`: the hub's address from its configuration
+(``c.JupyterHub.public_url``), never from the request's ``Host:`` header (which whoever
+sends the request chooses). Without ``public_url`` they are relative (``/hub/launch?...``);
+the datasets page then completes them in the browser from the address it was loaded from.
+"""
 
 from __future__ import annotations
 
 import html
 import json
-from urllib.parse import quote
+from urllib.parse import quote, urlparse
 
 BADGE_PATH = "launch/badge.svg"
 BADGE_ALT = "Open in oggmhub"
@@ -20,6 +26,20 @@ BADGE_SVG = """<svg xmlns="http://www.w3.org/2000/svg" width="118" height="20" r
 <text x="25" y="14">launch</text><text x="84" y="14">oggmhub</text></g>
 </svg>
 """
+
+
+def public_hub_url(public_url, hub_prefix):
+    """The hub's URL for links: ``c.JupyterHub.public_url``'s scheme and host + ``hub_prefix``
+    (``https://hub.example.org/hub/``); without a public URL, ``hub_prefix`` alone (relative).
+
+    ``public_url`` is JupyterHub's setting as its handlers hold it (a parsed URL or a
+    string; empty when unset).
+    """
+    if public_url and isinstance(public_url, str):
+        public_url = urlparse(public_url)
+    if not public_url or not public_url.scheme or not public_url.netloc:
+        return hub_prefix
+    return f"{public_url.scheme}://{public_url.netloc}{hub_prefix}"
 
 
 def launch_url(hub_url, identifier):

@@ -10,6 +10,10 @@ that could change the dataset refused *before* anything reaches the store::
 The error is a :class:`PermissionError` with ``errno.EROFS``, so code that catches
 either ``PermissionError`` or ``OSError`` and checks ``errno`` sees what a read-only
 mount would give it.
+
+Every path is relative to the dataset's root and stays inside it: a path whose ``..``
+parts climb above the root (``../../etc/hostname``) is refused in every method (open,
+cat, ls, glob, find, info, ...) with :class:`DatasetPathError`, before anything is read.
 """
 
 from __future__ import annotations
@@ -41,6 +45,40 @@ class DatasetReadOnlyError(PermissionError):
         )
         self.dataset = dataset
         self.operation = operation
+
+
+class DatasetPathError(ValueError):
+    """A path that leaves the dataset (``..`` above its root); nothing was read."""
+
+    def __init__(self, dataset, path):
+        super().__init__(
+            f"dataset {dataset!r}: the path {path!r} leaves the dataset; paths are relative to the "
+            "dataset's root and may not climb above it with '..'"
+        )
+        self.dataset = dataset
+        self.path = path
+
+
+def leaves_root(path):
+    """Whether ``path`` (relative to a root) climbs above that root with ``..`` parts."""
+    depth = 0
+    for part in str(path).replace("\\", "/").split("/"):
+        if part == "..":
+            depth -= 1
+            if depth < 0:
+                return True
+        elif part and part != ".":
+            depth += 1
+    return False
+
+
+def check_inside(dataset, path):
+    """Raise :class:`DatasetPathError` if ``path`` (a string, or a list or dict of them)
+    leaves the dataset ``dataset``."""
+    paths = [path] if isinstance(path, str) else list(path) if isinstance(path, (list, tuple, set, dict)) else []
+    for p in paths:
+        if isinstance(p, str) and leaves_root(p):
+            raise DatasetPathError(dataset, p)
 
 
 def _refuse(name):
@@ -110,6 +148,10 @@ class ReadOnlyFileSystem(DirFileSystem):
         from fsspec.spec import AbstractFileSystem
 
         return ReadOnlyView(self.dataset, value) if isinstance(value, AbstractFileSystem) else value
+
+    def _join(self, path):  # every method turns its paths into the store's through here
+        check_inside(self.dataset, path)
+        return super()._join(path)
 
     def open(self, path, mode="rb", *args, **kwargs):
         if set(mode) - set("rbt"):

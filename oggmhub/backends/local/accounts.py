@@ -8,6 +8,10 @@ A student who signs up with a cohort's join code (the optional ``join_code`` fie
 ``/hub/signup?join_code=CODE``) during the cohort's window is approved at once and lands
 in the cohort. A wrong or expired code, or a full cohort, is refused with the reason and
 creates no account at all.
+
+A username whose folders would be another user's (:mod:`oggmhub.username_clash`) is
+refused everywhere an account is made: the sign-up form (with or without a join code)
+says so, and so does the admin's ``POST /hub/api/users`` (:meth:`validate_username`).
 """
 
 from __future__ import annotations
@@ -22,9 +26,11 @@ from nativeauthenticator import NativeAuthenticator
 from nativeauthenticator import handlers as native_handlers
 from nativeauthenticator.orm import UserInfo
 
+from oggmhub import username_clash
 from oggmhub.cohorts import powers
 from oggmhub.cohorts import store as cohort_store
 from oggmhub.cohorts.model import CohortError, JoinError
+from oggmhub.errors import UserFacingError
 
 BANNER = """
 ==============================================================================
@@ -78,11 +84,23 @@ class SignUpHandler(native_handlers.SignUpHandler):
             ns.setdefault("next_url", self.get_next_url(default="") if self.get_argument("next", "") else "")
         return super().render_template(name, sync=sync, **ns)
 
+    async def _refuse(self, message, code, username):
+        self.set_status(400)
+        html = await self.render_template("signup.html", alert="alert-danger", result_message=message,
+                                          join_code=code, username=username)
+        self.finish(html)
+
     async def post(self):
         code = self.get_body_argument("join_code", "").strip()
+        username = self.authenticator.normalize_username(self.get_body_argument("username", ""))
+        if self.authenticator.enable_signup:
+            other = username_clash.clash(self.db, username)
+            if other is not None:
+                self.log.warning("Sign-up of %r refused: its folders would be %r's", username, other)
+                message = f"Sign-up refused: {username_clash.message(username, other)}. No account was created."
+                return await self._refuse(message, code, username)
         if not code or not self.authenticator.enable_signup:
             return await super().post()
-        username = self.authenticator.normalize_username(self.get_body_argument("username", ""))
         password = self.get_body_argument("signup_password", strip=False)
         message = None
         try:
@@ -97,9 +115,7 @@ class SignUpHandler(native_handlers.SignUpHandler):
         if message is None:
             message = self._join(username, password, group, cohort)
         if message is not None:
-            self.set_status(400)
-            html = await self.render_template("signup.html", alert="alert-danger", result_message=message,
-                                              join_code=code, username=username)
+            return await self._refuse(message, code, username)
         else:
             title = f" ({cohort.title})" if cohort.title else ""
             html = await self.render_template(
@@ -142,11 +158,30 @@ def _someone_elses(db, username, cohort):
 class LocalHubAuthenticator(NativeAuthenticator):
     """NativeAuthenticator that creates each configured admin's credentials once."""
 
+    def validate_username(self, username):
+        """NativeAuthenticator's rules, and: a new username never gets another user's folders
+        (a 400 naming the clash, e.g. on the admin's ``POST /hub/api/users``)."""
+        if not super().validate_username(username):
+            return False
+        db = getattr(self, "db", None)
+        other = username_clash.clash(db, username) if db is not None else None
+        if other is not None:
+            self.log.warning("Username %r refused: its folders would be %r's", username, other)
+            raise UserFacingError(400, username_clash.message(username, other), reason="Username not available")
+        return True
+
     def get_handlers(self, app):
         replace = {r"/login": LoginHandler, r"/signup": SignUpHandler}
         return [(route, replace.get(route, handler)) for route, handler in super().get_handlers(app)]
 
     async def add_user(self, user):
+        # a user just made by the admin's POST /hub/api/users/NAME (which validates after
+        # creating it): refused here, and JupyterHub removes it again
+        other = username_clash.clash(self.db, user.name, created=True) if user.name not in self.admin_users else None
+        if other is not None:
+            text = username_clash.message(user.name, other)
+            self.log.warning("User %r refused: %s", user.name, text)
+            raise ValueError(text)
         await maybe_future(super().add_user(user))
         if user.name in self.admin_users and not self.user_exists(user.name):
             self.create_admin_credentials(user.name)

@@ -73,16 +73,38 @@ def secure_data_dir(data_dir, keep_open=()):
         os.chmod(os.path.join(data_dir, name), 0o711)
 
 
+class FolderTaken(PermissionError):
+    """A user's folder that exists under another account: never handed over."""
+
+
 def private_dir(path, account):
-    """Make ``path`` (if missing) and give it to ``account``, mode 0700. A folder that an
-    earlier hub (shared mode) left owned by someone else is handed over, with its content."""
+    """Make ``path`` (if missing) and give it to ``account``, mode 0700.
+
+    A folder the hub itself (root) owns, e.g. one an earlier hub in shared mode left, is
+    handed over with its content. A folder owned by any other account is never taken
+    over (that would give one user another's files): :class:`FolderTaken` names it and
+    its owner, and nothing is changed."""
     os.makedirs(path, mode=0o700, exist_ok=True)
     st = os.lstat(path)
     if stat.S_ISLNK(st.st_mode):
         raise OSError(f"{path} is a symbolic link; a user's folder must be a folder")
     if st.st_uid != account.uid:
+        if st.st_uid != os.geteuid():
+            raise FolderTaken(
+                f"{path} already exists and belongs to {_owner(st.st_uid)}, not to {account.name}: the hub never "
+                f"hands one account's folder to another. If it is really {account.name}'s (e.g. its account was "
+                f"made again), an admin can `chown -R {account.name}: {path}`; else remove or rename it")
         give(path, account)
     os.chmod(path, 0o700)
+
+
+def _owner(uid):
+    import pwd
+
+    try:
+        return f"the account {pwd.getpwuid(uid).pw_name!r} (uid {uid})"
+    except KeyError:
+        return f"uid {uid}, which no account has now"
 
 
 def give(path, account):

@@ -20,6 +20,7 @@ from functools import partial
 
 from oggmhub.backends.local import block_memory
 from oggmhub.backends.local.mount_options import DatasetMounts
+from oggmhub.backends.local.source_links import LocalSource
 
 
 # --- the FUSE operations ----------------------------------------------------------
@@ -159,11 +160,17 @@ def make_operations_class():
             self._prefetched = {}  # store path of a small file -> Future of its bytes
             self._scans = {}  # directory (store path) -> index of the file opened last
             self._pool = ThreadPoolExecutor(8, thread_name_prefix="oggmhub-fetch")
+            from fsspec.implementations.local import LocalFileSystem
+
+            # a local folder: links leading out of it are neither listed nor served (source_links)
+            self.local = LocalSource(root, dataset) if isinstance(fs, LocalFileSystem) else None
 
         # fetching: on the filesystem's own event loop when it has one, else in threads
         def _fetch(self, path, start, end):
             from fsspec.asyn import AsyncFileSystem
 
+            if self.local is not None:
+                return self._pool.submit(self.local.read, path, start, end)
             if isinstance(self.fs, AsyncFileSystem):
                 coro = self.fs._cat_file(path, start=start, end=end)
                 return asyncio.run_coroutine_threadsafe(coro, self.fs.loop)
@@ -182,7 +189,11 @@ def make_operations_class():
             if hit and now - hit[0] < self.options.listings_ttl:
                 return hit[1], hit[2]
             try:
+                if self.local is not None and not self.local.folder_allowed(store_path):
+                    raise FileNotFoundError(store_path)
                 listed = self.fs.ls(store_path, detail=True)
+                if self.local is not None:
+                    listed = self.local.keep(listed)
             except (FileNotFoundError, NotADirectoryError):
                 listed = None
             entries = names = None

@@ -28,6 +28,8 @@ def hub_environment(args):
         OGGMHUB_COHORT_CHECK_INTERVAL=str(args.cohort_check_interval),
         OGGMHUB_STOP_SERVERS_ON_EXIT="1" if args.stop_servers_on_exit else "",
         OGGMHUB_SHARED_ACCOUNT="1" if args.shared_account else "",
+        # loaded by hub_config/jupyterhub_config.py at its end, in this order
+        OGGMHUB_CONFIG_EXTRA=os.pathsep.join(os.path.abspath(p) for p in getattr(args, "config_extra", None) or ()),
     )
     return env
 
@@ -35,6 +37,7 @@ def hub_environment(args):
 def start_hub(args):
     # before the chdir below: ./data (or a relative --catalog, --config) means the caller's
     args.data_dir, args.catalog, args.config = map(os.path.abspath, (args.data_dir, args.catalog, args.config))
+    args.config_extra = [os.path.abspath(p) for p in getattr(args, "config_extra", None) or ()]
     found = problems(args)  # bad options, a port in use, a data dir we cannot write: before anything starts
     for line in found:
         print(f"oggmhub hub: {line}", file=sys.stderr)

@@ -51,6 +51,10 @@ def add_hub_arguments(hub):
                           "gets a system account of their own; otherwise only one hub user may start a server")
     hub.add_argument("--config", default=os.path.join(root, "hub_config", "jupyterhub_config.py"),
                      help="JupyterHub config file (default: %(default)s)")
+    hub.add_argument("--config-extra", action="append", default=[], metavar="FILE",
+                     help="a JupyterHub config file loaded after --config, to change any setting without "
+                          "editing the shipped one (e.g. c.Welcome.title, c.JupyterHub.public_url for the "
+                          "launch links' absolute URLs); may be given more than once, loaded in that order")
     return hub
 
 
@@ -126,6 +130,9 @@ def problems(args):
         found.append(f"--catalog {args.catalog}: no such file")
     if not os.path.isfile(args.config):
         found.append(f"--config {args.config}: no such file")
+    for extra in getattr(args, "config_extra", None) or ():
+        if not os.path.isfile(extra):
+            found.append(f"--config-extra {extra}: no such file")
     return found
 
 

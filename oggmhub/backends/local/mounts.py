@@ -80,6 +80,7 @@ def _serve(spec):
         except (OSError, ValueError):
             pass
 
+    _admin_log(spec.get("log_fd"))
     dataset = Dataset(**spec["dataset"])
     options = DatasetMounts(**spec["options"])
     block_memory.keep_freed_blocks(options.block_size, options.readahead + 2)  # see block_memory
@@ -107,6 +108,16 @@ def _serve(spec):
         report(f"error: FUSE mount at {spec['mountpoint']} failed: {e}")
         return 4
     return 0
+
+
+def _admin_log(fd):
+    """In the mount's child: warnings (a link skipped) go to ``fd``, the hub's own stderr (its log)."""
+    stream = os.fdopen(fd, "w", buffering=1) if fd is not None else sys.stderr
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("[%(levelname).1s %(asctime)s oggmhub-mount] %(message)s"))
+    logger = logging.getLogger("oggmhub.backends.local")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
 
 
 def _raise_readahead(mountpoint, options):
@@ -145,11 +156,14 @@ def fusermount():
     return shutil.which("fusermount3") or shutil.which("fusermount")
 
 
-def mount_dataset(dataset, mountpoint, options=None, owner=None):
+def mount_dataset(dataset, mountpoint, options=None, owner=None, admin_log=True):
     """Mount ``dataset`` read-only at ``mountpoint``; return a :class:`Mount`.
 
     ``owner``: ``(uid, gid)`` of the only account (besides root) that may read it, for a
     hub whose users have system accounts; None: every user of the machine may.
+    ``admin_log``: the mount process writes its warnings (a link leading out of the
+    dataset, skipped) to this process's stderr, the hub's log; False (a command whose
+    mounts outlive it): nowhere.
 
     Blocks until the mount is live. Raises :class:`MountError` naming the dataset (and
     leaves nothing behind: no process, no mount, no folder it created) if the source is
@@ -175,13 +189,14 @@ def mount_dataset(dataset, mountpoint, options=None, owner=None):
         _remove_dirs(created)
         raise MountError(dataset.name, f"mount point {mountpoint} is not empty")
     read_fd, write_fd = os.pipe()
+    admin_fd = os.dup(2) if admin_log else os.open(os.devnull, os.O_WRONLY)  # the child's lines for the admin
     spec = {"dataset": asdict(dataset), "options": options.as_dict(), "mountpoint": mountpoint, "status_fd": write_fd,
-            "checked": True, "owner": list(owner) if owner else None}
+            "checked": True, "owner": list(owner) if owner else None, "log_fd": admin_fd}
     log = tempfile.TemporaryFile()  # the child's stderr, shown if it fails
     try:
         process = subprocess.Popen(
             [sys.executable, "-m", "oggmhub.backends.local.mounts", "serve", json.dumps(spec)],
-            pass_fds=(write_fd,), start_new_session=True,
+            pass_fds=(write_fd, admin_fd), start_new_session=True,
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
         )
     except OSError:
@@ -191,6 +206,7 @@ def mount_dataset(dataset, mountpoint, options=None, owner=None):
         raise
     finally:
         os.close(write_fd)
+        os.close(admin_fd)
     mount = Mount(dataset.name, mountpoint, process.pid, process, tuple(created))
     with log:
         try:
@@ -235,14 +251,14 @@ def _wait_mounted(mountpoint, process, timeout):
     return False
 
 
-def mount_datasets(datasets, root, options=None, unavailable=None, owner=None):
+def mount_datasets(datasets, root, options=None, unavailable=None, owner=None, admin_log=True):
     """Mount each dataset at ``root`` + its catalog mount path; all of them or none.
 
     Returns the :class:`Mount` list for :func:`unmount_datasets`. Call it before the
     user's server starts; a :class:`MountError` names the dataset that failed. With
     ``unavailable`` (a callable), a dataset whose catalog entry says ``required: false``
     and that cannot be mounted is passed to it, ``unavailable(dataset, error)``, and the
-    others are mounted all the same. ``owner``: as for :func:`mount_dataset`.
+    others are mounted all the same. ``owner``, ``admin_log``: as for :func:`mount_dataset`.
     """
     from oggmhub.session.datasets import local_mount_path
 
@@ -250,7 +266,7 @@ def mount_datasets(datasets, root, options=None, unavailable=None, owner=None):
     try:
         for dataset in datasets:
             try:
-                mounts.append(mount_dataset(dataset, local_mount_path(dataset, root), options, owner))
+                mounts.append(mount_dataset(dataset, local_mount_path(dataset, root), options, owner, admin_log))
             except MountError as e:
                 if unavailable is None or getattr(dataset, "required", True):
                     raise

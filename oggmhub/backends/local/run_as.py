@@ -138,8 +138,12 @@ class SystemAccounts(LoggingConfigurable):
                                           self.system_account_prefix)
         except system_users.SystemAccountError as e:
             raise SpawnFailed(str(e)) from e
-        for path in (self.home_dir, self.scratch_dir, self.mount_root):
-            file_modes.private_dir(path, account)
+        try:
+            for path in (self.home_dir, self.scratch_dir, self.mount_root):
+                file_modes.private_dir(path, account)
+        except file_modes.FolderTaken as e:
+            self.log.warning("Start of %s refused: %s", self.user.name, e)
+            raise SpawnFailed(str(e)) from e
         self.account, self._account_groups = account, account.groups()
         return account
 
