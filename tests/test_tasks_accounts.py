@@ -1,7 +1,7 @@
 """Tool tasks run as the user's own system account on a root local hub (accounts mode).
 
 With real unix accounts (useradd, a distinctive prefix per run, removed afterwards) and
-the service's own planning (DaskRunner.check, prepare_account, plan, run_as_for), each plan is executed
+the service's own planning (LocalRunner.check, prepare_account, plan, run_as_for), each plan is executed
 the way a Dask worker executes it (oggmhub.tasks.execution.execute, as root). A path
 check at submission cannot be the only guard: a user may swap a checked file or folder
 for a link before the run reads or writes it, so each test below does exactly that and
