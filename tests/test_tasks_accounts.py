@@ -211,7 +211,10 @@ def test_the_account_options_take_effect(hub_folder, monkeypatch):
     other_prefix = hub_folder["prefix"] + "z-"  # removed with the test's accounts
     other = make_runner(hub_folder["tasks"], TasksSettings(data_dir=hub_folder["data"], system_account_prefix=other_prefix),
                         pathlib.Path(hub_folder["folder"], "c"))
-    other.prepare_account("bruno")
-    assert other.run_as_for("bruno")["name"] == other_prefix + "bruno"  # another prefix: another account
+    home = os.path.join(hub_folder["homes"], "bruno")
+    with pytest.raises(TaskInputError, match="the home folder 'bruno' belongs to another account"):
+        other.prepare_account("bruno")  # another prefix: another account, which never adopts bruno's home
+    assert other.run_as_for("bruno")["name"] == other_prefix + "bruno"
+    assert os.stat(home).st_uid == hub_folder["accounts"]["bruno"].uid
     with pytest.raises(TraitError, match="system_account_prefix 'Bad Prefix' is not allowed: 1-16 characters"):
         TasksSettings(system_account_prefix="Bad Prefix")
