@@ -153,11 +153,11 @@ def _tail(path, limit=4000):
         return ""
 
 
-def execute(plan, preexec=None):
+def execute(plan, preexec=None, on_started=None):
     """Run ``plan``; a result dict (``status`` done, failed or cancelled). ``preexec`` (the
     local runner's, :func:`oggmhub.tasks.isolation.preexec`) puts the tool in its run's
     cgroup and makes it the account; without it the tool becomes the account by
-    ``subprocess``'s own arguments."""
+    ``subprocess``'s own arguments. ``on_started()`` is called once the tool runs."""
     run_dir = plan["run_dir"]
     started = time.time()
     os.makedirs(run_dir, exist_ok=True)
@@ -208,6 +208,8 @@ def execute(plan, preexec=None):
                                     **account)
             with open(os.path.join(run_dir, PID), "w") as f:
                 f.write(str(proc.pid))
+            if on_started is not None:
+                on_started()
             if os.path.exists(os.path.join(run_dir, CANCEL)):  # kill() came before the pid: stop it here
                 os.killpg(proc.pid, signal.SIGKILL)
             try:

@@ -61,7 +61,6 @@ class LocalRunner(Runner):
             async with self.slots.slot(user, budget):
                 if self._cancelled(user, run_id):
                     return
-                self.store.update(user, run_id, status="running", started=time.time())
                 cgroup = await loop.run_in_executor(
                     self.pool, isolation.run_cgroup, self.settings.data_dir, folder_name(user), run_id,
                     1, budget.memory_per_worker, self.settings.pids_max)
@@ -69,8 +68,12 @@ class LocalRunner(Runner):
                     self.cgroups[key] = cgroup
                 preexec = isolation.preexec(cgroup, plan["run_as"] if os.geteuid() == 0 else None) \
                     if cgroup is not None else None
+
+                def started():  # in the run's thread, once the tool runs
+                    loop.call_soon_threadsafe(self._started, user, run_id)
+
                 try:
-                    result = await loop.run_in_executor(self.pool, execution.execute, plan, preexec)
+                    result = await loop.run_in_executor(self.pool, execution.execute, plan, preexec, started)
                 finally:
                     self.cgroups.pop(key, None)
                     if cgroup is not None:
@@ -141,6 +144,10 @@ class LocalRunner(Runner):
             raise TaskInputError([f"user: {user!r} has no system account on this machine any more"])
         return {"name": account.name, "uid": account.uid, "gid": account.gid, "groups": account.groups(),
                 "home": home_path(self.settings.homes_dir, user)}
+
+    def _started(self, user, run_id):
+        if self.store.get(user, run_id)["status"] == "queued":
+            self.store.update(user, run_id, status="running", started=time.time())
 
     def _cancelled(self, user, run_id):
         return self.store.get(user, run_id)["status"] == "cancelled"
