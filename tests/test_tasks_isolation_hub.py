@@ -101,11 +101,26 @@ def listening_ports(processes):
     return ports
 
 
+ATTACK = """import os, sys
+from distributed import Client
+client = Client(sys.argv[1], timeout="5s")
+print("ran as", client.run_on_scheduler(os.getuid))
+"""
+
+
+def dask_client_runs_code(port):
+    """Whether a Dask Client without credentials runs code through 127.0.0.1:``port``."""
+    try:
+        done = subprocess.run([sys.executable, "-c", ATTACK, f"tcp://127.0.0.1:{port}"], capture_output=True,
+                              text=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        return False
+    return done.returncode == 0 and "ran as" in done.stdout
+
+
 def test_no_task_listener_runs_code_and_no_task_process_is_root(hub):
     """T10: while a run executes, every port the hub's processes listen on refuses a Dask
     Client (the service starts no scheduler), and the run's processes are the user's."""
-    from distributed import Client
-
     alice = client(hub, "alice")
     before = listening_ports(tree(hub))
     run = copy(alice, "slow.txt", seconds=20)
@@ -125,9 +140,8 @@ def test_no_task_listener_runs_code_and_no_task_process_is_root(hub):
                 if p.info["uids"] and p.info["uids"].real == 0
                 and any(w in " ".join(p.info["cmdline"] or []) for w in ("distributed.cli", "dask-scheduler", "dask-worker"))
                 and p.pid in {q.pid for q in tree(hub)}]
-    for port in sorted(during):
-        with pytest.raises(Exception):  # noqa: B017 (any refusal: not a scheduler, no credentials)
-            Client(f"tcp://127.0.0.1:{port}", timeout="3s").run_on_scheduler(os.getuid)
+    for port in sorted(during):  # a TCP client's rights do not matter to a listener: root's test tries
+        assert not dask_client_runs_code(port), f"port {port} ran code for a Dask client"
     assert alice.wait(run, timeout=120)["status"] == "done"
     assert open(os.path.join(alice.home, "slow.txt")).read() == "hello\n"
     assert os.stat(os.path.join(alice.home, "slow.txt")).st_uid == uid
@@ -156,16 +170,17 @@ def test_a_link_flipped_during_downloads_never_yields_its_target(hub):
         for _ in range(400):
             try:
                 data = bruno.fetch(run, "copy")
-            except TaskError as e:
-                answers["refused"] = answers.get("refused", 0) + 1
-                assert e.status == 404, e
+            except TaskError as e:  # 400: the path check saw the link; 404: the no-follow open did
+                assert e.status in (400, 404), e
+                answers[e.status] = answers.get(e.status, 0) + 1
                 continue
             assert data != shadow and b"root:" not in data
             answers[data] = answers.get(data, 0) + 1
     finally:
         flipper.kill()
         flipper.wait()
-    assert answers.get("refused") and answers.get(b"bruno again\n"), answers  # both sides of the race were hit
+    assert (answers.get(400) or answers.get(404)) and answers.get(b"bruno again\n"), answers  # both sides were hit
+    print("download answers:", {k if isinstance(k, int) else k.decode(): v for k, v in answers.items()})
 
 
 def test_a_dotted_usernames_output_lands_in_its_jupyter_home(hub):

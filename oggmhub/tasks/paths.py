@@ -120,7 +120,10 @@ class PathPolicy:
         parts = rel.split("/")
         if ".." in parts:
             raise LocationError(parameter, f"{rel!r} leaves its folder with '..'; allowed: {allowed}")
-        path = os.path.realpath(os.path.join(self.home, rel))
+        try:
+            path = os.path.realpath(os.path.join(self.home, rel))
+        except OSError as e:  # changed while it was resolved (a link swapped for a file)
+            raise LocationError(parameter, f"{rel!r} changed while it was checked ({e.strerror}); try again") from None
         if path != self.home and not path.startswith(self.home + os.sep):
             raise LocationError(parameter, f"{rel!r} leads outside your home (through a link); allowed: {allowed}")
         return path
