@@ -263,6 +263,8 @@ def test_configure_hub_registers_the_tasks_service_and_gives_users_its_scope():
     assert user["scopes"] == ["self", "read:groups", "access:services!service=tasks"]  # added, never replaced
     (server,) = [r for r in c.JupyterHub.load_roles if r["name"] == "server"]
     assert server["scopes"] == ["users:activity!user", "access:servers!server", "access:services!service=tasks"]
+    (reader,) = [r for r in c.JupyterHub.load_roles if r.get("services") == ["tasks"]]
+    assert sorted(reader["scopes"]) == ["read:groups", "read:users:groups"]  # to refuse runs of closed cohorts
     c2 = Config()
     configure_hub(c2, window_check_interval=0, tasks=False)
     assert not [s for s in c2.JupyterHub.get("services", []) if s["name"] == "tasks"]

@@ -11,6 +11,7 @@ T23) are in tests/test_tasks_isolation_hub.py.
 import asyncio
 import http.server
 import json
+import pathlib
 import os
 import shutil
 import subprocess
@@ -379,3 +380,19 @@ def test_a_lookalike_username_cannot_take_over_anothers_home(runner):
     with pytest.raises(TaskInputError, match="belongs to another account"):
         run(runner, "carl", "oggm/Copy", {"source": "notes.txt"}, {"copy": "copy.txt"})
     assert os.stat(stale).st_uid == victim.uid and os.stat(os.path.join(stale, "notes.txt")).st_uid == victim.uid
+
+
+def test_run_cgroups_a_stopped_service_left_are_ended_by_the_next(runner, hub_folder):
+    from oggmhub.tasks import isolation
+
+    left = isolation.run_cgroup(runner.settings.data_dir, "alice", "deadbeef0001", 1, 64 << 20, 10)
+    other_hub = isolation.run_cgroup(hub_folder["folder"] + "/other", "alice", "deadbeef0002", 1, 64 << 20, 10)
+    orphan = subprocess.Popen(["/bin/sleep", "300"], preexec_fn=isolation.preexec(left, None))
+    try:
+        assert left.pids() == [orphan.pid]
+        make_runner(hub_folder["tasks"], runner.settings, pathlib.Path(hub_folder["folder"], "again"))  # restarted
+        assert orphan.wait(timeout=10) == -9 and not any(os.path.exists(d) for d in left.dirs.values())
+        assert all(os.path.exists(d) for d in other_hub.dirs.values())  # another hub's runs are not this one's
+    finally:
+        orphan.kill()
+        other_hub.end()

@@ -32,7 +32,12 @@ async def _get(path):
     try:
         response = await AsyncHTTPClient().fetch(f"{api}{path}", headers={"Authorization": f"token {token}"},
                                                  request_timeout=10)
-    except (HTTPClientError, OSError) as e:
+    except HTTPClientError as e:
+        if e.code == 403:  # fails closed: a member of a closed cohort must not run for want of a role
+            raise HubUnreachable("the tasks service may not read users' cohorts: give it the scopes "
+                                 f"{' and '.join(SCOPES)} (a role with services: [tasks])") from None
+        raise HubUnreachable(f"the hub's API did not answer {path}: {e}") from None
+    except OSError as e:
         raise HubUnreachable(f"the hub's API did not answer {path}: {e}") from None
     return json.loads(response.body)
 

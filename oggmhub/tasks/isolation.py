@@ -92,6 +92,26 @@ def run_cgroup(data_dir, user_folder, run_id, cpu_limit, mem_limit, pids_max, ro
     return RunCgroup(kind, name, root).create(cpu_limit, mem_limit, pids_max)
 
 
+def end_leftovers(data_dir, root=None):
+    """Kill and remove the run cgroups a previous service process of this hub left (it
+    stopped without ending its runs); the names of those ended."""
+    root = root or cgroups.default_root()
+    kind, _ = cgroups.detect(root)
+    if kind is None:
+        return []
+    prefix = cgroups.session_name(data_dir, "")
+    parent = RunCgroup(kind, "x", root).dirs
+    names = set()
+    for path in parent.values():
+        try:
+            names.update(n for n in os.listdir(os.path.dirname(path)) if n.startswith(prefix) and "--task-" in n)
+        except OSError:
+            continue
+    for name in sorted(names):
+        RunCgroup(kind, name, root).end()
+    return sorted(names)
+
+
 def preexec(cgroup, run_as):
     """A ``preexec_fn``: join ``cgroup`` while root, then become ``run_as`` (groups, gid,
     uid, in that order); either may be None. Only system calls: it runs between fork and exec."""

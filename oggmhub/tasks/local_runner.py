@@ -24,7 +24,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from oggmhub.tasks import execution, isolation
-from oggmhub.tasks.cluster import UserSlots
 from oggmhub.tasks.parameters import TaskInputError
 from oggmhub.tasks.runs import Runner
 from oggmhub.user_folders import folder_name, home_path
@@ -41,6 +40,9 @@ class LocalRunner(Runner):
         self.pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="oggmhub-task")
         self.runs = {}  # (user, run id) -> asyncio task
         self.cgroups = {}  # (user, run id) -> RunCgroup of a run whose tool may run
+        left = isolation.end_leftovers(settings.data_dir)  # their runs were marked failed (RunStore.mark_lost)
+        if left:
+            log.warning("tasks: ended %d run cgroup(s) a previous service left: %s", len(left), ", ".join(left))
 
     async def _submit(self, user, task, record, locations, budget):
         loop = asyncio.get_running_loop()
