@@ -217,7 +217,7 @@ def test_a_run_on_kubernetes_is_a_valid_job_in_the_users_namespace(tasks, tmp_pa
         kubernetes_validate.validate(manifest, "1.32", strict=True)
     plan = json.loads(config_map["data"]["plan.json"])
     assert plan["outputs"]["outputVolume"]["path"] == "/home/jovyan/out/a.nrrd"
-    assert plan["command"] == ["python", "/srv/conda/envs/notebook/share/oggmhub/tasks/GaussianBlur.py"]
+    assert plan["command"] == ["python", "-I", "/srv/conda/envs/notebook/share/oggmhub/tasks/GaussianBlur.py"]
     pod = job["spec"]["template"]["spec"]
     (task,) = pod["containers"]
     assert job["metadata"]["namespace"] == "oggmhub-alice" and task["image"].startswith("ghcr.io/oggmhub/oggm:")
@@ -263,6 +263,8 @@ def test_configure_hub_registers_the_tasks_service_and_gives_users_its_scope():
     assert user["scopes"] == ["self", "read:groups", "access:services!service=tasks"]  # added, never replaced
     (server,) = [r for r in c.JupyterHub.load_roles if r["name"] == "server"]
     assert server["scopes"] == ["users:activity!user", "access:servers!server", "access:services!service=tasks"]
+    (reader,) = [r for r in c.JupyterHub.load_roles if r.get("services") == ["tasks"]]
+    assert sorted(reader["scopes"]) == ["read:groups", "read:users:groups"]  # to refuse runs of closed cohorts
     c2 = Config()
     configure_hub(c2, window_check_interval=0, tasks=False)
     assert not [s for s in c2.JupyterHub.get("services", []) if s["name"] == "tasks"]
@@ -285,14 +287,14 @@ def test_settings_come_from_the_tasks_config_file(tmp_path, monkeypatch):
 
 
 def make_runner(tasks, settings, tmp_path):
-    from oggmhub.tasks.cluster import UserClusters
-    from oggmhub.tasks.dask_runner import DaskRunner
+    from oggmhub.tasks.cluster import UserSlots
+    from oggmhub.tasks.local_runner import LocalRunner
     from oggmhub.tasks.runs import RunStore
 
     import logging
 
     catalog = load_catalog(str(CATALOG))
-    return DaskRunner(settings, tasks, catalog, RunStore(str(tmp_path / "runs")), UserClusters(), logging.getLogger("t"))
+    return LocalRunner(settings, tasks, catalog, RunStore(str(tmp_path / "runs")), UserSlots(), logging.getLogger("t"))
 
 
 def test_max_value_chars_and_run_timeout_take_effect(tasks, tmp_path, monkeypatch):
@@ -330,21 +332,29 @@ async def test_an_environment_that_cannot_be_built_fails_the_run_saying_what_is_
     assert "apt-get install" in failed["error"] or "needs" in failed["error"]
 
 
-async def test_a_users_task_cluster_follows_the_dask_limits_and_closes_when_idle(tmp_path):
-    from oggmhub.tasks.cluster import UserClusters, budget_for
+async def test_a_users_runs_at_once_follow_the_dask_limits(tmp_path):
+    import asyncio
+
+    from oggmhub.tasks.cluster import UserSlots, budget_for
 
     catalog = load_catalog(str(CATALOG))
     budget = budget_for(catalog.environments["slicer"])  # medium: 2 CPUs, 8 GiB; Dask 4 workers, 8 cores
     assert budget.workers == 2 and "this session's CPU allotment" in budget.limits.sources["cores"]
     assert budget_for(catalog.environments["slicer"], max_workers=1).workers == 1
     assert budget_for(catalog.environments["fiji"], cohort_workers=1).workers == 1
-    clusters = UserClusters()
-    client = await clusters.client("alice", budget_for(catalog.environments["slicer"], max_workers=1))
-    assert client.status == "running" and clusters.workers("alice") == 1
-    await clusters.close_idle(busy_users={"alice"}, idle_timeout=0)
-    assert clusters.workers("alice") == 1  # busy: kept
-    await clusters.close_idle(busy_users=set(), idle_timeout=0)
-    assert clusters.workers("alice") == 0
+    slots, most, release = UserSlots(), [], asyncio.Event()
+
+    async def run(user):
+        async with slots.slot(user, budget):
+            most.append((slots.running("alice"), slots.running("bruno")))
+            await release.wait()
+
+    runs = [asyncio.ensure_future(run(u)) for u in ("alice",) * 3 + ("bruno",)]
+    await asyncio.sleep(0.1)
+    assert slots.running("alice") == 2 and slots.running("bruno") == 1  # the third of alice's waits its turn
+    release.set()
+    await asyncio.gather(*runs)
+    assert max(a for a, _ in most) == 2 and slots.running("alice") == 0
 
 
 # --- input-str: small texts as files -----------------------------------------------------------
@@ -428,7 +438,7 @@ def test_the_backend_setting_is_validated_and_picks_the_runner(tmp_path, monkeyp
 
     from traitlets import TraitError
 
-    from oggmhub.tasks.dask_runner import DaskRunner
+    from oggmhub.tasks.local_runner import LocalRunner
     from oggmhub.tasks.kubernetes_runner import KubernetesRunner
     from oggmhub.tasks.service import TasksApp
     from oggmhub.tasks.settings import TasksSettings
@@ -438,7 +448,7 @@ def test_the_backend_setting_is_validated_and_picks_the_runner(tmp_path, monkeyp
     monkeypatch.setenv("OGGMHUB_IMAGES", IMAGES)
     log = logging.getLogger("t")
     local = TasksApp(TasksSettings(data_dir=str(tmp_path / "a"), catalog_path=str(CATALOG)), log)
-    assert type(local.runner) is DaskRunner and local.runner.backend == "local"
+    assert type(local.runner) is LocalRunner and local.runner.backend == "local"
     app = TasksApp(TasksSettings(data_dir=str(tmp_path / "b"), catalog_path=str(CATALOG), backend="kubernetes"), log)
     assert type(app.runner) is KubernetesRunner and app.budget(app.runner.tasks["slicer/GaussianBlur"]) is None
     assert app.runner.run_as_for("alice") is None  # the seam for per-user accounts

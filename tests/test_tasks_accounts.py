@@ -1,7 +1,7 @@
 """Tool tasks run as the user's own system account on a root local hub (accounts mode).
 
 With real unix accounts (useradd, a distinctive prefix per run, removed afterwards) and
-the service's own planning (DaskRunner.check, prepare_account, plan, run_as_for), each plan is executed
+the service's own planning (LocalRunner.check, prepare_account, plan, run_as_for), each plan is executed
 the way a Dask worker executes it (oggmhub.tasks.execution.execute, as root). A path
 check at submission cannot be the only guard: a user may swap a checked file or folder
 for a link before the run reads or writes it, so each test below does exactly that and
@@ -211,7 +211,10 @@ def test_the_account_options_take_effect(hub_folder, monkeypatch):
     other_prefix = hub_folder["prefix"] + "z-"  # removed with the test's accounts
     other = make_runner(hub_folder["tasks"], TasksSettings(data_dir=hub_folder["data"], system_account_prefix=other_prefix),
                         pathlib.Path(hub_folder["folder"], "c"))
-    other.prepare_account("bruno")
-    assert other.run_as_for("bruno")["name"] == other_prefix + "bruno"  # another prefix: another account
+    home = os.path.join(hub_folder["homes"], "bruno")
+    with pytest.raises(TaskInputError, match="the home folder 'bruno' belongs to another account"):
+        other.prepare_account("bruno")  # another prefix: another account, which never adopts bruno's home
+    assert other.run_as_for("bruno")["name"] == other_prefix + "bruno"
+    assert os.stat(home).st_uid == hub_folder["accounts"]["bruno"].uid
     with pytest.raises(TraitError, match="system_account_prefix 'Bad Prefix' is not allowed: 1-16 characters"):
         TasksSettings(system_account_prefix="Bad Prefix")

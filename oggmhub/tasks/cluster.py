@@ -1,19 +1,23 @@
-"""Each user's Dask cluster for task runs, sized by the same limits as their sessions'.
+"""Each user's budget for task runs on this machine, sized by the same limits as their
+sessions' Dask clusters.
 
-On one machine a user's runs go to a ``distributed.LocalCluster`` of their own (worker
-processes, one thread each, on 127.0.0.1), created on the first run and closed after the
-limits' ``idle_timeout`` with nothing to do. Its size is what
-:mod:`oggmhub.session.dask_limits` allows the user in the task's environment at its
-default size: ``workers``, capped by ``cores`` (one core a worker) and by the size's own CPU
-and memory allotment, exactly as a session's clusters are. Dask does the queueing; there
-is no other scheduler.
+A user's :class:`Budget` is what :mod:`oggmhub.session.dask_limits` allows them in the
+task's environment at its default size: ``workers``, capped by ``cores`` (one core a
+worker) and by the size's own CPU and memory allotment, exactly as a session's clusters
+are. On the local backend each run takes one worker's share (one core,
+``memory_per_worker`` bytes, in a cgroup of its own: :mod:`oggmhub.tasks.isolation`) and
+:class:`UserSlots` lets ``workers`` runs execute at once; the others wait in order.
+
+No Dask scheduler or worker is started for runs: nothing listens on a port for them (an
+earlier version ran a LocalCluster per user inside the service, as root, without
+authentication).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
-import time
 from dataclasses import dataclass
 
 from oggmhub.session import dask_limits
@@ -47,59 +51,27 @@ def budget_for(environment, cohort_workers=None, max_workers=None):
     return Budget(workers, int(limits.memory // workers), limits)
 
 
-class UserClusters:
-    """One asynchronous LocalCluster and Client per user."""
+class UserSlots:
+    """How many runs each user has executing, at most their budget's ``workers`` at once
+    (the rest wait their turn, in order)."""
 
-    def __init__(self, log=None):
-        self.log = log
-        self._clusters = {}  # user -> (cluster, client, budget)
-        self._last_used = {}
-        self._locks = {}
+    def __init__(self):
+        self._slots = {}  # user -> (semaphore, workers)
+        self._running = {}
 
-    async def client(self, user, budget):
-        lock = self._locks.setdefault(user, asyncio.Lock())
-        async with lock:
-            self._last_used[user] = time.monotonic()
-            if user in self._clusters:
-                return self._clusters[user][1]
-            from distributed import Client, LocalCluster
+    @contextlib.asynccontextmanager
+    async def slot(self, user, budget):
+        semaphore, workers = self._slots.get(user, (None, None))
+        if semaphore is None or workers != budget.workers:
+            if not self._running.get(user):  # a changed budget applies once nothing runs
+                semaphore, workers = asyncio.Semaphore(budget.workers), budget.workers
+                self._slots[user] = (semaphore, workers)
+        async with semaphore:
+            self._running[user] = self._running.get(user, 0) + 1
+            try:
+                yield
+            finally:
+                self._running[user] -= 1
 
-            cluster = await LocalCluster(
-                n_workers=budget.workers, threads_per_worker=1, processes=True,
-                memory_limit=budget.memory_per_worker, host="127.0.0.1", dashboard_address=None,
-                asynchronous=True, silence_logs=40, name=f"oggmhub-tasks-{user}",
-            )
-            client = await Client(cluster, asynchronous=True)
-            self._clusters[user] = (cluster, client, budget)
-            if self.log:
-                self.log.info("tasks: started %s's Dask cluster: %s", user, budget.describe())
-            return client
-
-    def touch(self, user):
-        self._last_used[user] = time.monotonic()
-
-    def workers(self, user):
-        entry = self._clusters.get(user)
-        return len(entry[0].workers) if entry else 0
-
-    async def close(self, user):
-        entry = self._clusters.pop(user, None)
-        if entry:
-            cluster, client, _ = entry
-            await client.close()
-            await cluster.close()
-            if self.log:
-                self.log.info("tasks: closed %s's Dask cluster", user)
-
-    async def close_idle(self, busy_users, idle_timeout=None):
-        """Close the clusters of users with nothing running for longer than ``idle_timeout``
-        seconds (``None``: each user's Dask limit ``idle_timeout``)."""
-        now = time.monotonic()
-        for user in list(self._clusters):
-            timeout = idle_timeout if idle_timeout is not None else self._clusters[user][2].limits.idle_timeout
-            if user not in busy_users and now - self._last_used.get(user, now) > timeout:
-                await self.close(user)
-
-    async def close_all(self):
-        for user in list(self._clusters):
-            await self.close(user)
+    def running(self, user):
+        return self._running.get(user, 0)

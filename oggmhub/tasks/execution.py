@@ -1,7 +1,7 @@
-"""One run, start to end, on a Dask worker: fetch the inputs, run the tool, publish outputs.
+"""One run, start to end: fetch the inputs, run the tool, publish outputs.
 
 :func:`execute` takes a JSON-able *plan* (built by :mod:`oggmhub.tasks.runs`) so it runs
-the same on a local Dask worker, a dask-kubernetes worker or in a Kubernetes Job
+the same in the local runner (:mod:`oggmhub.tasks.local_runner`), on a Dask worker or in a Job
 (``python -m oggmhub.tasks.execution PLAN.json``). The tool runs as a child process of the
 environment's Python, in a session of its own (a cancel ends it and everything it started).
 
@@ -19,7 +19,7 @@ Cancelling (:func:`kill`) and starting the tool meet in a handshake: :func:`kill
 so a run cancelled while it fetched its inputs never starts its tool afterwards.
 
 With ``plan["run_as"]`` (a user's system account on the local backend, when the service
-is root: :meth:`oggmhub.tasks.dask_runner.DaskRunner.run_as_for`) everything that touches
+is root: :meth:`oggmhub.tasks.local_runner.LocalRunner.run_as_for`) everything that touches
 the user's files happens as that account, so the kernel, not a path check made earlier,
 decides what the run may read and write: the tool runs as the account (its home inputs
 are read by it), its outputs are copied into the home by the account (``sh``'s ``cp`` and
@@ -153,8 +153,11 @@ def _tail(path, limit=4000):
         return ""
 
 
-def execute(plan):
-    """Run ``plan``; a result dict (``status`` done, failed or cancelled)."""
+def execute(plan, preexec=None, on_started=None):
+    """Run ``plan``; a result dict (``status`` done, failed or cancelled). ``preexec`` (the
+    local runner's, :func:`oggmhub.tasks.isolation.preexec`) puts the tool in its run's
+    cgroup and makes it the account; without it the tool becomes the account by
+    ``subprocess``'s own arguments. ``on_started()`` is called once the tool runs."""
     run_dir = plan["run_dir"]
     started = time.time()
     os.makedirs(run_dir, exist_ok=True)
@@ -179,6 +182,8 @@ def execute(plan):
             except Exception as e:  # noqa: BLE001 (reported in the run)
                 log.write(f"oggmhub: could not read input {name}: {e}\n")
                 return {**result, "error": f"could not read input {name}: {e}", "finished": time.time()}
+            tmp = os.path.join(work, "tmp")  # the run's own TMPDIR (/tmp is everyone's)
+            os.makedirs(tmp, mode=0o700)
             outs = {}
             for name, loc in plan["outputs"].items():
                 base = os.path.basename((loc.get("path") or loc.get("url", "")).rstrip("/")) or name
@@ -190,18 +195,21 @@ def execute(plan):
                 from oggmhub.backends.local.file_modes import give
 
                 give(work, SimpleNamespace(uid=run_as["uid"], gid=run_as["gid"]))  # filled first, then handed over
-                account = _as_account(run_as)
+                account = {} if preexec else _as_account(run_as)
             log.write("$ " + " ".join(command) + "\n")
             log.flush()
             if os.path.exists(os.path.join(run_dir, CANCEL)):  # cancelled while the inputs came
                 return {**result, "status": "cancelled", "finished": time.time()}
             cli_started = time.time()
+            env = {**tool_env(os.environ, plan.get("env", {}), run_as), "TMPDIR": tmp,
+                   "OGGM_EXTRACT_DIR": os.path.join(tmp, "oggm-extract")}
             proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    cwd=work, env=tool_env(os.environ, plan.get("env", {}), run_as),
-                                    start_new_session=True,
+                                    cwd=work, env=env, start_new_session=True, preexec_fn=preexec,
                                     **account)
             with open(os.path.join(run_dir, PID), "w") as f:
                 f.write(str(proc.pid))
+            if on_started is not None:
+                on_started()
             if os.path.exists(os.path.join(run_dir, CANCEL)):  # kill() came before the pid: stop it here
                 os.killpg(proc.pid, signal.SIGKILL)
             try:
@@ -252,10 +260,16 @@ def tool_env(service_env, task_env, run_as):
     return env
 
 
-def kill(run_dir):
-    """Mark a run cancelled and end its tool's process group, if one runs."""
+def mark_cancelled(run_dir):
+    """Write the run's cancel mark (its run folder is the service's: no user writes there)."""
     os.makedirs(run_dir, exist_ok=True)
     open(os.path.join(run_dir, CANCEL), "w").close()
+
+
+def kill(run_dir):
+    """Mark a run cancelled and end its tool's process group, if one runs (the pid is read
+    from the service's own run folder, which the tool cannot write)."""
+    mark_cancelled(run_dir)
     try:
         with open(os.path.join(run_dir, PID)) as f:
             pid = int(f.read().strip())

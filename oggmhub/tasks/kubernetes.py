@@ -40,10 +40,10 @@ def pod_plan(plan, home, home_mount=HOME, tasks_dir=IMAGE_TASKS):
     plan["run_dir"] = f"/tmp/oggmhub-task-{plan['run_id']}"
     *_, tool = plan["command"]
     tool = f"{tasks_dir}/{tool.rsplit('/', 1)[-1]}"
-    if plan["kind"] == "scijava-script":
-        plan["command"] = ["python", "-m", "oggmhub.tasks.script_runner", tool]
+    if plan["kind"] == "scijava-script":  # -I: the working folder's files are never imported
+        plan["command"] = ["python", "-I", "-m", "oggmhub.tasks.script_runner", tool]
     else:
-        plan["command"] = ["python", tool] if tool.endswith(".py") else [tool]
+        plan["command"] = ["python", "-I", tool] if tool.endswith(".py") else [tool]
     return plan
 
 

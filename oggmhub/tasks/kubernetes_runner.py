@@ -115,7 +115,9 @@ class KubernetesRunner(Runner):
         return user_namespace_name(user, self.settings.hub_namespace, self.settings.user_namespace_template)
 
     def home_of(self, user):
-        return os.path.realpath(os.path.join(self.settings.homes_dir, user))
+        from oggmhub.user_folders import home_path
+
+        return os.path.realpath(home_path(self.settings.homes_dir, user))
 
     # --- starting -------------------------------------------------------------------------------
 

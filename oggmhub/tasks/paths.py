@@ -12,6 +12,12 @@ location                    meaning                                            i
 ``input-str:NAME``          a file of the run's ``input-str`` texts            yes      no
 ==========================  =================================================  =======  ========
 
+A URL input is fetched with the service's storage credentials (``storage_options``) only
+where it lies under the user's own ``user_prefix`` or a source the admin marks public
+(``public_sources``); any other URL is fetched anonymously (:func:`anonymous_options`: the
+endpoint kept, no token, key or header), so a user reads through a task only what they
+could read themselves.
+
 Anything else (an absolute path, ``..``, ``file://``, another user's home, the hub's data
 directory) is refused with a :class:`LocationError` naming the parameter and what is
 allowed.
@@ -22,6 +28,8 @@ from __future__ import annotations
 import os
 import posixpath
 from dataclasses import dataclass
+
+from oggmhub.user_folders import home_path
 
 URL_SCHEMES = ("gs://", "s3://", "https://", "http://")
 ALLOWED_INPUTS = ("home:PATH (a relative path in your home), dataset:NAME/PATH, gs://, s3:// or https:// URLs, "
@@ -42,6 +50,7 @@ class Location:
     path: str  # home: absolute local path; dataset: path in the dataset; url: the URL; text: its file name
     dataset: str = ""
     text: str = ""  # what the user wrote
+    trusted: bool = False  # a URL under the user's prefix or a public source: the service's credentials
 
     def to_plan(self, datasets, storage_options):
         """What a worker needs to reach it (JSON-able)."""
@@ -54,7 +63,23 @@ class Location:
 
             return {"kind": "dataset", "dataset": dataclasses.asdict(datasets[self.dataset]), "path": self.path}
         protocol = self.path.split("://", 1)[0]
-        return {"kind": "url", "url": self.path, "options": dict(storage_options.get(protocol, {}))}
+        options = dict(storage_options.get(protocol, {}))
+        return {"kind": "url", "url": self.path, "options": options if self.trusted else anonymous_options(protocol, options)}
+
+
+_ENDPOINT_KEYS = ("endpoint_url", "region_name")
+
+
+def anonymous_options(protocol, options):
+    """fsspec options for reading ``protocol`` anonymously: where the service's ``options``
+    point (endpoint, region), none of its credentials."""
+    kept = {k: v for k, v in options.items() if k in _ENDPOINT_KEYS}
+    client = {k: v for k, v in (options.get("client_kwargs") or {}).items() if k in _ENDPOINT_KEYS}
+    if protocol in ("gs", "gcs"):
+        return {**kept, "token": "anon"}
+    if protocol in ("s3", "s3a"):
+        return {**kept, "anon": True, **({"client_kwargs": client} if client else {})}
+    return {}  # http(s): no headers, no auth, no cookies
 
 
 class PathPolicy:
@@ -66,9 +91,10 @@ class PathPolicy:
     ``{username}`` (e.g. ``gs://results/users/{username}/``), or empty for none.
     """
 
-    def __init__(self, username, homes_dir, datasets, user_prefix="", data_dir=""):
+    def __init__(self, username, homes_dir, datasets, user_prefix="", data_dir="", public_sources=()):
         self.username = username
-        self.home = os.path.realpath(os.path.join(homes_dir, username))
+        self.home = os.path.realpath(home_path(homes_dir, username))
+        self.public_sources = tuple(public_sources)
         self.datasets = datasets
         self.user_prefix = user_prefix.format(username=username) if user_prefix else ""
         if self.user_prefix and not self.user_prefix.endswith("/"):
@@ -80,6 +106,13 @@ class PathPolicy:
         where = "home:PATH (a relative path in your home)"
         return where + (f" or a URL under {self.user_prefix}" if self.user_prefix else "")
 
+    def trusted_url(self, url):
+        """Whether ``url`` is read with the service's credentials (see the module's docstring)."""
+        prefixes = [p if p.endswith("/") else p + "/" for p in self.public_sources if p]
+        if self.user_prefix:
+            prefixes.append(self.user_prefix)
+        return any(url.startswith(p) for p in prefixes)
+
     def _home_path(self, parameter, rel, allowed):
         rel = rel[2:] if rel.startswith("~/") else rel
         if not rel or rel.startswith("/") or "\\" in rel:
@@ -87,7 +120,10 @@ class PathPolicy:
         parts = rel.split("/")
         if ".." in parts:
             raise LocationError(parameter, f"{rel!r} leaves its folder with '..'; allowed: {allowed}")
-        path = os.path.realpath(os.path.join(self.home, rel))
+        try:
+            path = os.path.realpath(os.path.join(self.home, rel))
+        except OSError as e:  # changed while it was resolved (a link swapped for a file)
+            raise LocationError(parameter, f"{rel!r} changed while it was checked ({e.strerror}); try again") from None
         if path != self.home and not path.startswith(self.home + os.sep):
             raise LocationError(parameter, f"{rel!r} leads outside your home (through a link); allowed: {allowed}")
         return path
@@ -102,7 +138,7 @@ class PathPolicy:
         text = str(text).strip()
         if text.startswith(URL_SCHEMES):
             self._check_url(parameter, text, ALLOWED_INPUTS)
-            return Location("url", text, text=text)
+            return Location("url", text, text=text, trusted=self.trusted_url(text))
         if text.startswith("input-str:"):
             name = text[len("input-str:"):]
             if not name or "/" in name or ".." in name:
@@ -145,7 +181,7 @@ class PathPolicy:
             self._check_url(parameter, text, allowed)
             if not (self.user_prefix and text.startswith(self.user_prefix)):
                 raise LocationError(parameter, f"{text!r} is outside your space; allowed: {allowed}")
-            return Location("url", text, text=text)
+            return Location("url", text, text=text, trusted=True)
         if text.startswith("file:") or "://" in text:
             raise LocationError(parameter, f"{text!r}: tasks cannot write there; allowed: {allowed}")
         rel = text[len("home:"):] if text.startswith("home:") else text

@@ -1,4 +1,4 @@
-"""Runs and batches: their records, and starting, watching and cancelling them on Dask.
+"""Runs and batches: their records, and starting, watching and cancelling them.
 
 A run's record is ``<runs dir>/<user>/<id>/run.json`` (written to a temporary name and
 renamed), beside its ``log.txt``. A user only ever reaches records under their own name.
@@ -120,8 +120,8 @@ class Runner:
     The checks, records, plans and batches are the same on every backend; a backend says
     how a planned run executes (:meth:`_submit`), how runs stop (:meth:`_stop`), which users
     have runs in flight (:meth:`active_users`) and how it closes (:meth:`close`):
-    :class:`oggmhub.tasks.dask_runner.DaskRunner` on each user's Dask cluster on this
-    machine, :class:`oggmhub.tasks.kubernetes_runner.KubernetesRunner` as Jobs in each
+    :class:`oggmhub.tasks.local_runner.LocalRunner` on this machine (each tool as the
+    user's account, in a cgroup of its own), :class:`oggmhub.tasks.kubernetes_runner.KubernetesRunner` as Jobs in each
     user's namespace. The REST API, the form and batches only see this interface.
     """
 
@@ -180,9 +180,12 @@ class Runner:
         return str(venv / "bin" / "python")
 
     def command(self, task, python):
+        """The tool's command; a Python one isolated (``-I``: :mod:`oggmhub.tasks.isolation`)."""
+        from oggmhub.tasks import isolation
+
         if task.spec.kind == "scijava-script":
-            return [python, "-m", "oggmhub.tasks.script_runner", task.path]
-        return [python, task.path] if task.path.endswith(".py") else [task.path]
+            return [*isolation.module_command(python, "oggmhub.tasks.script_runner"), task.path]
+        return isolation.script_command(python, task.path) if task.path.endswith(".py") else [task.path]
 
     def check(self, user, body, policy):
         """``(task, values, locations)`` of a start request, or :class:`TaskInputError`."""

@@ -36,7 +36,8 @@ from tornado import web
 from oggmhub.session import env as session_vars
 from oggmhub.session.dask_limits import DaskLimitError
 from oggmhub.tasks import pages
-from oggmhub.tasks.cluster import UserClusters, budget_for
+from oggmhub.tasks import cohort_gate
+from oggmhub.tasks.cluster import UserSlots, budget_for
 from oggmhub.tasks.discovery import discover
 from oggmhub.tasks.parameters import TaskInputError
 from oggmhub.tasks.paths import LocationError, PathPolicy
@@ -85,6 +86,9 @@ def configure(c, port=None, url=None, bind=None, session_url=None):
             roles.append({"name": name, "scopes": [*base, SCOPE]})
         elif SCOPE not in role.get("scopes", base):
             role["scopes"] = [*role.get("scopes", base), SCOPE]
+    # the service reads users' cohorts (their groups' records) to refuse runs as starts are refused
+    if not any(r.get("name") == "oggmhub-tasks-service" for r in roles):
+        roles.append({"name": "oggmhub-tasks-service", "scopes": list(cohort_gate.SCOPES), "services": [SERVICE]})
     c.JupyterHub.load_roles = roles
 
 
@@ -98,8 +102,22 @@ class _Base(HubOAuthenticated, web.RequestHandler):
         return self.current_user["name"]
 
     def policy(self):
+        """The user's :class:`PathPolicy`; refused if their home folder is another account's."""
         a = self.app
-        return PathPolicy(self.username, a.settings.homes_dir, a.catalog.datasets, a.settings.user_prefix, a.settings.data_dir)
+        check_home = getattr(a.runner, "check_home", None)
+        if check_home is not None:
+            check_home(self.username)
+        return PathPolicy(self.username, a.settings.homes_dir, a.catalog.datasets, a.settings.user_prefix,
+                          a.settings.data_dir, a.settings.public_sources)
+
+    async def check_cohorts(self):
+        """403 naming the cohort and why when the user's cohorts refuse runs now."""
+        try:
+            why = await cohort_gate.refusal(self.username)
+        except cohort_gate.HubUnreachable as e:
+            raise web.HTTPError(503, f"cannot check your cohorts now ({e}); try again") from None
+        if why:
+            raise web.HTTPError(403, why)
 
     def body(self):
         try:
@@ -164,6 +182,7 @@ class RunsHandler(_Base):
     @web.authenticated
     async def post(self):
         body = self.body()
+        await self.check_cohorts()
         self.send(await self.app.start(self.username, body, self.policy()), 201)
 
 
@@ -199,8 +218,16 @@ class OutputsHandler(_Base):
         from oggmhub.tasks.execution import _filesystem
 
         loop = asyncio.get_running_loop()
-        if plan["kind"] == "local":
-            data = await loop.run_in_executor(None, lambda: open(plan["path"], "rb").read())
+        if plan["kind"] == "local":  # no link the user may plant is followed (oggmhub.tasks.downloads)
+            from oggmhub.tasks.downloads import NotDownloadable, read_home_file
+
+            run_as = self.app.runner.run_as_for(self.username)
+            policy = self.policy()
+            try:
+                data = await loop.run_in_executor(None, read_home_file, policy.home, plan["path"],
+                                                  run_as["uid"] if run_as else None)
+            except NotDownloadable as e:
+                raise web.HTTPError(404, f"output {name}: {e}") from None
         else:
             fs, path = _filesystem(plan)
             data = await loop.run_in_executor(None, fs.cat_file, path)
@@ -223,6 +250,7 @@ class RerunHandler(_Base):
         if record.get("kind") == "batch":
             raise TaskInputError(["rerun: rerun the runs of a batch one by one, or start the batch again"])
         changes = self.body()
+        await self.check_cohorts()
         body = {"task": record["task"],
                 "parameters": {**record["parameters"], **(changes.get("parameters") or {})},
                 "input-map": {**record["input-map"], **(changes.get("input-map") or {})},
@@ -258,7 +286,7 @@ class FormHandler(_Base):
 
 
 class TasksApp:
-    """The service's state: settings, catalog, tasks, runs, clusters."""
+    """The service's state: settings, catalog, tasks, runs, run slots."""
 
     def __init__(self, settings, log):
         from oggmhub.catalog import load_catalog
@@ -272,15 +300,15 @@ class TasksApp:
             log.warning("tasks: %s", problem)
         self.store = RunStore(settings.runs_dir)
         self.store.mark_lost()
-        self.clusters = UserClusters(log)
+        self.slots = UserSlots()
         if settings.backend == "kubernetes":
             from oggmhub.tasks.kubernetes_runner import KubernetesRunner
 
             self.runner = KubernetesRunner(settings, tasks, self.catalog, self.store, log)
         else:
-            from oggmhub.tasks.dask_runner import DaskRunner
+            from oggmhub.tasks.local_runner import LocalRunner
 
-            self.runner = DaskRunner(settings, tasks, self.catalog, self.store, self.clusters, log)
+            self.runner = LocalRunner(settings, tasks, self.catalog, self.store, self.slots, log)
 
     def budget(self, task):
         if self.settings.backend == "kubernetes":
@@ -292,14 +320,6 @@ class TasksApp:
         if isinstance(body, dict) and "batch" in body:
             return await self.runner.start_batch(user, body, policy, self.budget)
         return await self.runner.start(user, body, policy, self.budget)
-
-    async def close_idle(self):
-        while True:
-            await asyncio.sleep(5)
-            try:
-                await self.clusters.close_idle(self.runner.active_users(), self.settings.idle_timeout or None)
-            except Exception:  # noqa: BLE001
-                self.log.exception("tasks: closing idle clusters failed")
 
 
 def make_app(settings, log):
@@ -347,11 +367,9 @@ def main(argv=None):
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):  # JupyterHub stops its services with SIGTERM
             loop.add_signal_handler(sig, stop.set)
-        watcher = asyncio.ensure_future(state.close_idle())
         await stop.wait()
-        watcher.cancel()
         log.info("tasks: stopping (%s backend)", settings.backend)
-        await state.runner.close()  # no Dask worker outlives the service (Jobs run on, in Kubernetes)
+        await state.runner.close()  # no tool outlives the service (Jobs run on, in Kubernetes)
 
     IOLoop.current().run_sync(serve)
 

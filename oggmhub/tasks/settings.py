@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from traitlets import Bool, Dict, Enum, Integer, TraitError, Unicode, default, validate
+from traitlets import Bool, Dict, Enum, Integer, List, TraitError, Unicode, default, validate
 from traitlets.config import Application
 
 
@@ -72,6 +72,20 @@ class TasksSettings(Application):
         {"gs": {"endpoint_url": "http://127.0.0.1:4443", "token": "anon"}}.""",
     )
 
+    public_sources = List(
+        Unicode(), [], config=True,
+        help="""URL prefixes (e.g. gs://public-scans/) whose objects any user's task may read with
+        storage_options' credentials. Any other URL input is fetched anonymously (no token, key or
+        header; the endpoint kept), except under the user's own user_prefix: a task reads only what
+        its user could read themselves.""",
+    )
+
+    pids_max = Integer(
+        512, config=True,
+        help="""The most processes (and threads) one tool run may have at once on the local backend
+        (its cgroup's pids.max); a fork loop stops there. 0: no limit.""",
+    )
+
     user_prefix = Unicode(
         "", config=True,
         help="""The bucket prefix each user may write outputs to, with {username}, e.g.
@@ -86,12 +100,8 @@ class TasksSettings(Application):
 
     max_workers = Integer(
         0, config=True,
-        help="At most this many Dask workers per user for tasks (0: as the user's Dask limits allow).",
-    )
-
-    idle_timeout = Integer(
-        0, config=True,
-        help="Seconds a user's task cluster may sit idle before it is closed (0: the Dask limits' idle_timeout).",
+        help="""At most this many runs at once per user on the local backend (0: as many as the user's
+        Dask limits allow workers: one run a worker).""",
     )
 
     max_input_str_bytes = Integer(
@@ -102,7 +112,7 @@ class TasksSettings(Application):
 
     system_accounts = Bool(
         config=True,
-        help="""With backend local: run each user's runs as their system account (the one the
+        help="""With backend local: run each user's tools as their system account (the one the
         local spawner made on their first start, oggmhub.backends.local.system_users), so a
         run reads and writes only what the user could. Needs the service to run as root.
         Default: True when it runs as root and $OGGMHUB_SHARED_ACCOUNT is unset (as the
@@ -134,8 +144,9 @@ class TasksSettings(Application):
 
     backend = Enum(
         ["local", "kubernetes"], "local", config=True,
-        help="""Where runs execute. ``local``: on each user's Dask LocalCluster on this machine
-        (:mod:`oggmhub.tasks.dask_runner`). ``kubernetes``: one Kubernetes Job per run in the
+        help="""Where runs execute. ``local``: on this machine, each run's tool as the user's account in a
+        cgroup of its own, as many at once as the user's Dask limits allow workers
+        (:mod:`oggmhub.tasks.local_runner`). ``kubernetes``: one Kubernetes Job per run in the
         user's namespace, with the environment's image, their home volume and the dataset
         mounts, counted by the namespace's ResourceQuota (:mod:`oggmhub.tasks.kubernetes_runner`).""",
     )
