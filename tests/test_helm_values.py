@@ -114,6 +114,10 @@ def test_values_register_the_tasks_service_on_kubernetes(tmp_path, monkeypatch):
     assert any({"port": port} in rule["ports"] for rule in hub["networkPolicy"]["ingress"])
     for role in ("user", "server"):
         assert SCOPE in hub["loadRoles"][role]["scopes"]
+    from oggmhub.tasks.cohort_gate import SCOPES as GATE_SCOPES  # cohort windows apply to runs
+
+    assert any("tasks" in role.get("services", []) and set(GATE_SCOPES) <= set(role["scopes"])
+               for role in hub["loadRoles"].values())
     assert "configure_hub(c, tasks=False)" in hub["extraConfig"]["oggmhub-cohorts"]  # registered once
     spawner = hub["config"]["OGGMHubSpawner"]
     assert spawner["tasks_url"].endswith("/services/tasks/") and spawner["tasks_service_account"] == "hub"
