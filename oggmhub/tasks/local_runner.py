@@ -117,16 +117,14 @@ class LocalRunner(Runner):
         (a username whose folder name is someone else's: it is never adopted)."""
         if not self.settings.system_accounts:
             return
+        from oggmhub.backends.local.file_modes import FolderTaken, check_not_taken
+
         home = home_path(self.settings.homes_dir, user)
         try:
-            owner = os.lstat(home).st_uid
-        except FileNotFoundError:
-            return
-        if account is None:
-            account = self._lookup(user)
-        if owner != 0 and (account is None or owner != account.uid):
+            check_not_taken(home, account if account is not None else self._lookup(user))
+        except FolderTaken:  # the user is told less than the admin's log: not whose it is
             raise TaskInputError([f"user: the home folder {os.path.basename(home)!r} belongs to another account on "
-                                  f"this machine, so {user!r} cannot use it; ask the hub's admin"])
+                                  f"this machine, so {user!r} cannot use it; ask the hub's admin"]) from None
 
     def _lookup(self, user):
         from oggmhub.backends.local import system_users

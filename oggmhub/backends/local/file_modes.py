@@ -88,14 +88,26 @@ def private_dir(path, account):
     st = os.lstat(path)
     if stat.S_ISLNK(st.st_mode):
         raise OSError(f"{path} is a symbolic link; a user's folder must be a folder")
+    check_not_taken(path, account)
     if st.st_uid != account.uid:
-        if st.st_uid != os.geteuid():
-            raise FolderTaken(
-                f"{path} already exists and belongs to {_owner(st.st_uid)}, not to {account.name}: the hub never "
-                f"hands one account's folder to another. If it is really {account.name}'s (e.g. its account was "
-                f"made again), an admin can `chown -R {account.name}: {path}`; else remove or rename it")
         give(path, account)
     os.chmod(path, 0o700)
+
+
+def check_not_taken(path, account):
+    """:class:`FolderTaken` if ``path`` exists and belongs to neither ``account`` (None: no
+    account yet) nor the hub itself; nothing is changed."""
+    try:
+        owner = os.lstat(path).st_uid
+    except FileNotFoundError:
+        return
+    if owner in (os.geteuid(), getattr(account, "uid", None)):
+        return
+    name = getattr(account, "name", "its user")
+    raise FolderTaken(
+        f"{path} already exists and belongs to {_owner(owner)}, not to {name}: the hub never "
+        f"hands one account's folder to another. If it is really {name}'s (e.g. its account was "
+        f"made again), an admin can `chown -R {name}: {path}`; else remove or rename it")
 
 
 def _owner(uid):
