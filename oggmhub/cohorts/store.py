@@ -12,7 +12,7 @@ time. :func:`ensure_roles` re-creates any that went missing from the groups' rec
 (the source of truth). Every change is one transaction: on any error nothing is written.
 
 These functions run inside the hub (they take its SQLAlchemy session); the hub's REST
-API for cohorts (:mod:`oggmhub.cohorts.service`) calls them.
+API and pages for cohorts call them through :mod:`oggmhub.cohorts.rules`.
 """
 
 from __future__ import annotations
