@@ -22,11 +22,11 @@ def catalog():
 
 
 @pytest.fixture
-def hub_db():
-    """A JupyterHub database (SQLite in memory) with the default roles, as a hub has it."""
+def hub_db(tmp_path):
+    """A JupyterHub database (SQLite, in the test's tmp_path) with the default roles, as a hub has it."""
     from jupyterhub import orm, roles
 
-    db = orm.new_session_factory("sqlite://")()
+    db = orm.new_session_factory(f"sqlite:///{tmp_path / 'jupyterhub.sqlite'}")()
     for role in roles.get_default_roles():
         roles.create_role(db, role)
     yield db
