@@ -54,3 +54,19 @@ def test_the_parts_have_no_catalog_setting_of_their_own():
 
     for part in (OGGMHubSpawner, Cohorts, Welcome, Launch):
         assert "catalog_path" not in part.class_trait_names(config=True), part.__name__
+
+
+def test_the_local_hubs_config_sets_it_once(tmp_path, monkeypatch):
+    import os
+
+    from traitlets.config.loader import PyFileConfigLoader
+
+    from conftest import REPO
+
+    catalog = str(tmp_path / "catalog.yaml")
+    for key, value in {"OGGMHUB_CATALOG": catalog, "OGGMHUB_DATA_DIR": str(tmp_path / "data"),
+                       "OGGMHUB_CONFIG_EXTRA": ""}.items():
+        monkeypatch.setenv(key, value)
+    config = PyFileConfigLoader("jupyterhub_config.py", os.path.join(REPO, "hub_config")).load_config()
+    assert catalog_path(config) == catalog
+    assert [section for section, values in config.items() if "catalog_path" in values] == []
