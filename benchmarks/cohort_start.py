@@ -59,7 +59,7 @@ c.JupyterHub.cleanup_servers = False
 c.JupyterHub.concurrent_spawn_limit = 200
 c.JupyterHub.authenticator_class = "null"
 c.JupyterHub.spawner_class = "oggmhub.spawner.OGGMHubSpawner"
-c.OGGMHubSpawner.catalog_path = {catalog!r}
+c.Catalog.path = {catalog!r}  # every part of the hub: spawner, cohorts, welcome, launch
 c.OGGMHubSpawner.namespace = "default"
 c.OGGMHubSpawner.port = {server_port}
 c.OGGMHubSpawner.start_timeout = 300
@@ -73,7 +73,6 @@ c.JupyterHub.load_roles = [{{
 }}]
 from oggmhub.hub import configure_hub
 configure_hub(c)
-c.Cohorts.catalog_path = {catalog!r}
 """
 
 

@@ -40,7 +40,11 @@ def plain_spawner(name):
 def oggmhub_spawner(name):
     from oggmhub.spawner import OGGMHubSpawner
 
-    return make_spawner(name, spawner_class=OGGMHubSpawner, catalog_path=CATALOG, **COMMON)
+    from traitlets.config import Config
+
+    config = Config()
+    config.Catalog.path = str(CATALOG)
+    return make_spawner(name, spawner_class=OGGMHubSpawner, config=config, **COMMON)
 
 
 async def timed_start(spawner, options):

@@ -67,9 +67,8 @@ c.NativeAuthenticator.seconds_before_next_try = 60
 
 # --- servers: the chosen environment, built from images/<env>/, home under data_dir -------
 c.JupyterHub.spawner_class = "oggmhub.backends.local.spawner.LocalEnvSpawner"
-c.LocalEnvSpawner.catalog_path = os.path.abspath(
-    os.environ.get("OGGMHUB_CATALOG") or os.path.join(here, "catalog.yaml")
-)
+# the catalog, for every part of the hub: spawners, cohorts, welcome page, launch links
+c.Catalog.path = os.path.abspath(os.environ.get("OGGMHUB_CATALOG") or os.path.join(here, "catalog.yaml"))
 c.LocalEnvSpawner.data_dir = data_dir
 c.LocalEnvSpawner.images_dir = os.path.abspath(os.environ.get("OGGMHUB_IMAGES") or os.path.join(repo, "images"))
 # who servers run as (oggmhub/backends/local/run_as.py): as root, a system account per user
@@ -84,14 +83,11 @@ c.Spawner.http_timeout = 120
 from oggmhub.hub import configure_hub  # noqa: E402
 
 configure_hub(c, window_check_interval=int(os.environ.get("OGGMHUB_COHORT_CHECK_INTERVAL", "60")))
-c.Cohorts.catalog_path = c.LocalEnvSpawner.catalog_path
-c.Welcome.catalog_path = c.LocalEnvSpawner.catalog_path  # the welcome page lists its environments and datasets
 if c.LocalEnvSpawner.shared_account:
     from oggmhub.backends.local.run_as import SHARED_NOTE  # noqa: E402
 
     c.Welcome.isolation_note = SHARED_NOTE
 c.Cohorts.homes_dir = os.path.join(data_dir, "homes")  # exports of members' homes go beside it
-c.Launch.catalog_path = c.LocalEnvSpawner.catalog_path  # launch links (/hub/launch, /hub/datasets)
 
 # --- idle culling --------------------------------------------------------------------------
 idle_timeout = int(os.environ.get("OGGMHUB_IDLE_TIMEOUT", "3600"))

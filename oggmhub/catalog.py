@@ -1,6 +1,6 @@
 """The catalog: environments, their sizes and GPU variants, datasets and cohorts.
 
-One YAML file (``hub_config/catalog.yaml`` by default) is validated once, when it is
+One YAML file (``c.Catalog.path``, see :mod:`oggmhub.catalog_setting`) is validated once, when it is
 loaded, against ``catalog_schema.yaml`` plus the rules a schema cannot express. Every
 problem is reported, each on one line naming the file, the line, the entry and the field::
 
@@ -22,9 +22,10 @@ from importlib import resources
 import jsonschema
 import yaml
 
-from oggmhub.launch.identifiers import alias_problems
+from oggmhub.identifiers import alias_problems
 from oggmhub.session.datasets import Dataset
 from oggmhub.session.quantities import parse_memory
+from oggmhub.times import TimeError, parse_time
 
 DEFAULT_CATALOG_ENV = "OGGMHUB_CATALOG"
 
@@ -107,9 +108,18 @@ class Catalog:
         return next(e for e in self.environments.values() if e.default)
 
 
+# the repository's own catalog (beside the package), whatever the working directory
+REPOSITORY_CATALOG = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "hub_config", "catalog.yaml")
+
+
 def default_catalog_path():
-    """``$OGGMHUB_CATALOG`` if set, else ``hub_config/catalog.yaml`` in the working dir."""
-    return os.environ.get(DEFAULT_CATALOG_ENV) or os.path.join("hub_config", "catalog.yaml")
+    """``$OGGMHUB_CATALOG`` if set, else the repository's ``hub_config/catalog.yaml``.
+
+    A hub's parts read :func:`oggmhub.catalog_setting.catalog_path` (``c.Catalog.path``),
+    whose default this is; command-line tools use it when given no catalog.
+    """
+    return os.environ.get(DEFAULT_CATALOG_ENV) or REPOSITORY_CATALOG
 
 
 @lru_cache(maxsize=1)
@@ -309,11 +319,10 @@ def _rule_problems(data):
                     problems.append((f"cohorts.{name}.environments[{i}]", f"size {size!r} is not offered for {env}; choose from: {', '.join(offered)}"))
         start, end = _mapping(cohort).get("start"), _mapping(cohort).get("end")
         if isinstance(start, str) and isinstance(end, str):
-            from oggmhub.cohorts.model import CohortError, parse_time
             try:
                 if parse_time(end, "end") <= parse_time(start, "start"):
                     problems.append((f"cohorts.{name}.end", f"the window ends ({end}) before it starts ({start})"))
-            except CohortError:
+            except TimeError:
                 pass  # malformed: reported by the schema
     return problems
 

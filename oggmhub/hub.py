@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 
 from oggmhub import welcome
-from oggmhub.cohorts import service as cohorts_service
+from oggmhub.cohorts import routes as cohort_routes
 from oggmhub.launch import handlers as launch_handlers
+from oggmhub.running_session import describe_server
 from oggmhub.tasks import service as tasks_service
 
 TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
@@ -25,11 +26,9 @@ def configure_hub(c, window_check_interval=60, tasks=True):
     none; a dict: :func:`oggmhub.tasks.service.configure`'s arguments, e.g. ``url`` and
     ``bind`` in a z2jh hub pod) to a hub's config ``c``."""
     c.JupyterHub.template_paths = [TEMPLATES, *c.JupyterHub.get("template_paths", [])]
-    from oggmhub.running_session import describe_server
-
     c.JupyterHub.template_vars = {**c.JupyterHub.get("template_vars", {}), "oggmhub_running": describe_server}
     welcome.configure(c)  # the welcome page at / and on the login page (c.Welcome)
-    cohorts_service.configure(c, window_check_interval=window_check_interval)
+    cohort_routes.configure(c, window_check_interval=window_check_interval)
     launch_handlers.configure(c)  # /hub/launch, /hub/datasets, /hub/api/datasets/resolve
     if tasks:
         tasks_service.configure(c, **(tasks if isinstance(tasks, dict) else {}))

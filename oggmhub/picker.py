@@ -16,12 +16,15 @@ import html
 import jinja2
 from sqlalchemy.orm import object_session
 from tornado import web
-from traitlets import Unicode, default
+from traitlets import default
 from traitlets.config import LoggingConfigurable
 
 from oggmhub.cohorts import model as cohorts
-from oggmhub.catalog import cached_catalog, default_catalog_path
+from oggmhub.catalog import cached_catalog
+from oggmhub.catalog_setting import catalog_path
 from oggmhub.choice import options_from_form, profile_list, resolve_choice
+from oggmhub.launch.config import launch_settings
+from oggmhub.launch.resolution import on_demand_resolver
 from oggmhub.limits import cap_options, install_option_cap
 
 
@@ -115,20 +118,10 @@ def render_picker(profiles, user_options=None, datasets=(), included=None):
 class CatalogPickerMixin(LoggingConfigurable):
     """Environment, size and GPU choices from the catalog, validated on the hub."""
 
-    catalog_path = Unicode(
-        config=True,
-        help="""Path of the catalog YAML file (environments, sizes, GPU variants, datasets).
-
-        Defaults to $OGGMHUB_CATALOG, else hub_config/catalog.yaml relative to the hub's
-        working directory. The file is validated when first read and re-read when it
-        changes; a broken edit refuses spawns with the catalog's errors rather than
-        starting something half-configured.
-        """,
-    )
-
-    @default("catalog_path")
-    def _default_catalog_path(self):
-        return default_catalog_path()
+    @property
+    def catalog_path(self):
+        """The catalog's path: ``c.Catalog.path`` (:mod:`oggmhub.catalog_setting`)."""
+        return catalog_path(self.config)
 
     def __init__(self, **kwargs):
         install_option_cap()  # spawn options are capped before JupyterHub stores them (once per process)
@@ -161,9 +154,6 @@ class CatalogPickerMixin(LoggingConfigurable):
 
     def on_demand_datasets(self):
         """Sources outside the catalog this hub's admin allows (``c.Launch.allowed_sources``)."""
-        from oggmhub.launch.config import launch_settings
-        from oggmhub.launch.resolution import on_demand_resolver
-
         return on_demand_resolver(launch_settings(self.config).allowed_sources)
 
     def check_cohort_access(self, policy):

@@ -1,8 +1,8 @@
 """The hub's welcome: what a visitor sees at ``/`` and on the login page, on both backends.
 
 The hub's name, a short description, the environments offered and the datasets (from
-the catalog), how to get an account, and links: text, logo and links are configured
-the JupyterHub way, never by editing templates::
+the catalog, ``c.Catalog.path``), how to get an account, and links: text, logo and links
+are configured the JupyterHub way, never by editing templates::
 
     c.Welcome.title = "OGGM Hub"
     c.Welcome.description = "JupyterLab with OGGM and its data, for glaciologists."
@@ -19,6 +19,9 @@ from __future__ import annotations
 
 from traitlets import Dict, List, Unicode
 from traitlets.config import LoggingConfigurable
+
+from oggmhub.catalog import CatalogError, cached_catalog
+from oggmhub.catalog_setting import catalog_path
 
 DEFAULT_LINKS = [
     {"title": "OGGM documentation", "url": "https://docs.oggm.org"},
@@ -64,19 +67,11 @@ class Welcome(LoggingConfigurable):
         Dict(), default_value=DEFAULT_LINKS, config=True,
         help="Links to documentation, each {'title': ..., 'url': ...}, in order.",
     )
-    catalog_path = Unicode(
-        "", config=True,
-        help="The catalog whose environments and datasets are listed. Empty: "
-             "$OGGMHUB_CATALOG, else hub_config/catalog.yaml (as the spawners).",
-    )
-
     def content(self, signup=None):
         """The page's content as plain values (for the templates)."""
-        from oggmhub.catalog import CatalogError, cached_catalog
-
         environments, datasets, problem = [], [], ""
         try:
-            catalog = cached_catalog(self.catalog_path or None)
+            catalog = cached_catalog(catalog_path(self.config))
         except (CatalogError, OSError) as e:  # the login page must still work
             self.log.error("welcome page: cannot read the catalog: %s", e)
             problem = "The list of environments is not available just now."

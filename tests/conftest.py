@@ -21,6 +21,18 @@ def catalog():
     return load_catalog(str(CATALOG))
 
 
+@pytest.fixture
+def hub_db(tmp_path):
+    """A JupyterHub database (SQLite, in the test's tmp_path) with the default roles, as a hub has it."""
+    from jupyterhub import orm, roles
+
+    db = orm.new_session_factory(f"sqlite:///{tmp_path / 'jupyterhub.sqlite'}")()
+    for role in roles.get_default_roles():
+        roles.create_role(db, role)
+    yield db
+    db.close()
+
+
 @pytest_asyncio.fixture
 async def api(tmp_path, request):
     """A Kubernetes API server (kmock's emulator, over HTTP) that kubespawner talks to.
@@ -78,10 +90,14 @@ def local_spawner(tmp_path):
     from oggmhub.backends.local.spawner import LocalEnvSpawner
 
     def make(name="ada", config=None, **traits):
-        traits.setdefault("catalog_path", str(CATALOG))
+        from traitlets.config import Config
+
+        cfg = Config()
+        cfg.Catalog.path = str(CATALOG)  # the hub's one catalog setting; config may name another
+        if config is not None:
+            cfg.merge(config)
         traits.setdefault("data_dir", str(tmp_path / "data"))
-        kwargs = {"config": config} if config is not None else {}
-        return LocalEnvSpawner(hub=Hub(), user=FakeUser(name), orm_spawner=FakeOrmSpawner(), **kwargs, **traits)
+        return LocalEnvSpawner(hub=Hub(), user=FakeUser(name), orm_spawner=FakeOrmSpawner(), config=cfg, **traits)
 
     return make
 

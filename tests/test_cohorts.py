@@ -12,6 +12,7 @@ import yaml
 from conftest import SHARED
 from oggmhub.cohorts import joincodes
 from oggmhub.cohorts import materials
+from oggmhub.cohorts import store as cohort_store
 from oggmhub.catalog import CatalogError, load_catalog
 from oggmhub.choice import ChoiceError, profile_list, resolve_choice
 from oggmhub.cohorts.cli import prepuller_images
@@ -100,20 +101,23 @@ def test_join_codes_are_hashed_and_forgiving_to_type():
     assert joincodes.hash_code(code) != hashed  # salted
 
 
-def test_a_join_code_is_refused_when_wrong_expired_early_closed_or_full():
-    code = joincodes.new_code()
-    c = cohort(max_members=2).with_changes(join_code_hash=joincodes.hash_code(code))
-    c.check_join_code(code, members=1)
+def test_a_join_code_is_refused_when_wrong_expired_early_closed_or_full(hub_db):
+    """As the hub checks a code (store.find_by_join_code, what POST /hub/api/cohorts/join calls)."""
+    c, code = cohort_store.create(hub_db, cohort(max_members=2), join_code=True, by="admin")
+    assert cohort_store.find_by_join_code(hub_db, code)[1].name == c.name
     with pytest.raises(JoinError, match="the join code is not valid"):
-        c.check_join_code("WRONG-CODE-0000", members=0)
-    with pytest.raises(JoinError, match="is full \\(2 members\\)"):
-        c.check_join_code(code, members=2)
+        cohort_store.find_by_join_code(hub_db, "WRONG-CODE-0000")
     with pytest.raises(JoinError, match="has expired: cohort 'glaciers-2026' ended on"):
-        c.check_join_code(code, members=0, now=c.end + timedelta(seconds=1))
+        cohort_store.find_by_join_code(hub_db, code, now=c.end + timedelta(seconds=1))
     with pytest.raises(JoinError, match="is not valid yet: cohort 'glaciers-2026' opens on"):
-        c.check_join_code(code, members=0, now=c.start - timedelta(days=1))
+        cohort_store.find_by_join_code(hub_db, code, now=c.start - timedelta(days=1))
+    for name in ("ann", "bob"):
+        cohort_store.join(hub_db, c.name, name)
+    with pytest.raises(JoinError, match="is full \\(2 members\\)"):
+        cohort_store.find_by_join_code(hub_db, code)
+    cohort_store.close(hub_db, c.name)
     with pytest.raises(JoinError, match="has expired: cohort 'glaciers-2026' was closed"):
-        c.with_changes(closed_at=NOW).check_join_code(code, members=0)
+        cohort_store.find_by_join_code(hub_db, code)
 
 
 @pytest.mark.parametrize(
@@ -240,7 +244,7 @@ def test_the_chart_values_enable_the_cohort_pages_on_kubernetes():
 
     from conftest import REPO
     from oggmhub import hub
-    from oggmhub.cohorts.service import TEMPLATES, handlers
+    from oggmhub.cohorts.routes import TEMPLATES, handlers
 
     values = yaml.safe_load((REPO / "helm-values" / "oggmhub.yaml").read_text())
     c = Config()
@@ -248,7 +252,7 @@ def test_the_chart_values_enable_the_cohort_pages_on_kubernetes():
     assert [h for _, h in c.JupyterHub.extra_handlers if h.__module__.startswith("oggmhub.cohorts")] == [h for _, h in handlers()]
     assert c.JupyterHub.template_paths[0] == hub.TEMPLATES  # oggmhub's page.html over JupyterHub's
     assert TEMPLATES in c.JupyterHub.template_paths
-    assert c.Cohorts.catalog_path == values["hub"]["config"]["OGGMHubSpawner"]["catalog_path"]
+    assert not c.Cohorts.get("catalog_path") and not c.get("Catalog")  # the one c.Catalog.path is in hub.config
     assert not c.Cohorts.get("homes_dir")  # PVC homes: no exports, no deletion by the hub
     # the service that stops members' servers when a window ends runs beside the hub there too
     service = next(s for s in c.JupyterHub.services if s["name"] == "cohort-window")

@@ -62,7 +62,9 @@ def test_values_select_the_spawner_and_the_catalog(tmp_path):
     config = values["hub"]["config"]
     assert config["JupyterHub"]["spawner_class"] == "oggmhub.spawner.OGGMHubSpawner"
     mounted = values["hub"]["extraFiles"]["oggmhub-catalog"]
-    assert config["OGGMHubSpawner"]["catalog_path"] == mounted["mountPath"]
+    assert config["Catalog"]["path"] == mounted["mountPath"]  # c.Catalog.path: every part of the hub reads it
+    assert "catalog_path" not in config["OGGMHubSpawner"]
+    assert "catalog_path" not in values["hub"]["extraConfig"]["oggmhub-cohorts"]  # set once, in hub.config
     # what --set-file puts there is a catalog the hub can load
     copy_on_hub = tmp_path / "catalog.yaml"
     copy_on_hub.write_text(mounted["stringData"])
@@ -127,7 +129,7 @@ def test_values_register_the_tasks_service_on_kubernetes(tmp_path, monkeypatch):
     monkeypatch.setenv("OGGMHUB_TASKS_CONFIG", str(tmp_path / "tasks_config.py"))
     settings = TasksSettings()
     settings.initialize([])
-    assert settings.backend == "kubernetes" and settings.catalog_path == spawner["catalog_path"]
+    assert settings.backend == "kubernetes" and settings.catalog_path == hub["config"]["Catalog"]["path"]
     assert settings.pvc_name_template == values["singleuser"]["storage"]["dynamic"]["pvcNameTemplate"]
     dockerfile = (REPO / "images" / "hub" / "Dockerfile").read_text()
     for env in ("slicer", "fiji"):

@@ -8,7 +8,7 @@ import yaml
 from conftest import CATALOG
 from oggmhub.backends.local.dataset_links import link_datasets
 from oggmhub.catalog import CatalogError, load_catalog
-from oggmhub.launch.identifiers import IdentifierError, parse
+from oggmhub.identifiers import IdentifierError, parse
 from oggmhub.launch.request import LaunchRequest
 from oggmhub.launch.resolution import LaunchError, resolve
 from oggmhub.launch.snippets import bookmarklet, snippets

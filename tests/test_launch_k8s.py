@@ -13,11 +13,12 @@ import pytest
 from traitlets.config import Config
 
 from conftest import CATALOG
-from kube_harness import hub_start, make_spawner
+from kube_harness import hub_start
+from kube_harness.oggmhub import oggmhub_spawner
+from oggmhub.launch.config import launch_settings
 from oggmhub.launch.planning import LaunchContext, plan_launch
 from oggmhub.launch.request import LaunchRequest
 from oggmhub.launch.resolution import LaunchError
-from oggmhub.spawner import OGGMHubSpawner
 
 NS = "default"
 FAST = dict(k8s_api_request_timeout=1, k8s_api_request_retry_timeout=2, start_timeout=10)
@@ -25,7 +26,7 @@ SOURCES = [r"gs://public-glaciers/.+"]
 
 
 def hub_spawner(name, config=None):
-    return make_spawner(name, spawner_class=OGGMHubSpawner, catalog_path=str(CATALOG), config=config, **FAST)
+    return oggmhub_spawner(name, config=config, **FAST)
 
 
 def launch(**params):
@@ -125,4 +126,7 @@ def test_the_chart_values_enable_the_launch_pages_on_kubernetes():
     exec(values["hub"]["extraConfig"]["oggmhub-cohorts"], {"c": c})  # as the chart's hub does
     registered = [h for _, h in c.JupyterHub.extra_handlers]
     assert all(h in registered for _, h in handlers()) and TEMPLATES in c.JupyterHub.template_paths
-    assert c.Launch.catalog_path == values["hub"]["config"]["OGGMHubSpawner"]["catalog_path"]
+    for section, cfg in values["hub"]["config"].items():
+        c[section].update(cfg)  # as the chart's hub loads hub.config
+    mounted = values["hub"]["extraFiles"]["oggmhub-catalog"]["mountPath"]
+    assert launch_settings(c).catalog_path == mounted  # visitors' launch links read the one c.Catalog.path

@@ -10,9 +10,7 @@ import pytest
 from jupyterhub import orm
 from tornado import web
 
-from conftest import CATALOG
-from kube_harness import make_spawner
-from oggmhub.spawner import OGGMHubSpawner
+from kube_harness.oggmhub import oggmhub_spawner
 
 FAST = dict(k8s_api_request_timeout=1, k8s_api_request_retry_timeout=2, start_timeout=10)
 
@@ -43,7 +41,7 @@ async def jupyterhub_spawn(spawner, db, options):
 ])
 async def test_a_refused_request_restores_the_previous_options_and_creates_nothing(api, kubelet, bad, message):
     db, row = real_orm_spawner()
-    spawner = make_spawner("mallory", spawner_class=OGGMHubSpawner, catalog_path=str(CATALOG), orm_spawner=row, **FAST)
+    spawner = oggmhub_spawner("mallory", orm_spawner=row, **FAST)
     await jupyterhub_spawn(spawner, db, {"profile": "fiji"})
     good = dict(row.user_options)
     assert good == {"profile": "fiji", "size": "medium", "gpu": "none", "datasets": []}

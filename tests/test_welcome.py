@@ -47,21 +47,21 @@ def test_every_option_takes_effect(tmp_path):
     c.Welcome.account_help = "Ask Fabien for an account."
     c.Welcome.contact = "hub@example.org"
     c.Welcome.links = [{"title": "Our wiki", "url": "https://wiki.example.org"}]
-    c.Welcome.catalog_path = str(path)
+    c.Catalog.path = str(path)
     html = render(c, "login.html", authenticator={"request_otp": False})
     assert "<title>Glacier Hub &lt;Bremen&gt;</title>" in " ".join(html.split()).replace("<title> ", "<title>").replace(" </title>", "</title>")
     assert "Glacier Hub &lt;Bremen&gt;" in html and "For the glaciology group." in html
     assert 'src="https://example.org/logo.png"' in html
     assert "Ask Fabien for an account." in html and 'href="mailto:hub@example.org"' in html
     assert 'href="https://wiki.example.org">Our wiki<' in html and 'href="https://docs.oggm.org"' not in html
-    assert "OGGM (workshop build)" in html  # from Welcome.catalog_path's catalog
+    assert "OGGM (workshop build)" in html  # from c.Catalog.path's catalog
     assert 'id="login-main"' in html  # JupyterHub's own sign-in form is still there
 
 
 def test_defaults_list_the_shipped_catalog_without_sign_up_for_other_authenticators():
     c = Config()
     oggmhub_hub.configure_hub(c, window_check_interval=0)
-    c.Welcome.catalog_path = str(CATALOG)
+    c.Catalog.path = str(CATALOG)
     html = render(c, "login.html", login_service="GitHub")
     catalog = load_catalog(str(CATALOG))
     for env in catalog.environments.values():
@@ -76,7 +76,9 @@ def test_a_broken_catalog_still_shows_the_login_page(tmp_path):
     path.write_text("version: 1\nenvironments: nope\n")
     with pytest.raises(CatalogError):
         load_catalog(str(path))
-    content = Welcome(catalog_path=str(path)).content()
+    c = Config()
+    c.Catalog.path = str(path)
+    content = Welcome(config=c).content()
     assert content["environments"] == [] and "not available" in content["problem"]
 
 

@@ -11,6 +11,7 @@ import argparse
 import importlib
 import sys
 
+from oggmhub import __version__
 from oggmhub.catalog import CatalogError, default_catalog_path, load_catalog
 
 
@@ -45,13 +46,11 @@ def register(commands):
     catalog = commands.add_parser("catalog", help="work with the catalog")
     catalog_commands = catalog.add_subparsers(dest="catalog_command", metavar="ACTION", required=True)
     check = catalog_commands.add_parser("check", help="validate a catalog file")
-    check.add_argument("path", nargs="?", help="catalog file (default: $OGGMHUB_CATALOG or hub_config/catalog.yaml)")
+    check.add_argument("path", nargs="?", help="catalog file (default: $OGGMHUB_CATALOG or the repository's hub_config/catalog.yaml)")
     check.set_defaults(func=catalog_check)
 
 
 def build_parser():
-    from oggmhub import __version__
-
     parser = argparse.ArgumentParser(prog="oggmhub", description="oggmhub: environments, datasets and cohorts for JupyterHub")
     parser.add_argument("--version", action="version", version=f"oggmhub {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

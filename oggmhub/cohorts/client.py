@@ -1,7 +1,7 @@
 """A client of the hub's REST API for cohorts, used by ``oggmhub cohort`` and the cohort page.
 
 The cohort endpoints (``/hub/api/cohorts/...``, served inside the hub by
-:mod:`oggmhub.cohorts.service`) create, show and change cohorts; pre-warm uses
+:mod:`oggmhub.cohorts.routes`) create, show and change cohorts; pre-warm uses
 JupyterHub's own ``POST /hub/api/users/NAME/server``, at most ``concurrency`` starts at
 a time, with a callback for progress. Every call authenticates with an API token
 (an organiser's or an admin's; see ``/hub/token``).

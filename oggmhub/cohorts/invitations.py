@@ -49,7 +49,7 @@ def withdraw(db, name, usernames):
     group, cohort = cohort_store.load(db, name)
     withdrawn = [u for u in dict.fromkeys(usernames) if u in cohort.invited]
     if withdrawn:
-        with cohort_store._transaction(db):
+        with cohort_store.transaction(db):
             cohort_store.save(group, cohort.with_changes(invited=tuple(u for u in cohort.invited if u not in withdrawn)))
     return withdrawn
 
@@ -68,7 +68,7 @@ def answer(db, name, username, action):
         if cohort.max_members is not None and len(group.users) >= cohort.max_members:
             raise CohortConflict(f"cohort {name!r} is full ({cohort.max_members} members); ask your organiser")
     user = orm.User.find(db, username)
-    with cohort_store._transaction(db):
+    with cohort_store.transaction(db):
         if action == "accept" and user is not None and user not in group.users:
             group.users.append(user)
         cohort_store.save(group, cohort.with_changes(invited=left))

@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 
 from tornado import web
 
-from oggmhub.cohorts import joincodes
+from oggmhub import times
 from oggmhub.session import env as session_vars
 
 GROUP_PREFIX = "cohort-"
@@ -93,23 +93,11 @@ def now_utc():
 
 
 def parse_time(value, field_name):
-    """An ISO-8601 time as an aware UTC datetime; times without an offset are UTC."""
-    if isinstance(value, datetime):
-        moment = value
-    else:
-        text = str(value or "").strip()
-        if not text:
-            raise CohortError(f"{field_name}: missing; give an ISO-8601 time such as 2026-06-01T08:00Z")
-        try:
-            moment = datetime.fromisoformat(text.replace("z", "Z").replace("Z", "+00:00"))
-        except ValueError:
-            raise CohortError(
-                f"{field_name}: {text!r} is not an ISO-8601 time; use e.g. 2026-06-01T08:00Z "
-                "(UTC) or 2026-06-01T10:00+02:00"
-            ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).replace(microsecond=0)
+    """:func:`oggmhub.times.parse_time`, refusing with a :class:`CohortError` (a 400)."""
+    try:
+        return times.parse_time(value, field_name)
+    except times.TimeError as e:
+        raise CohortError(str(e)) from None
 
 
 def format_time(moment):
@@ -190,12 +178,6 @@ class Cohort:
         if now >= self.end:
             return f"cohort {self.name!r} ended on {human_time(self.end)} (it ran {self.window_text()})"
         return None
-
-    def check_join_code(self, code, members, now=None):
-        """Raise :class:`JoinError` unless ``code`` lets one more member join now."""
-        if not self.join_code_hash or not joincodes.verify(code, self.join_code_hash):
-            raise JoinError("the join code is not valid; check it with your organiser")
-        self.check_can_join(members, now)
 
     def check_can_join(self, members, now=None):
         reason = self.closed_reason(now)

@@ -2,37 +2,27 @@
 
 from __future__ import annotations
 
-
 from jupyterhub.handlers.base import BaseHandler
 from jupyterhub.utils import url_path_join
 from tornado import web
 
-
 from oggmhub.cohorts import homes as cohort_homes
-
-from oggmhub.cohorts import store as cohort_store
-from oggmhub.cohorts.model import (
-    CohortError,
-)
+from oggmhub.cohorts.handler_base import CohortHandlerMixin
+from oggmhub.cohorts.model import CohortError
+from oggmhub.cohorts.rules import public_state
 from oggmhub.cohorts.validation import parse_members_csv
 
-from oggmhub.cohorts.api import _send_export
-from oggmhub.cohorts.service import _CohortMixin, _public_state
 
-
-# --- pages -----------------------------------------------------------------------------------
-
-
-class _Page(_CohortMixin, BaseHandler):
+class _Page(CohortHandlerMixin, BaseHandler):
     async def page(self, template, status=200, **ns):
         self.set_status(status)
         html = await self.render_template(template, **ns)
         self.finish(html)
 
     async def cohort_page(self, name, status=200, join_code=None, notice="", errors=()):
-        group, cohort = self.require_manage(name)
+        group, cohort = self.rules.require_manage(name)
         await self.page(
-            "cohort.html", status, cohort=self.detail(group, cohort), join_code=join_code, notice=notice,
+            "cohort.html", status, cohort=self.rules.detail(group, cohort), join_code=join_code, notice=notice,
             errors=errors, signup_url=url_path_join(self.hub.base_url, "signup"),
             can_export=bool(self.cohorts.homes_dir), kubernetes_note=cohort_homes.KUBERNETES_NOTE,
         )
@@ -52,11 +42,11 @@ class CohortsPageHandler(_Page):
         await self.list_page()
 
     async def list_page(self, status=200, errors=(), form=None):
-        if not (self.is_admin() or self.visible_cohorts()):
+        if not (self.rules.is_admin() or self.rules.visible_cohorts()):
             raise web.HTTPError(403, "only hub admins and cohort organisers may see cohorts")
         await self.page(
-            "cohorts.html", status, cohorts=[self.detail(g, c) for g, c in self.visible_cohorts()],
-            can_create=self.is_admin(), environments=self.environment_choices(), errors=errors, form=form or {},
+            "cohorts.html", status, cohorts=[self.rules.detail(g, c) for g, c in self.rules.visible_cohorts()],
+            can_create=self.rules.is_admin(), environments=self.environment_choices(), errors=errors, form=form or {},
         )
 
     @web.authenticated
@@ -78,7 +68,7 @@ class CohortsPageHandler(_Page):
             "join_code": True,
         }
         try:
-            cohort, code = self.create_cohort(spec)
+            cohort, code = self.rules.create_cohort(spec)
         except CohortError as e:
             await self.list_page(400, errors=e.problems, form={**form, "envs": envs})
             return
@@ -105,37 +95,36 @@ class CohortPageHandler(_Page):
                     source = upload[0]["filename"] or "members.csv"
                 else:
                     source = "members.csv"
-                self.require_manage(name)
-                added, already, invited = await self.add_members(name, parse_members_csv(text, source))
+                self.rules.require_manage(name)
+                added, already, invited = await self.rules.add_members(name, parse_members_csv(text, source))
                 notice = f"Added {len(added)} member(s)" + (f"; {len(already)} already in" if already else "") + "."
                 if invited:
                     notice += (f" Invited {', '.join(invited)}: existing accounts become members once they accept "
                                "on their hub home page.")
             elif action == "remove":
-                removed, _, withdrawn = await self.remove_members(name, [self.get_body_argument("username")])
+                removed, _, withdrawn = await self.rules.remove_members(name, [self.get_body_argument("username")])
                 notice = f"Removed {', '.join(removed)}." if removed else f"Invitation of {', '.join(withdrawn)} withdrawn."
             elif action == "join-code":
-                self.require_manage(name)
-                code = cohort_store.new_join_code(self.db, name)
+                code = self.rules.new_join_code(name)
                 notice = "A new join code: the old one no longer works."
             elif action == "prewarm":
-                self.start_prewarm(name)
+                self.rules.start_prewarm(name)
                 notice = "Pre-warm started."
             elif action == "close":
-                _, stopped = await self.close_cohort(name)
+                _, stopped = await self.rules.close_cohort(name)
                 notice = f"Cohort closed; {len(stopped)} server(s) stopped."
                 if self.get_body_argument("export", ""):
-                    record = await self.export_cohort(name)
+                    record = await self.rules.export_cohort(name)
                     notice += f" Homes exported ({record['id']})."
                     if self.get_body_argument("delete_homes", ""):
-                        deleted, skipped = await self.delete_cohort_homes(name, record["id"], record["sha256"])
+                        deleted, skipped = await self.rules.delete_cohort_homes(name, record["id"], record["sha256"])
                         notice += f" {len(deleted)} home(s) deleted after the export."
                         if skipped:
                             notice += " Kept: " + "; ".join(f"{n} ({why})" for n, why in skipped.items()) + "."
                 elif self.get_body_argument("delete_homes", ""):
                     notice += " Homes were kept: they are deleted only after an export."
             elif action == "export":
-                record = await self.export_cohort(name)
+                record = await self.rules.export_cohort(name)
                 notice = f"Homes exported ({record['id']})."
                 if record.get("skipped"):
                     notice += " Not exported: " + "; ".join(f"{n} ({why})" for n, why in record["skipped"].items()) + "."
@@ -152,14 +141,14 @@ class CohortPrewarmStatusHandler(_Page):
 
     @web.authenticated
     def get(self, name):
-        group, cohort = self.require_manage(name)
+        group, cohort = self.rules.require_manage(name)
         self.set_header("Content-Type", "application/json")
-        self.finish({"prewarm": _public_state(self.cohorts.prewarms.get(name)),
-                     "members": self.member_status(group)})
+        self.finish({"prewarm": public_state(self.cohorts.prewarms.get(name)),
+                     "members": self.rules.member_status(group)})
 
 
 class CohortExportDownloadHandler(_Page):
     @web.authenticated
     async def get(self, name, export_id):
-        _, cohort = self.require_manage(name)
-        await _send_export(self, cohort, export_id)
+        _, cohort = self.rules.require_manage(name)
+        await self.send_export(cohort, export_id)

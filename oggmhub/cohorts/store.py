@@ -12,7 +12,7 @@ time. :func:`ensure_roles` re-creates any that went missing from the groups' rec
 (the source of truth). Every change is one transaction: on any error nothing is written.
 
 These functions run inside the hub (they take its SQLAlchemy session); the hub's REST
-API for cohorts (:mod:`oggmhub.cohorts.service`) calls them.
+API and pages for cohorts call them through :mod:`oggmhub.cohorts.rules`.
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def _user(db, name):
     return user
 
 
-class _transaction:
+class transaction:
     """Commit on success, roll back on any error: nothing half-written."""
 
     def __init__(self, db):
@@ -130,7 +130,7 @@ def create(db, cohort, join_code=False, by=""):
         raise CohortConflict(f"name: a role named {cohort.role!r} already exists on this hub; choose another name")
     code = joincodes.new_code() if join_code else None
     cohort = cohort.with_changes(join_code_hash=joincodes.hash_code(code) if code else None, created_by=by)
-    with _transaction(db):
+    with transaction(db):
         group = orm.Group(name=cohort.group, properties=cohort.to_properties())
         db.add(group)
         _grant_organiser_role(db, cohort)
@@ -144,7 +144,7 @@ def ensure_roles(db):
         role = orm.Role.find(db, cohort.role)
         holders = {u.name for u in role.users} if role else set()
         if role is None or not set(cohort.organisers) <= holders:
-            with _transaction(db):
+            with transaction(db):
                 _grant_organiser_role(db, cohort)
             changed = True
     return changed
@@ -245,7 +245,7 @@ def remove_members(db, name, usernames):
     missing = [u for u in usernames if u not in by_name]
     if missing:
         raise CohortError(f"not members of cohort {name!r}: {', '.join(missing)}; nobody was removed")
-    with _transaction(db):
+    with transaction(db):
         for username in dict.fromkeys(usernames):
             group.users.remove(by_name[username])
     return list(dict.fromkeys(usernames))
@@ -268,7 +268,7 @@ def change_organisers(db, name, add=(), remove=()):
         raise CohortError(problems)
     organisers = tuple(u for u in (*cohort.organisers, *add) if u not in remove)
     cohort = cohort.with_changes(organisers=tuple(dict.fromkeys(organisers)))
-    with _transaction(db):
+    with transaction(db):
         role = _grant_organiser_role(db, cohort)
         for username in remove:
             user = orm.User.find(db, username)
@@ -284,7 +284,7 @@ def new_join_code(db, name):
     if cohort.closed:
         raise CohortConflict(f"cohort {name!r} is closed; it takes no join code")
     code = joincodes.new_code()
-    with _transaction(db):
+    with transaction(db):
         save(group, cohort.with_changes(join_code_hash=joincodes.hash_code(code)))
     return code
 
@@ -304,7 +304,7 @@ def join(db, name, username, now=None):
     group, cohort = load(db, name)
     if username not in members(group):
         cohort.check_can_join(len(group.users), now)
-        with _transaction(db):
+        with transaction(db):
             created = orm.User.find(db, username) is None
             group.users.append(_user(db, username))
             if created:  # the join code made this account: the cohort owns it
@@ -319,7 +319,7 @@ def close(db, name, now=None):
     if cohort.closed:
         return cohort
     cohort = cohort.with_changes(closed_at=now or now_utc())
-    with _transaction(db):
+    with transaction(db):
         save(group, cohort)
     return cohort
 
@@ -327,7 +327,7 @@ def close(db, name, now=None):
 def record_export(db, name, entry):
     group, cohort = load(db, name)
     cohort = cohort.with_changes(exports=(*cohort.exports, dict(entry)))
-    with _transaction(db):
+    with transaction(db):
         save(group, cohort)
     return cohort
 
@@ -335,6 +335,6 @@ def record_export(db, name, entry):
 def record_homes_deleted(db, name, now=None):
     group, cohort = load(db, name)
     cohort = cohort.with_changes(homes_deleted_at=now or now_utc())
-    with _transaction(db):
+    with transaction(db):
         save(group, cohort)
     return cohort

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import re
 
-from traitlets import List, Unicode, default, validate
+from traitlets import List, Unicode, validate
 from traitlets.config import LoggingConfigurable
 
-from oggmhub.catalog import default_catalog_path
+from oggmhub.catalog_setting import catalog_path
 
 
 class Launch(LoggingConfigurable):
@@ -36,17 +36,11 @@ class Launch(LoggingConfigurable):
                 raise ValueError(f"c.Launch.allowed_sources: {pattern!r} is not a regular expression: {e}") from None
         return proposal["value"]
 
-    catalog_path = Unicode(
-        config=True,
-        help="""The catalog whose datasets launch links resolve for logged-out visitors
-        (logged-in users see their spawner's catalog, narrowed by their cohort).
-
-        Defaults to $OGGMHUB_CATALOG, else hub_config/catalog.yaml; use the spawner's.""",
-    )
-
-    @default("catalog_path")
-    def _default_catalog_path(self):
-        return default_catalog_path()
+    @property
+    def catalog_path(self):
+        """The catalog whose datasets launch links resolve for logged-out visitors
+        (logged-in users see their spawner's, narrowed by their cohort): ``c.Catalog.path``."""
+        return catalog_path(self.config)
 
 
 def launch_settings(config):

@@ -25,7 +25,7 @@ from tornado import web
 
 from oggmhub.launch import snippets
 from oggmhub.launch.config import Launch
-from oggmhub.launch.identifiers import IdentifierError, check_length
+from oggmhub.identifiers import IdentifierError, check_length
 from oggmhub.launch.request import LaunchRequest
 from oggmhub.launch.planning import LaunchContext, has_everything, plan_launch, running_choice
 from oggmhub.launch.resolution import LaunchError, environments_for, resolve, visible_datasets

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import quote, urlencode
 
-from oggmhub.launch.identifiers import MAX_LENGTH, IdentifierError, check_length
+from oggmhub.identifiers import MAX_LENGTH, IdentifierError, check_length
 from oggmhub.launch.resolution import LaunchError
 
 PARAMETERS = ("dataset", "env", "size", "path", "repo", "branch", "urlpath")

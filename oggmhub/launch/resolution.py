@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from oggmhub.errors import UserFacingError
-from oggmhub.launch.identifiers import IdentifierError, dataset_identifiers, normalize_url, parse
+from oggmhub.identifiers import IdentifierError, dataset_identifiers, normalize_url, parse
 from oggmhub.session.datasets import Dataset
 
 ON_DEMAND_PREFIX = "src-"

@@ -51,8 +51,15 @@ def reset_oggmhub():
     OGGMHubSpawner._pod_policy_found = False
 
 
-def oggmhub_spawner(name="alice", *, catalog_path=None, **traits):
-    """An ``OGGMHubSpawner`` for ``name`` on the shipped catalog (see ``make_spawner``)."""
+def oggmhub_spawner(name="alice", *, catalog_path=None, config=None, **traits):
+    """An ``OGGMHubSpawner`` for ``name`` on the shipped catalog, or ``catalog_path`` (as
+    ``c.Catalog.path``, the hub's one setting; see ``make_spawner``)."""
+    from traitlets.config import Config
+
     from oggmhub.spawner import OGGMHubSpawner
 
-    return make_spawner(name, spawner_class=OGGMHubSpawner, catalog_path=str(catalog_path or CATALOG), **traits)
+    cfg = Config()
+    cfg.Catalog.path = str(catalog_path or CATALOG)
+    if config is not None:
+        cfg.merge(config)
+    return make_spawner(name, spawner_class=OGGMHubSpawner, config=cfg, **traits)
