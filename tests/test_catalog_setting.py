@@ -51,9 +51,27 @@ def test_the_parts_have_no_catalog_setting_of_their_own():
     from oggmhub.cohorts.settings import Cohorts
     from oggmhub.launch.config import Launch
     from oggmhub.spawner import OGGMHubSpawner
+    from oggmhub.tasks.settings import TasksSettings
 
-    for part in (OGGMHubSpawner, Cohorts, Welcome, Launch):
+    for part in (OGGMHubSpawner, Cohorts, Welcome, Launch, TasksSettings):
         assert "catalog_path" not in part.class_trait_names(config=True), part.__name__
+
+
+def test_the_tasks_service_reads_the_one_setting_from_its_file_or_from_the_hub(tmp_path, monkeypatch):
+    from oggmhub.tasks import service as tasks_service
+    from oggmhub.tasks.settings import TasksSettings
+
+    monkeypatch.delenv("OGGMHUB_CATALOG", raising=False)
+    config_file = tmp_path / "tasks_config.py"
+    config_file.write_text('c.Catalog.path = "/srv/tasks-catalog.yaml"\n')
+    monkeypatch.setenv("OGGMHUB_TASKS_CONFIG", str(config_file))
+    settings = TasksSettings()
+    settings.initialize([])
+    assert settings.catalog_path == "/srv/tasks-catalog.yaml"
+    c = Config()
+    c.Catalog.path = "/srv/hub-catalog.yaml"
+    tasks_service.configure(c)  # the local hub: the service is started with the hub's setting
+    assert c.JupyterHub.services[-1]["environment"]["OGGMHUB_CATALOG"] == "/srv/hub-catalog.yaml"
 
 
 def test_the_local_hubs_config_sets_it_once(tmp_path, monkeypatch):

@@ -14,6 +14,7 @@ import sys
 
 import kubernetes_validate
 import pytest
+from traitlets.config import Config
 
 from conftest import CATALOG
 from oggmhub.catalog import load_catalog
@@ -270,7 +271,8 @@ def test_configure_hub_registers_the_tasks_service_and_gives_users_its_scope():
     assert not [s for s in c2.JupyterHub.get("services", []) if s["name"] == "tasks"]
 
 
-def test_settings_come_from_the_tasks_config_file(tmp_path, monkeypatch):
+def settings_from_a_config_file(tmp_path, monkeypatch):
+    """TasksSettings initialised from a $OGGMHUB_TASKS_CONFIG file with four settings."""
     from oggmhub.tasks.settings import TasksSettings
 
     config = tmp_path / "tasks_config.py"
@@ -280,10 +282,14 @@ def test_settings_come_from_the_tasks_config_file(tmp_path, monkeypatch):
     monkeypatch.setenv("OGGMHUB_DATA_DIR", str(tmp_path / "data"))
     settings = TasksSettings()
     settings.initialize([])
+    return settings
+
+
+def test_settings_come_from_the_tasks_config_file(tmp_path, monkeypatch):
+    settings = settings_from_a_config_file(tmp_path, monkeypatch)
     assert (settings.max_value_chars, settings.run_timeout, settings.max_batch) == (50, 1, 3)
     assert settings.homes_dir == str(tmp_path / "data" / "homes")
     assert settings.runs_dir == str(tmp_path / "data" / "tasks" / "runs")
-    return settings
 
 
 def make_runner(tasks, settings, tmp_path):
@@ -298,7 +304,7 @@ def make_runner(tasks, settings, tmp_path):
 
 
 def test_max_value_chars_and_run_timeout_take_effect(tasks, tmp_path, monkeypatch):
-    settings = test_settings_come_from_the_tasks_config_file(tmp_path, monkeypatch)
+    settings = settings_from_a_config_file(tmp_path, monkeypatch)
     runner = make_runner(tasks, settings, tmp_path)
     policy = PathPolicy("alice", settings.homes_dir, runner.catalog.datasets, settings.user_prefix)
     with pytest.raises(TaskInputError, match="sigma: the value is 51 characters long; at most 50"):
@@ -447,9 +453,9 @@ def test_the_backend_setting_is_validated_and_picks_the_runner(tmp_path, monkeyp
         TasksSettings(backend="slurm")
     monkeypatch.setenv("OGGMHUB_IMAGES", IMAGES)
     log = logging.getLogger("t")
-    local = TasksApp(TasksSettings(data_dir=str(tmp_path / "a"), catalog_path=str(CATALOG)), log)
+    local = TasksApp(TasksSettings(data_dir=str(tmp_path / "a"), config=Config({"Catalog": {"path": str(CATALOG)}})), log)
     assert type(local.runner) is LocalRunner and local.runner.backend == "local"
-    app = TasksApp(TasksSettings(data_dir=str(tmp_path / "b"), catalog_path=str(CATALOG), backend="kubernetes"), log)
+    app = TasksApp(TasksSettings(data_dir=str(tmp_path / "b"), config=Config({"Catalog": {"path": str(CATALOG)}}), backend="kubernetes"), log)
     assert type(app.runner) is KubernetesRunner and app.budget(app.runner.tasks["slicer/GaussianBlur"]) is None
     assert app.runner.run_as_for("alice") is None  # the seam for per-user accounts
 

@@ -33,6 +33,7 @@ from urllib.parse import urlparse
 from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
 from tornado import web
 
+from oggmhub.catalog_setting import catalog_path
 from oggmhub.session import env as session_vars
 from oggmhub.session.dask_limits import DaskLimitError
 from oggmhub.tasks import pages
@@ -69,6 +70,7 @@ def configure(c, port=None, url=None, bind=None, session_url=None):
            if k in os.environ}
     if bind:
         env["OGGMHUB_TASKS_BIND"] = bind
+    env["OGGMHUB_CATALOG"] = catalog_path(c)  # the hub's one catalog setting reaches the service
     c.JupyterHub.services = [*c.JupyterHub.get("services", []), {
         "name": SERVICE, "url": url, "display": True, "oauth_no_confirm": True,
         "command": [sys.executable, "-m", "oggmhub.tasks.service"], "environment": env,

@@ -7,6 +7,8 @@ import os
 from traitlets import Bool, Dict, Enum, Integer, List, TraitError, Unicode, default, validate
 from traitlets.config import Application
 
+from oggmhub.catalog_setting import catalog_path as configured_catalog_path
+
 
 class TasksSettings(Application):
     """Settings of the hub-managed ``tasks`` service (REST API, forms, runs on Dask)."""
@@ -23,13 +25,11 @@ class TasksSettings(Application):
     def _data_dir(self):
         return os.environ.get("OGGMHUB_DATA_DIR", os.path.abspath("data"))
 
-    catalog_path = Unicode(config=True, help="The catalog (environments and datasets); defaults to $OGGMHUB_CATALOG.")
-
-    @default("catalog_path")
-    def _catalog(self):
-        from oggmhub.catalog import default_catalog_path
-
-        return default_catalog_path()
+    @property
+    def catalog_path(self):
+        """The catalog: ``c.Catalog.path`` in this service's config file, else what the hub
+        that started it set (:func:`oggmhub.tasks.service.configure` passes it on)."""
+        return configured_catalog_path(self.config)
 
     images_dir = Unicode(
         config=True,
