@@ -124,7 +124,10 @@ def test_a_session_cluster_fits_the_allotment_and_holds_its_limits(catalog, tmp_
         monkeypatch.setenv("JUPYTERHUB_SERVICE_PREFIX", "/user/alice/")
         link = dask_limits.dashboard_env("local")["DASK_DISTRIBUTED__DASHBOARD__LINK"]
         with dask.config.set({"distributed.dashboard.link": link}):
-            assert cluster.dashboard_link == f"/user/alice/proxy/{cluster.scheduler.http_server.port}/status"
+            # the dashboard's secret prefix is part of the link (see the privacy test below)
+            prefix = cluster._oggmhub_prefix
+            assert prefix.startswith("/dask-") and len(prefix) == len("/dask-") + 32
+            assert cluster.dashboard_link == f"/user/alice/proxy/{cluster.scheduler.http_server.port}{prefix}/status"
         [entry] = oggmhub_dask.Registry(str(registry)).entries()
         assert entry["usage"]["workers"] == 2 and len(entry["processes"]) == 2
         pids = [p for p, _ in entry["processes"]]
@@ -152,6 +155,33 @@ def test_a_session_cluster_fits_the_allotment_and_holds_its_limits(catalog, tmp_
         time.sleep(0.1)
     assert not any(alive(p) for p in pids)
     assert {p.pid for p in psutil.Process().children(recursive=True)} - before <= _tracker_pids()
+
+
+def test_a_session_cluster_is_private_to_whoever_holds_its_credentials(catalog, tmp_path):
+    """TLS with the cluster's own key: a client without it, or with credentials of its own,
+    is refused; its dashboard answers only under its secret prefix (Dask's sitemap, which
+    would list it, included)."""
+    from distributed import Client
+    from distributed.security import Security
+
+    cluster, client = oggmhub_dask.cluster(workers=1, environ=session(catalog, "oggm", "medium", tmp_path / "r"))
+    try:
+        assert cluster.scheduler_address.startswith("tls://127.0.0.1:")
+        assert client.submit(sum, [1, 2]).result() == 3  # the owner's client: the cluster's credentials
+        plain = cluster.scheduler_address.replace("tls://", "tcp://")
+        for address, security in ((plain, None), (cluster.scheduler_address, Security.temporary())):
+            with pytest.raises(Exception):
+                Client(address, security=security, timeout=5).run_on_scheduler(os.getpid)
+        port = cluster.scheduler.http_server.port
+        base = f"http://127.0.0.1:{port}"
+        for path in ("/", "/status", "/sitemap.json", "/info/main/workers.html", "/health", "/metrics"):
+            assert requests.get(base + path, allow_redirects=False, timeout=10).status_code == 404, path
+        own = requests.get(base + cluster._oggmhub_prefix + "/status", timeout=10)
+        assert own.status_code == 200 and "Dask" in own.text
+        assert cluster._oggmhub_prefix not in requests.get(base + "/sitemap.json", timeout=10).text
+    finally:
+        client.close()
+        cluster.close()
 
 
 def _tracker_pids():
