@@ -162,11 +162,6 @@ class SystemAccounts(LoggingConfigurable):
         if self.account is not None and os.path.lexists(path):
             file_modes.give(path, self.account)
 
-    def writable_by_hub(self, path):
-        """Whether the hub may write ``path`` for the user: always, unless a user's link
-        would send the hub (root) out of the user's home."""
-        return self.account is None or file_modes.inside(path, self.home_dir)
-
     def drop_to_account(self):
         """In the child, after joining the cgroup: become the user's account (if any)."""
         if self.account is not None:
