@@ -106,16 +106,20 @@ def account_processes(uid):
 
 OWNER = """
 import json, os, oggmhub.session.dask
+from distributed import Client
 cluster, client = oggmhub.session.dask.cluster(workers=1)
+with Client(cluster.scheduler_address, timeout=10) as by_address:  # dask-labextension's snippet: the loader's key
+    again = by_address.submit(sum, [3, 4]).result()
 print(json.dumps({"address": cluster.scheduler_address, "port": cluster.scheduler.http_server.port,
-                  "link": cluster.dashboard_link, "sum": client.submit(sum, [1, 2]).result(),
+                  "link": cluster.dashboard_link, "sum": client.submit(sum, [1, 2]).result(), "again": again,
                   "scheduler_uid": client.run_on_scheduler(os.getuid)}))
 """
 
 INTRUDER = """
-import json, os, urllib.request, urllib.error
-from distributed import Client
+import asyncio, concurrent.futures, json, os, urllib.request, urllib.error
+from distributed.comm import connect
 from distributed.security import Security
+import oggmhub.session.dask_local as dask_local
 address, port = json.loads(TARGET)
 out = {}
 def attempt(what, fn):
@@ -123,9 +127,20 @@ def attempt(what, fn):
         out[what] = "allowed: " + repr(fn())
     except Exception as e:
         out[what] = type(e).__name__
-attempt("plain tcp", lambda: Client(address.replace("tls://", "tcp://"), timeout=5).run_on_scheduler(os.getuid))
-attempt("tls, no credentials", lambda: Client(address, timeout=5).run_on_scheduler(os.getuid))
-attempt("tls, own credentials", lambda: Client(address, security=Security.temporary(), timeout=5).run_on_scheduler(os.getuid))
+async def identity(address, security):
+    comm = await connect(address, timeout=5, **security.get_connection_args("client"))
+    try:
+        await comm.write({"op": "identity", "reply": True})
+        return await comm.read()
+    finally:
+        comm.abort()
+def raw(address, security):  # what a Client does first; in a thread (the kernel runs a loop)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, identity(address, security)).result(timeout=30)
+attempt("plain tcp", lambda: raw(address.replace("tls://", "tcp://"), Security()))
+attempt("tls, no credentials", lambda: raw(address, Security()))
+attempt("tls, own credentials", lambda: raw(address, Security.temporary()))
+attempt("tls, own session's loader", lambda: raw(address, dask_local.load_security({"address": address}) or Security()))
 for path in ("/", "/status", "/sitemap.json", "/info/main/workers.html", "/json/identity.json"):
     def get(path=path):
         with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
@@ -139,6 +154,7 @@ def test_another_user_cannot_use_a_notebooks_dask_cluster_nor_its_dashboard(hub,
     token_a, _, ws_a = kernel(hub, users["alice"], "alice")
     owner = json.loads(run(ws_a, token_a, OWNER).strip().splitlines()[-1])
     assert owner["sum"] == 3 and owner["scheduler_uid"] == hub.account("alice").uid  # A's own client works
+    assert owner["again"] == 7  # and a client given only the address, in A's session
     assert owner["address"].startswith("tls://127.0.0.1:")
     token_b, _, ws_b = kernel(hub, users["bruno"], "bruno")
     code = f"TARGET = {json.dumps(json.dumps([owner['address'], owner['port']]))}\n" + INTRUDER

@@ -4,10 +4,12 @@ inside the session's own allotment, recorded in the session's registry.
 Every cluster is private to the account that started it:
 
 - its scheduler, nannies and workers talk TLS only, with a key and certificate made for
-  that cluster alone and kept in the notebook process's memory
-  (``distributed.security.Security.temporary()``): another local user who finds the
-  scheduler's port (``/proc/net/tcp`` shows every listener) cannot connect a ``Client``,
-  nor a worker, without them;
+  that cluster alone (``distributed.security.Security.temporary()``), kept in the
+  process that started it and in the session's registry folder (mode 0600 in a 0700
+  folder of the user's), where :func:`load_security` finds them for the session's own
+  ``Client("tls://...")``: another local user who finds the scheduler's port
+  (``/proc/net/tcp`` shows every listener) cannot connect a ``Client``, nor a worker,
+  without them;
 - its dashboard (plain HTTP, as jupyter-server-proxy needs) answers only under a secret
   path prefix known to the notebook process alone; anything else on its port, Dask's own
   ``/sitemap.json`` included, is 404. The session's dashboard link (and
@@ -26,6 +28,7 @@ import json
 import math
 import os
 import secrets
+import stat
 import tempfile
 import time
 import uuid
@@ -54,10 +57,11 @@ def _memory(value):
 
 
 class Registry:
-    """The session's running local clusters: one JSON file each in a folder.
-
-    The local spawner reads it when the server stops and ends the recorded processes.
-    An entry whose owner process has gone no longer counts.
+    """The session's running local clusters: one JSON file each in a folder (the
+    session's, mode 0700), counted for the limits; an entry whose owner process has gone
+    no longer counts. Beside each, the cluster's TLS credentials (``<name>.tls``, 0600),
+    which :func:`load_security` gives the session's other clients (a notebook connecting
+    to a cluster dask-labextension started) and nobody else.
     """
 
     def __init__(self, path):
@@ -82,8 +86,49 @@ class Registry:
         os.replace(tmp, self._file(name))
 
     def remove(self, name):
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(self._file(name))
+        for path in (self._file(name), self._credentials_file(name)):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+
+    def _credentials_file(self, name):
+        return os.path.join(self.path, f"{name}.tls")
+
+    def _private(self):
+        """Whether the registry folder is a folder of this uid's that only it can use."""
+        try:
+            st = os.lstat(self.path)
+        except OSError:
+            return False
+        return stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o077
+
+    def record_credentials(self, name, address, security):
+        """Keep cluster ``name``'s credentials (0600) for :func:`load_security`; not where
+        the registry folder is not this uid's alone (e.g. one someone made in /tmp)."""
+        os.makedirs(self.path, mode=0o700, exist_ok=True)
+        if not self._private():
+            return False
+        entry = {"address": address, "ca": security.tls_ca_file, "cert": security.tls_client_cert,
+                 "key": security.tls_client_key}
+        tmp = f"{self._credentials_file(name)}.{secrets.token_hex(4)}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(entry, f)
+        os.replace(tmp, self._credentials_file(name))
+        return True
+
+    def credentials(self, address):
+        """The recorded credentials of the live cluster at ``address``, or None."""
+        if not self._private():
+            return None
+        for entry in self.entries():
+            try:
+                with open(self._credentials_file(entry["name"])) as f:
+                    found = json.load(f)
+            except (OSError, ValueError):
+                continue
+            if found.get("address") == address:
+                return found
+        return None
 
     def entries(self):
         """Live entries (dead ones are removed)."""
@@ -110,6 +155,20 @@ class Registry:
             if entry["name"] != exclude:
                 total = total + Usage(**entry["usage"])
         return total
+
+
+def load_security(info):
+    """``distributed.client.security-loader`` for a session (the local backend's session
+    variables name it): the credentials of a cluster this session started, for a
+    ``Client("tls://...")`` given only its address; None for any other address."""
+    address = (info or {}).get("address") or ""
+    if not isinstance(address, str) or not address.startswith("tls://"):
+        return None
+    found = Registry.for_session(os.environ).credentials(address)
+    if found is None:
+        return None
+    return Security(require_encryption=True, tls_ca_file=found["ca"], tls_client_cert=found["cert"],
+                    tls_client_key=found["key"])
 
 
 def _process_id(pid):
@@ -186,6 +245,7 @@ class LocalBackend:
             raise DaskStartError(f"the local Dask cluster did not start: {e}") from e
         cluster._oggmhub_prefix = prefix
         only_under_prefix(cluster.scheduler, prefix)
+        self.registry.record_credentials(name, cluster.scheduler_address, cluster.security)
         if idle_timeout:
             # counted from now, once the workers are up: a scheduler told at creation may
             # close while its workers are still starting, and the cluster then never starts
