@@ -17,7 +17,7 @@ import yaml
 from conftest import CATALOG, REPO
 from local_hub import LocalHub
 from oggmhub.session import dask as oggmhub_dask
-from oggmhub.session import dask_limits
+from oggmhub.session import dask_limits, dask_local
 from oggmhub.catalog import load_catalog
 from oggmhub.session.dask_limits import ClusterRequest, DaskLimitError, DaskLimits, Usage
 from oggmhub.backends.local.environments import default_root
@@ -124,7 +124,10 @@ def test_a_session_cluster_fits_the_allotment_and_holds_its_limits(catalog, tmp_
         monkeypatch.setenv("JUPYTERHUB_SERVICE_PREFIX", "/user/alice/")
         link = dask_limits.dashboard_env("local")["DASK_DISTRIBUTED__DASHBOARD__LINK"]
         with dask.config.set({"distributed.dashboard.link": link}):
-            assert cluster.dashboard_link == f"/user/alice/proxy/{cluster.scheduler.http_server.port}/status"
+            # the dashboard's secret prefix is part of the link (see the privacy test below)
+            prefix = cluster._oggmhub_prefix
+            assert prefix.startswith("/dask-") and len(prefix) == len("/dask-") + 32
+            assert cluster.dashboard_link == f"/user/alice/proxy/{cluster.scheduler.http_server.port}{prefix}/status"
         [entry] = oggmhub_dask.Registry(str(registry)).entries()
         assert entry["usage"]["workers"] == 2 and len(entry["processes"]) == 2
         pids = [p for p, _ in entry["processes"]]
@@ -152,6 +155,62 @@ def test_a_session_cluster_fits_the_allotment_and_holds_its_limits(catalog, tmp_
         time.sleep(0.1)
     assert not any(alive(p) for p in pids)
     assert {p.pid for p in psutil.Process().children(recursive=True)} - before <= _tracker_pids()
+
+
+def test_a_session_cluster_is_private_to_whoever_holds_its_credentials(catalog, tmp_path, monkeypatch):
+    """TLS with the cluster's own key: a client without it, or with credentials of its own,
+    is refused; its dashboard answers only under its secret prefix (Dask's sitemap, which
+    would list it, included). The session's own clients find the key in its registry
+    (0600, the security loader the session's variables name)."""
+    from distributed import Client
+    from distributed.security import Security
+
+    registry = tmp_path / "r"
+    env = session(catalog, "oggm", "medium", registry)
+    cluster, client = oggmhub_dask.cluster(workers=1, environ=env)
+    try:
+        [tls] = [f for f in os.listdir(registry) if f.endswith(".tls")]
+        assert oct(os.stat(registry / tls).st_mode & 0o777) == "0o600"
+        assert oct(os.stat(registry).st_mode & 0o777) == "0o700"
+        monkeypatch.setenv("OGGMHUB_DASK_REGISTRY", str(registry))
+        loader = env["DASK_DISTRIBUTED__CLIENT__SECURITY_LOADER"]
+        with dask.config.set({"distributed.client.security-loader": loader}):
+            with Client(cluster.scheduler_address, timeout=10) as by_address:  # as dask-labextension's snippet
+                assert by_address.submit(sum, [2, 3]).result() == 5
+            # another session's loader has nothing for it (Client would go without credentials)
+            monkeypatch.setenv("OGGMHUB_DASK_REGISTRY", str(tmp_path / "another-session"))
+            assert dask_local.load_security({"address": cluster.scheduler_address}) is None
+        assert cluster.scheduler_address.startswith("tls://127.0.0.1:")
+        assert client.submit(sum, [1, 2]).result() == 3  # the owner's client: the cluster's credentials
+        plain = cluster.scheduler_address.replace("tls://", "tcp://")
+        # (raw comms: a Client whose constructor failed can hang this process when collected)
+        for address, security in ((plain, Security()), (cluster.scheduler_address, Security()),
+                                  (cluster.scheduler_address, Security.temporary())):
+            with pytest.raises(Exception):
+                asyncio.run(_identity(address, security))
+        assert asyncio.run(_identity(cluster.scheduler_address, cluster.security))["type"] == "Scheduler"
+        port = cluster.scheduler.http_server.port
+        base = f"http://127.0.0.1:{port}"
+        for path in ("/", "/status", "/sitemap.json", "/info/main/workers.html", "/health", "/metrics"):
+            assert requests.get(base + path, allow_redirects=False, timeout=10).status_code == 404, path
+        own = requests.get(base + cluster._oggmhub_prefix + "/status", timeout=10)
+        assert own.status_code == 200 and "Dask" in own.text
+        assert cluster._oggmhub_prefix not in requests.get(base + "/sitemap.json", timeout=10).text
+    finally:
+        client.close()
+        cluster.close()
+
+
+async def _identity(address, security):
+    """The scheduler's identity over one raw comm with ``security``'s client credentials."""
+    from distributed.comm import connect
+
+    comm = await connect(address, timeout=5, **security.get_connection_args("client"))
+    try:
+        await comm.write({"op": "identity", "reply": True})
+        return await comm.read()
+    finally:
+        comm.abort()
 
 
 def _tracker_pids():

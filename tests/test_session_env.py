@@ -4,6 +4,7 @@
 
 import ast
 import json
+import os
 
 import pytest
 
@@ -98,7 +99,14 @@ async def test_both_spawners_hand_a_session_the_same_variables(api, choice, loca
     local_env = dict(local.environment)
     kube_env = {k: _unescape(v) for k, v in kube.environment.items()}
     assert local_env == session_environment(choice, mount_root=local.mount_root, scratch_dir=local.scratch_dir,
-                                            dask_registry=local.dask_registry, tutorials_by_hub=True)
+                                            dask_registry=local.dask_registry, tutorials_by_hub=True,
+                                            tmp_dir=local.tmp_dir)
+    # a private TMPDIR per server, and the catalog's /tmp paths (OGGM's extract folder) in it
+    assert local.tmp_dir == os.path.join(local.scratch_dir, "tmp", "default")
+    assert {local_env[v] for v in ("TMPDIR", "TEMP", "TMP")} == {local.tmp_dir}
+    assert choice.environment.env["OGGM_EXTRACT_DIR"] == "/tmp/oggm-extract"
+    assert local_env["OGGM_EXTRACT_DIR"] == os.path.join(local.tmp_dir, "oggm-extract")
+    assert kube_env["OGGM_EXTRACT_DIR"] == "/tmp/oggm-extract" and "TMPDIR" not in kube_env  # a pod's /tmp is its own
     assert session_vars.TUTORIALS not in kube_env  # the image's start script merges them
     assert kube_env == session_environment(choice)
     for name in (session_vars.ENVIRONMENT, session_vars.SIZE, session_vars.CPU_LIMIT, session_vars.MEM_LIMIT,

@@ -184,9 +184,12 @@ def _prepare(local_spawner, prefix, data):
     spawner = local_spawner(system_account_prefix=prefix, data_dir=data, env_dir=os.path.join(data, "envs"))
     account = spawner.prepare_account()
     assert account.name == f"{prefix}ada" and spawner.account == account
-    for path in (spawner.home_dir, spawner.scratch_dir, spawner.mount_root):
+    for path in (spawner.home_dir, spawner.scratch_dir, spawner.tmp_dir):
         st = os.stat(path)
         assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (account.uid, 0o700), path
+    # the mount root: root makes mount points in it, so it is root's (the user may enter, not write)
+    st = os.stat(spawner.mount_root)
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (0, account.gid, 0o750)
     env = spawner.account_env({})
     assert (env["USER"], env["LOGNAME"], env["HOME"]) == (account.name, account.name, spawner.home_dir)
     assert spawner.still_root() is False  # no --allow-root

@@ -33,12 +33,18 @@ def _fake_v2(root, controllers="cpuset cpu io memory pids"):
 def test_cgroup_v2_is_detected_and_a_session_gets_its_limits(tmp_path):
     root = _fake_v2(tmp_path / "cg")
     assert cgroups.detect(root) == ("v2", None)
-    group = cgroups.session_cgroup("abc-alice", 1.5, 4 * 2**30, root=root)
+    group = cgroups.session_cgroup("abc-alice", 1.5, 4 * 2**30, root=root, pids_limit=300)
     path = os.path.join(root, "oggmhub", "abc-alice")
     assert open(os.path.join(path, "memory.max")).read() == str(4 * 2**30)
     assert open(os.path.join(path, "cpu.max")).read() == "150000 100000"
-    assert open(os.path.join(root, "oggmhub", "cgroup.subtree_control")).read() == "+memory +cpu"
+    assert open(os.path.join(path, "pids.max")).read() == "300" and group.pids_max() == 300
+    assert open(os.path.join(root, "oggmhub", "cgroup.subtree_control")).read() == "+memory +cpu +pids"
     assert group.dirs == {"unified": path}
+    # without the pids controller: memory and cpu only, no process limit
+    bare = _fake_v2(tmp_path / "bare", "cpu memory")
+    group = cgroups.session_cgroup("abc-alice", 1, 2**30, root=bare, pids_limit=300)
+    assert open(os.path.join(bare, "oggmhub", "cgroup.subtree_control")).read() == "+memory +cpu"
+    assert group.pids_max() is None
 
 
 def test_no_cgroups_say_why(tmp_path):

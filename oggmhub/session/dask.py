@@ -7,9 +7,11 @@ the session runs::
 The backend follows the session (``OGGMHUB_DASK_BACKEND``, set by the spawner):
 
 * ``local`` (the local hub, or any machine outside a hub): a ``distributed.LocalCluster``
-  of worker processes inside the session's own CPU and memory allotment. Each cluster is
-  recorded in the session's registry (``OGGMHUB_DASK_REGISTRY``), which the local
-  spawner reads to end every Dask process when the server stops;
+  of worker processes inside the session's own CPU and memory allotment
+  (:mod:`oggmhub.session.dask_local`), private to its owner: TLS with the cluster's own
+  credentials, its dashboard under a secret prefix reached through the owner's server.
+  Each cluster is recorded in the session's registry (``OGGMHUB_DASK_REGISTRY``), which
+  counts it for the limits;
 * ``kubernetes``: dask-kubernetes' operator ``KubeCluster`` in the user's namespace,
   rendered from the worker template the spawner put in the session
   (:mod:`oggmhub.session.dask_kubernetes`): workers on the notebook's own image, sized from the
@@ -27,36 +29,26 @@ which dask-labextension shows too; its "new cluster" button calls :func:`new_clu
 
 from __future__ import annotations
 
-import contextlib
 import json
-import math
 import os
 import re
-import tempfile
 import time
 import uuid
 
 import dask
-import psutil
-from distributed import Client, LocalCluster
-from distributed.core import Status
-from distributed.diagnostics.plugin import SchedulerPlugin
+from distributed import Client
 
 from oggmhub.session import dask_limits
 from oggmhub.session import env as session_vars
 from oggmhub.session.dask_limits import ClusterRequest, DaskLimitError, Usage
-from oggmhub.session.quantities import parse_memory
+from oggmhub.session.dask_local import (  # noqa: F401  (the local backend, public here as before)
+    DEFAULT_MAX_WORKERS, DaskStartError, LocalBackend, Registry, SessionLocalCluster, _memory)
 
 __all__ = ["cluster", "new_cluster", "limits", "DaskLimitError", "DaskStartError", "backend_name"]
 
 ENV_BACKEND = session_vars.DASK_BACKEND
 ENV_REGISTRY = session_vars.DASK_REGISTRY
 BACKENDS = ("local", "kubernetes")
-DEFAULT_MAX_WORKERS = 4  # the default cluster: as many workers as fit, at most this many
-
-
-class DaskStartError(RuntimeError):
-    """A cluster that could not be started; the message says why. Nothing was left behind."""
 
 
 def proxy_host_allowed(handler, host):
@@ -144,219 +136,6 @@ def _idle_timeout(asked, limits):
             f"an idle timeout of {'never' if asked == 0 else f'{asked} s'} is over your limit of {limit} s "
             f"(idle_timeout, set by {limits.sources['idle_timeout']}); nothing was started.")
     return asked
-
-
-def _memory(value):
-    return None if value is None else parse_memory(value)
-
-
-# --- local ------------------------------------------------------------------------------
-
-
-class Registry:
-    """The session's running local clusters: one JSON file each in a folder.
-
-    The local spawner reads it when the server stops and ends the recorded processes.
-    An entry whose owner process has gone no longer counts.
-    """
-
-    def __init__(self, path):
-        self.path = path
-
-    @classmethod
-    def for_session(cls, environ):
-        path = environ.get(ENV_REGISTRY) or os.path.join(tempfile.gettempdir(), f"oggmhub-dask-{os.getuid()}")
-        return cls(path)
-
-    def _file(self, name):
-        return os.path.join(self.path, f"{name}.json")
-
-    def record(self, name, usage, pids):
-        """Record cluster ``name`` (its ``Usage`` and worker ``pids``) for this process."""
-        os.makedirs(self.path, mode=0o700, exist_ok=True)
-        entry = {"name": name, "owner": _process_id(os.getpid()), "processes": [_process_id(p) for p in pids],
-                 "usage": {f: getattr(usage, f) for f in ("clusters", "workers", "cores", "memory", "gpus")}}
-        tmp = self._file(name) + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(entry, f)
-        os.replace(tmp, self._file(name))
-
-    def remove(self, name):
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(self._file(name))
-
-    def entries(self):
-        """Live entries (dead ones are removed)."""
-        out = []
-        try:
-            names = sorted(n for n in os.listdir(self.path) if n.endswith(".json"))
-        except FileNotFoundError:
-            return out
-        for file_name in names:
-            try:
-                with open(os.path.join(self.path, file_name)) as f:
-                    entry = json.load(f)
-            except (OSError, ValueError):
-                continue
-            if _alive(entry.get("owner")):
-                out.append(entry)
-            else:
-                self.remove(file_name[:-5])
-        return out
-
-    def usage(self, exclude=None):
-        total = Usage()
-        for entry in self.entries():
-            if entry["name"] != exclude:
-                total = total + Usage(**entry["usage"])
-        return total
-
-
-def _process_id(pid):
-    try:
-        return [pid, psutil.Process(pid).create_time()]
-    except psutil.Error:
-        return [pid, None]
-
-
-def _alive(process_id):
-    """Whether ``[pid, create_time]`` is still that process (not a reused pid)."""
-    if not process_id:
-        return False
-    pid, created = process_id
-    try:
-        return created is None or psutil.Process(pid).create_time() == created
-    except psutil.Error:
-        return False
-
-
-class LocalBackend:
-    """``distributed.LocalCluster`` processes inside the session's allotment."""
-
-    name = "local"
-
-    def __init__(self, environ):
-        self.environ = environ
-        self.registry = Registry.for_session(environ)
-
-    def limits(self):
-        env = self.environ
-        if dask_limits.ENV_LIMITS in env:
-            limits = dask_limits.from_env(env)
-        else:  # outside a hub session: this machine is the allotment
-            cores = os.cpu_count() or 1
-            limits = dask_limits.DaskLimits(clusters=10, workers=cores, cores=float(cores),
-                                            memory=psutil.virtual_memory().total, idle_timeout=0,
-                                            sources={f: "this machine (outside a hub session)" for f in dask_limits.FIELDS})
-        cpu = env.get(session_vars.CPU_LIMIT)
-        mem = env.get(session_vars.MEM_LIMIT)
-        limits = dask_limits.within_allotment(limits, float(cpu) if cpu else None, int(mem) if mem else None,
-                                              env.get(session_vars.SIZE))
-        return limits.cap("gpus", 0, "the local backend, which runs no GPU workers")
-
-    def usage(self):
-        return self.registry.usage()
-
-    def request(self, workers, worker_cores, worker_memory, gpu_workers, limits, usage):
-        cores = 1 if worker_cores is None else worker_cores
-        if cores != int(cores) or cores < 1:
-            raise DaskLimitError("cores", f"local workers have whole cores (threads), not {cores}")
-        cores = int(cores)
-        memory = _memory(worker_memory)
-        if workers is None:
-            fit = dask_limits.max_workers(limits, usage, cores, memory or 1)
-            workers = max(1, min(DEFAULT_MAX_WORKERS, fit))
-        if memory is None:  # an even share of what is left
-            free = limits.memory - usage.memory
-            memory = max(1, free // max(1, workers))
-        return ClusterRequest(workers=int(workers), worker_cores=cores, worker_memory=memory,
-                              gpu_workers=int(gpu_workers or 0), gpus_per_worker=1)
-
-    def start(self, request, limits, idle_timeout, timeout):
-        name = f"oggmhub-{uuid.uuid4().hex[:8]}"
-        try:
-            cluster = SessionLocalCluster(
-                n_workers=request.workers, threads_per_worker=int(request.worker_cores),
-                memory_limit=request.worker_memory, processes=True, host="127.0.0.1",
-                dashboard_address="127.0.0.1:0", name=name,
-            )
-        except Exception as e:
-            raise DaskStartError(f"the local Dask cluster did not start: {e}") from e
-        if idle_timeout:
-            # counted from now, once the workers are up: a scheduler told at creation may
-            # close while its workers are still starting, and the cluster then never starts
-            cluster.scheduler.idle_timeout = float(idle_timeout)
-            cluster.scheduler.idle_since = time.time()
-        cluster._oggmhub_track(self.registry, limits, request)
-        return cluster
-
-
-class _Forget(SchedulerPlugin):
-    """Drops a cluster's registry entry when its scheduler closes (e.g. when idle)."""
-
-    name = "oggmhub-registry"
-
-    def __init__(self, registry, cluster_name):
-        self.registry, self.cluster_name = registry, cluster_name
-
-    async def close(self):
-        self.registry.remove(self.cluster_name)
-
-
-class SessionLocalCluster(LocalCluster):
-    """A LocalCluster recorded in the session's registry and held to its limits."""
-
-    _oggmhub = None
-
-    def _oggmhub_track(self, registry, limits, request):
-        self._oggmhub = (registry, limits, request)
-        self.scheduler.add_plugin(_Forget(registry, self.name))
-        self._oggmhub_record(request.workers)
-
-    def _oggmhub_record(self, workers):
-        registry, _, request = self._oggmhub
-        pids = [w.process.pid for w in self.workers.values() if getattr(w, "process", None) and w.process.pid]
-        usage = ClusterRequest(workers, request.worker_cores, request.worker_memory).usage
-        registry.record(self.name, usage, pids)
-
-    def _oggmhub_check(self, n):
-        if self._oggmhub is None or not n:
-            return
-        registry, limits, request = self._oggmhub
-        asked = ClusterRequest(n, request.worker_cores, request.worker_memory)
-        dask_limits.check(asked, limits, registry.usage(exclude=self.name))
-
-    def scale(self, n=0, memory=None, cores=None):
-        per = self._oggmhub[2] if self._oggmhub else None
-        if per is not None and (memory is not None or cores is not None):
-            n = max(n, math.ceil(parse_memory(memory) / per.worker_memory) if memory else 0,
-                    math.ceil(cores / per.worker_cores) if cores else 0)
-            memory = cores = None
-        self._oggmhub_check(n)
-        result = super().scale(n, memory=memory, cores=cores)
-        if self._oggmhub is not None:
-            self._oggmhub_record(n)
-        return result
-
-    def adapt(self, *args, maximum=math.inf, **kwargs):
-        if self._oggmhub is not None:
-            registry, limits, request = self._oggmhub
-            if maximum == math.inf:
-                maximum = dask_limits.max_workers(limits, registry.usage(exclude=self.name),
-                                                  request.worker_cores, request.worker_memory)
-            else:
-                self._oggmhub_check(int(maximum))
-            self._oggmhub_record(int(maximum))  # adaptive may grow to it: count it
-        return super().adapt(*args, maximum=maximum, **kwargs)
-
-    async def _close(self):
-        if self.scheduler is not None and self.scheduler.status in (Status.closing, Status.closed):
-            self.shutdown_scheduler = False  # it closed itself (idle): nobody left to tell
-        try:
-            return await super()._close()
-        finally:
-            if self._oggmhub is not None:
-                self._oggmhub[0].remove(self.name)
 
 
 # --- Kubernetes ---------------------------------------------------------------------------

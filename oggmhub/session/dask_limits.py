@@ -166,22 +166,30 @@ def session_env(environment, size, backend="local"):
     return {ENV_LIMITS: limits_for(environment, size).to_json(), **dashboard_env(backend)}
 
 
+SECURITY_LOADER = "oggmhub.session.dask_local.load_security"
+
+
 def dashboard_env(backend="local"):
     """Session variables pointing Dask's dashboard link (and dask-labextension) through
-    the user's server, and labextension's "new cluster" button at :func:`new_cluster`.
+    the user's server, and labextension's "new cluster" button at :func:`new_cluster`;
+    locally also the security loader that gives the session's own clients the TLS
+    credentials of the clusters it started (:func:`oggmhub.session.dask_local.load_security`).
 
     Locally the scheduler is on the server's machine (``proxy/PORT``); on Kubernetes it is
     the cluster's scheduler service (``proxy/HOST:PORT``: allow those hosts with
     ``c.ServerProxy.host_allowlist = oggmhub.session.dask.proxy_host_allowed``).
     """
     target = "{port}" if backend == "local" else "{host}:{port}"
-    return {
+    env = {
         "DASK_DISTRIBUTED__DASHBOARD__LINK": "{JUPYTERHUB_SERVICE_PREFIX}proxy/" + target + "/status",
         "DASK_LABEXTENSION__FACTORY__MODULE": "oggmhub.session.dask",
         "DASK_LABEXTENSION__FACTORY__CLASS": "new_cluster",
         "DASK_LABEXTENSION__FACTORY__ARGS": "[]",
         "DASK_LABEXTENSION__FACTORY__KWARGS": "{}",
     }
+    if backend == "local":  # local clusters are TLS-only: the session's clients find their credentials
+        env["DASK_DISTRIBUTED__CLIENT__SECURITY_LOADER"] = SECURITY_LOADER
+    return env
 
 
 

@@ -221,18 +221,28 @@ def write_unavailable_notices(datasets, reasons, root="/"):
 
 
 def write_unavailable(scratch, reasons):
-    """Record ``{name: why}`` for :func:`unavailable` (the spawner's side); none: remove it."""
-    path = os.path.join(scratch, UNAVAILABLE_FILE)
+    """Record ``{name: why}`` for :func:`unavailable` (the spawner's side, as root); none:
+    remove it. ``scratch`` is the user's: a link they put at the notice's name (or at any
+    temporary name) is replaced or removed, never written through
+    (:mod:`oggmhub.backends.local.safe_files`); the notice is the folder owner's."""
+    from oggmhub.backends.local import safe_files
+
     if not reasons:
         try:
-            os.remove(path)
+            fd = safe_files.open_dir(scratch)
         except FileNotFoundError:
+            return
+        try:
+            os.unlink(UNAVAILABLE_FILE, dir_fd=fd)
+        except (FileNotFoundError, IsADirectoryError, PermissionError):
             pass
+        finally:
+            os.close(fd)
         return
     os.makedirs(scratch, exist_ok=True)
-    with builtins_open(path + ".tmp", "w", encoding="utf-8") as f:
-        json.dump(reasons, f, indent=1)
-    os.replace(path + ".tmp", path)
+    owner = os.lstat(scratch)
+    safe_files.write_atomic(scratch, UNAVAILABLE_FILE, json.dumps(reasons, indent=1), mode=0o644,
+                            owner=(owner.st_uid, owner.st_gid) if os.geteuid() == 0 else None)
 
 
 def dataset_path(name, environ=None):

@@ -8,7 +8,13 @@ spawner's ``preexec_fn``), so kernels, terminals and Dask workers it starts are 
 
 - memory: the size's ``memory.limit`` (no swap beyond it): a kernel that allocates past
   it is killed by the kernel's OOM killer, inside the cgroup only;
-- CPU: the size's ``cpu.limit`` as a CFS quota (``limit * period`` per period).
+- CPU: the size's ``cpu.limit`` as a CFS quota (``limit * period`` per period);
+- processes: ``pids.max`` (the spawner's ``pids_limit``), where the machine has the ``pids``
+  controller (v1: its own hierarchy; v2: enabled beside memory and cpu): a fork loop stops
+  at it, with ``BlockingIOError``, instead of taking every pid of the machine.
+
+:meth:`SessionCgroup.kill` ends everything in the cgroup, double-forked escapes included
+(v2: ``cgroup.kill``; v1: SIGKILL to every member, again until none is left).
 
 :func:`detect` says which kind this machine has, or why there is none (then sizes are
 not enforced and the hub says so at start-up). Needs root (or a delegated subtree).
@@ -17,11 +23,13 @@ not enforced and the hub says so at start-up). Needs root (or a delegated subtre
 from __future__ import annotations
 
 import os
+import signal
 import time
 
 ROOT = "/sys/fs/cgroup"  # $OGGMHUB_CGROUP_ROOT overrides it (another mount point; a test's "no cgroups")
 PREFIX = "oggmhub"
 PERIOD_US = 100_000
+V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "pids")  # pids where mounted
 
 
 class CgroupError(RuntimeError):
@@ -85,19 +93,25 @@ class SessionCgroup:
         if kind == "v2":
             self.dirs = {"unified": os.path.join(root, PREFIX, name)}
         else:
-            self.dirs = {c: os.path.join(root, c, PREFIX, name) for c in ("memory", "cpu", "cpuacct")}
+            have = [c for c in V1_CONTROLLERS if c != "pids" or os.path.isdir(os.path.join(root, c))]
+            self.dirs = {c: os.path.join(root, c, PREFIX, name) for c in have}
 
-    def create(self, cpu_limit, mem_limit):
-        """Make the cgroup with the limits (``cpu_limit`` CPUs, ``mem_limit`` bytes; 0 or
-        None: none). Raises :class:`CgroupError` naming what failed."""
+    def create(self, cpu_limit, mem_limit, pids_limit=None):
+        """Make the cgroup with the limits (``cpu_limit`` CPUs, ``mem_limit`` bytes,
+        ``pids_limit`` processes and threads; 0 or None: none). Raises
+        :class:`CgroupError` naming what failed."""
         try:
             if self.kind == "v2":
                 parent = os.path.join(self.root, PREFIX)
                 os.makedirs(parent, exist_ok=True)
-                _write(os.path.join(self.root, "cgroup.subtree_control"), "+memory +cpu")
-                _write(os.path.join(parent, "cgroup.subtree_control"), "+memory +cpu")
+                has_pids = "pids" in _read(os.path.join(self.root, "cgroup.controllers")).split()
+                wanted = "+memory +cpu" + (" +pids" if has_pids else "")
+                _write(os.path.join(self.root, "cgroup.subtree_control"), wanted)
+                _write(os.path.join(parent, "cgroup.subtree_control"), wanted)
                 path = self.dirs["unified"]
                 os.makedirs(path, exist_ok=True)
+                if pids_limit and has_pids:
+                    _write(os.path.join(path, "pids.max"), int(pids_limit))
                 if mem_limit:
                     _write(os.path.join(path, "memory.max"), int(mem_limit))
                     if os.path.exists(os.path.join(path, "memory.swap.max")):
@@ -116,6 +130,8 @@ class SessionCgroup:
                 if cpu_limit:
                     _write(os.path.join(cpu, "cpu.cfs_period_us"), PERIOD_US)
                     _write(os.path.join(cpu, "cpu.cfs_quota_us"), int(cpu_limit * PERIOD_US))
+                if pids_limit and "pids" in self.dirs:
+                    _write(os.path.join(self.dirs["pids"], "pids.max"), int(pids_limit))
         except OSError as e:
             self.remove()
             raise CgroupError(f"could not set up the cgroup {PREFIX}/{self.name} ({self.kind}): {e}") from e
@@ -135,6 +151,37 @@ class SessionCgroup:
             except OSError:
                 pass
         return sorted(found)
+
+    def pids_max(self):
+        """The cgroup's ``pids.max`` (an int), or None where there is none (or it is 'max')."""
+        path = self.dirs.get("pids") or self.dirs.get("unified")
+        try:
+            value = _read(os.path.join(path, "pids.max")).strip()
+        except (OSError, TypeError):
+            return None
+        return int(value) if value.isdigit() else None
+
+    def kill(self, timeout=10):
+        """SIGKILL every process in the cgroup until none is left (what forks meanwhile is
+        in the cgroup too, and goes in the next round). The pids still there after
+        ``timeout`` s (none, normally)."""
+        kill_file = os.path.join(self.dirs.get("unified", ""), "cgroup.kill")
+        if self.kind == "v2" and os.path.exists(kill_file):
+            try:
+                _write(kill_file, 1)
+            except OSError:
+                pass
+        deadline = time.monotonic() + timeout
+        while True:
+            left = [p for p in self.pids() if p != os.getpid()]
+            if not left or time.monotonic() > deadline:
+                return left
+            for pid in left:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.05)
 
     def cpu_seconds(self):
         """CPU time used by the session so far (from the cgroup's accounting)."""
@@ -175,10 +222,10 @@ def session_name(data_dir, user_slug, server_slug=""):
     return f"{hub}-{user_slug}" + (f"--{server_slug}" if server_slug else "")
 
 
-def session_cgroup(name, cpu_limit, mem_limit, root=None):
+def session_cgroup(name, cpu_limit, mem_limit, root=None, pids_limit=None):
     """A created :class:`SessionCgroup` for ``name``, or None where cgroups are not available."""
     root = root or default_root()
     kind, _ = detect(root)
     if kind is None:
         return None
-    return SessionCgroup(kind, name, root).create(cpu_limit, mem_limit)
+    return SessionCgroup(kind, name, root).create(cpu_limit, mem_limit, pids_limit)

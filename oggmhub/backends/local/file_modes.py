@@ -2,7 +2,9 @@
 
 - the data directory, and its ``homes/``, ``mounts/`` and ``scratch/``: ``0711``, owned by
   root: each account can reach its own folder by name, none can list who else has one;
-- a user's home, scratch folder and mount root: owned by the user's account, ``0700``;
+- a user's home and scratch folder: owned by the user's account, ``0700``;
+- a user's mount root: root's, the account's group, ``0750`` (root makes mount points in
+  it: the user may enter it, not plant links in it);
 - environments (``envs/`` or wherever ``env_dir`` is): root-owned, ``0755`` folders and
   world-readable files, so every account runs them and none changes them;
 - everything else the hub keeps there (its database, cookie secret, logs, exports):
@@ -123,15 +125,47 @@ def give(path, account):
     """Hand ``path`` and everything under it to ``account``; symbolic links are changed,
     never followed. What is inside goes first, ``path`` itself last: until then the
     account cannot change anything in it. For what the hub itself just wrote into a
-    user's folder (or a task's working folder)."""
-    if os.path.isdir(path) and not os.path.islink(path):
-        for root, dirs, files in os.walk(path, topdown=False):
+    user's folder (or a task's working folder).
+
+    The walk is descriptor-relative (``os.fwalk``, ``dir_fd``): a folder swapped for a
+    link while it runs is not followed, so nothing outside ``path`` changes owner."""
+    st = os.lstat(path)
+    if stat.S_ISDIR(st.st_mode):
+        for _, dirs, files, dir_fd in os.fwalk(path, topdown=False):
             for name in dirs + files:
                 try:
-                    os.chown(os.path.join(root, name), account.uid, account.gid, follow_symlinks=False)
+                    os.chown(name, account.uid, account.gid, dir_fd=dir_fd, follow_symlinks=False)
                 except FileNotFoundError:
                     continue
     os.chown(path, account.uid, account.gid, follow_symlinks=False)
+
+
+def hub_owned_dir(path, account):
+    """Make ``path`` (if missing) root's with ``account``'s group, mode 0750: the account
+    can enter and list it, not write in it (the mount root: root makes mount points in
+    it, so no link of the user's may be there). One an earlier hub gave to the user is
+    taken back, and the links they left in it are removed (the mounts in it are left)."""
+    os.makedirs(path, mode=0o750, exist_ok=True)
+    st = os.lstat(path)
+    if stat.S_ISLNK(st.st_mode):
+        raise OSError(f"{path} is a symbolic link; the hub's folder for a user must be a folder")
+    if st.st_uid != os.geteuid():
+        os.chown(path, os.geteuid(), account.gid, follow_symlinks=False)
+        os.chmod(path, 0o750)
+        _remove_links(path, st.st_dev)
+    os.chown(path, os.geteuid(), account.gid, follow_symlinks=False)
+    os.chmod(path, 0o750)
+
+
+def _remove_links(path, device):
+    """Remove the symbolic links under ``path`` on ``device`` (not inside mounts)."""
+    for _, dirs, files, dir_fd in os.fwalk(path):
+        for name in list(dirs):
+            if os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_dev != device:
+                dirs.remove(name)  # a mount: not ours to walk
+        for name in files + dirs:
+            if stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode):
+                os.unlink(name, dir_fd=dir_fd)
 
 
 def inside(path, folder):

@@ -3,8 +3,8 @@
 Three ways, decided per hub (:func:`run_mode`):
 
 - ``"accounts"`` (the default when the hub runs as root): each hub user's server runs as
-  their own system account (:mod:`.system_users`), their home, scratch folder and mounts
-  theirs alone (mode 0700), the hub's database and cookie secret root's alone
+  their own system account (:mod:`.system_users`), their home, scratch folder, private
+  ``TMPDIR`` and mounts theirs alone (mode 0700), the hub's database and cookie secret root's alone
   (:mod:`.file_modes`). The server joins its root-owned cgroup while still root, then
   drops its groups, group and user, in that order, so it cannot lift its own limits.
 - ``"shared"`` (``c.LocalEnvSpawner.shared_account = True``, ``--shared-account``): every
@@ -22,7 +22,7 @@ import os
 from traitlets import Bool, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
-from oggmhub.backends.local import file_modes, system_users
+from oggmhub.backends.local import file_modes, system_users, user_files
 from oggmhub.errors import SpawnFailed
 
 SHARED_NOTE = ("Every user's server runs as the same system account on this machine: "
@@ -121,6 +121,7 @@ class SystemAccounts(LoggingConfigurable):
         if mode != "accounts":
             for path in (self.home_dir, self.scratch_dir):
                 os.makedirs(path, mode=0o700, exist_ok=True)
+            self._make_tmp(None)
             return None
         # the folders above the data directory and the environments' must let accounts through
         # (those two themselves are set here and by the build); the build contexts need not be
@@ -139,23 +140,31 @@ class SystemAccounts(LoggingConfigurable):
         except system_users.SystemAccountError as e:
             raise SpawnFailed(str(e)) from e
         try:
-            for path in (self.home_dir, self.scratch_dir, self.mount_root):
+            for path in (self.home_dir, self.scratch_dir):
                 file_modes.private_dir(path, account)
         except file_modes.FolderTaken as e:
             self.log.warning("Start of %s refused: %s", self.user.name, e)
             raise SpawnFailed(str(e)) from e
+        file_modes.hub_owned_dir(self.mount_root, account)
+        self._make_tmp((account.uid, account.gid))
         self.account, self._account_groups = account, account.groups()
         return account
+
+    @property
+    def tmp_dir(self):
+        """This server's ``TMPDIR``: ``<scratch>/tmp/<server name or default>``."""
+        return os.path.join(self.scratch_dir, user_files.TMP_FOLDER, self.name or "default")
+
+    def _make_tmp(self, owner):
+        try:
+            user_files.private_tmp(self.scratch_dir, os.path.basename(self.tmp_dir), owner)
+        except user_files.UserFilesError as e:
+            raise SpawnFailed(str(e)) from e
 
     def hand_over(self, path):
         """Give what the hub (root) just wrote into the user's folders to their account."""
         if self.account is not None and os.path.lexists(path):
             file_modes.give(path, self.account)
-
-    def writable_by_hub(self, path):
-        """Whether the hub may write ``path`` for the user: always, unless a user's link
-        would send the hub (root) out of the user's home."""
-        return self.account is None or file_modes.inside(path, self.home_dir)
 
     def drop_to_account(self):
         """In the child, after joining the cgroup: become the user's account (if any)."""

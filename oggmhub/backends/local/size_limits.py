@@ -1,4 +1,5 @@
-"""The size's CPU and memory limits of a local server: its cgroup (:mod:`.cgroups`).
+"""The size's CPU and memory limits of a local server, and its process limit
+(``pids_limit``): its cgroup (:mod:`.cgroups`).
 
 A mixin of :class:`~.spawner.LocalEnvSpawner`: each start gets a cgroup of its own, which
 the server process joins in its ``preexec_fn`` while still root (before it becomes the
@@ -13,14 +14,37 @@ import os
 import tempfile
 
 from kubespawner.slugs import safe_slug
+from traitlets import Int, TraitError, validate
+from traitlets.config import LoggingConfigurable
 
 from oggmhub.backends.local import cgroups
 from oggmhub.errors import SpawnFailed
 from oggmhub.session import env as session_vars
 
 
-class SizeLimits:
+MIN_PIDS = 64  # a Jupyter server, a kernel and a small Dask cluster need about this many threads
+
+
+class SizeLimits(LoggingConfigurable):
     """Where this start's cgroup is made and removed."""
+
+    pids_limit = Int(
+        512, config=True,
+        help=f"""The most processes and threads one server may have at once (its cgroup's
+        pids.max, where the machine has the pids controller): a fork loop in a notebook
+        stops there (BlockingIOError) instead of taking every pid of the machine. The
+        server, its kernels, terminals and Dask workers all count, each thread too. At
+        least {MIN_PIDS}; default 512.""",
+    )
+
+    @validate("pids_limit")
+    def _check_pids_limit(self, proposal):
+        value = proposal["value"]
+        if value < MIN_PIDS:
+            raise TraitError(f"pids_limit {value} is too small: a server needs at least {MIN_PIDS} "
+                             f"processes and threads (its Jupyter server, kernels, Dask workers); "
+                             f"use an integer >= {MIN_PIDS} (default 512)")
+        return value
 
     _cgroup = None
 
@@ -30,7 +54,7 @@ class SizeLimits:
         server = safe_slug(self.name) if self.name else ""
         name = cgroups.session_name(self.data_dir, safe_slug(self.user.name), server)
         try:
-            self._cgroup = cgroups.session_cgroup(name, self.cpu_limit, self.mem_limit)
+            self._cgroup = cgroups.session_cgroup(name, self.cpu_limit, self.mem_limit, pids_limit=self.pids_limit)
         except cgroups.CgroupError as e:
             raise SpawnFailed(f"the size's CPU and memory limits could not be applied: {e}") from e
         enforced = f"cgroup {self._cgroup.kind}" if self._cgroup else "no"

@@ -20,12 +20,8 @@ import functools
 import os
 import shlex
 import secrets
-import shutil
-import signal
 
-import psutil
 from jupyterhub.spawner import LocalProcessSpawner
-from kubespawner.slugs import safe_slug
 from traitlets import Unicode, default
 
 from oggmhub.session import datasets as datasets_api
@@ -38,12 +34,15 @@ from oggmhub.backends.local import cgroups, file_modes
 from oggmhub.backends.local import mounts as dataset_mounts
 from oggmhub.backends.local.dataset_links import link_datasets
 from oggmhub.errors import SpawnFailed
-from oggmhub.backends.local.processes import end_processes as _end_processes, session_processes  # noqa: F401
+from oggmhub.backends.local.lifecycle import ServerLifecycle, settle as _settle
+from oggmhub.backends.local.processes import session_processes  # noqa: F401
+from oggmhub.backends.local import user_files
 from oggmhub.backends.local.environments import LocalEnvError, build_local_env
 from oggmhub.backends.local import machine as machine_fit
 from oggmhub.backends.local.run_as import SystemAccounts
 from oggmhub.backends.local.size_limits import SizeLimits
 from oggmhub.picker import CatalogPickerMixin
+from oggmhub.user_folders import folder_name, home_path
 
 # Every process of one server session carries this variable, with a value of its own:
 # what double-forks out of the server's process tree (a desktop's message bus and its
@@ -64,7 +63,8 @@ def data_dir_default():
     return os.path.abspath(os.environ.get("OGGMHUB_DATA_DIR") or "data")
 
 
-class LocalEnvSpawner(CatalogPickerMixin, SessionBackend, SystemAccounts, SizeLimits, LocalProcessSpawner):
+class LocalEnvSpawner(CatalogPickerMixin, SessionBackend, SystemAccounts, SizeLimits, ServerLifecycle,
+                      LocalProcessSpawner):
     """Run the chosen environment as a local process with a persistent home."""
 
     backend_name = "local"
@@ -121,17 +121,17 @@ class LocalEnvSpawner(CatalogPickerMixin, SessionBackend, SystemAccounts, SizeLi
     @property
     def home_dir(self):
         """<data_dir>/homes/<safe username>: usernames that escape alike never share one."""
-        return os.path.join(self.data_dir, "homes", safe_slug(self.user.name))
+        return home_path(os.path.join(self.data_dir, "homes"), self.user.name)
 
     @property
     def mount_root(self):
         """Where this user's session mounts its datasets (each at its catalog mount path)."""
-        return os.path.join(self.data_dir, "mounts", safe_slug(self.user.name))
+        return os.path.join(self.data_dir, "mounts", folder_name(self.user.name))
 
     @property
     def scratch_dir(self):
         """Disposable per-user space (dataset caches), outside the persistent home."""
-        return os.path.join(self.data_dir, "scratch", safe_slug(self.user.name))
+        return os.path.join(self.data_dir, "scratch", folder_name(self.user.name))
 
     @default("notebook_dir")
     def _default_notebook_dir(self):
@@ -157,7 +157,7 @@ class LocalEnvSpawner(CatalogPickerMixin, SessionBackend, SystemAccounts, SizeLi
         """Datasets under this user's mount root, with their scratch space and Dask registry."""
         return session_environment(choice, mount_root=self.mount_root, scratch_dir=self.scratch_dir,
                                    dask_backend="local", dask_registry=self.dask_registry,
-                                   tutorials_by_hub=True)  # _merge_tutorials does it
+                                   tmp_dir=self.tmp_dir, tutorials_by_hub=True)  # _merge_tutorials does it
 
     def apply_choice(self, choice):
         """The session's variables and the size's CPU and memory limits, over the configured base."""
@@ -260,12 +260,12 @@ class LocalEnvSpawner(CatalogPickerMixin, SessionBackend, SystemAccounts, SizeLi
         if not self.tutorials_dir or not session_tutorials.tutorial_files(self.tutorials_dir, env):
             return
         dest = os.path.join(self.home_dir, "tutorials", env)
-        if not self.writable_by_hub(dest):
-            self._report(f"Tutorials not merged: ~/tutorials/{env} leads out of the home")
+        try:  # as the user's account where there is one: root never writes through their links
+            summary = user_files.merge_tutorials(self.tutorials_dir, dest, env, self.account, self._venv)
+        except user_files.UserFilesError as e:
+            self._report(f"Tutorials not merged into ~/tutorials/{env}: {e}")
             return
-        report = session_tutorials.merge(self.tutorials_dir, dest, env)
-        self.hand_over(os.path.dirname(dest))  # written by the hub: the user's now
-        self._report(f"Tutorials in ~/tutorials/{env}: {report.summary()}")
+        self._report(f"Tutorials in ~/tutorials/{env}: {summary}")
         if ours and not self.cohort_materials:
             self.default_url = self._tutorials_url = f"/lab/tree/tutorials/{env}"
 
@@ -300,12 +300,11 @@ class LocalEnvSpawner(CatalogPickerMixin, SessionBackend, SystemAccounts, SizeLi
         self._link_datasets({m.dataset: m.mountpoint for m in self._mounts})
 
     def _link_datasets(self, targets):
-        folder = os.path.join(self.home_dir, "datasets")
-        if not self.writable_by_hub(folder):  # a user's link elsewhere: the hub writes nothing there
-            self._report("Datasets are not linked into ~/datasets: it leads out of the home")
-            return
-        link_datasets(self.home_dir, targets)
-        self.hand_over(folder)
+        owner = (self.account.uid, self.account.gid) if self.account is not None else None
+        try:  # descriptor-relative, never following a link of the user's (dataset_links)
+            link_datasets(self.home_dir, targets, owner=owner)
+        except OSError as e:
+            self._report(f"Datasets are not linked into ~/datasets: {e}")
 
     def _unmount_datasets(self):
         mounts, self._mounts = self._mounts, ()
@@ -371,124 +370,6 @@ class LocalEnvSpawner(CatalogPickerMixin, SessionBackend, SystemAccounts, SizeLi
     def user_env(self, env):
         return self.account_env(env)
 
-    # --- restart safety ----------------------------------------------------------------
-
-    _started_at = None
-    _session = None  # this start's SESSION_MARKER value
-
-    def _record_process(self):
-        try:
-            self._started_at = psutil.Process(self.pid).create_time()
-        except psutil.Error:
-            self._started_at = None
-
-    def get_state(self):
-        state = super().get_state()
-        if self.pid and self._started_at:
-            state["started_at"] = self._started_at
-        if self.pid and self._session:
-            state["session"] = self._session
-        if self.pid and self._cgroup is not None:
-            state["cgroup"] = [self._cgroup.kind, self._cgroup.name]
-        return state
-
-    def load_state(self, state):
-        super().load_state(state)
-        self._started_at = state.get("started_at")
-        self._session = state.get("session")
-        if state.get("cgroup"):
-            self._cgroup = cgroups.SessionCgroup(*state["cgroup"])
-
-    def clear_state(self):
-        super().clear_state()
-        self._started_at = None
-        self._session = None
-
-    async def poll(self):
-        """Like LocalProcessSpawner.poll, but a reused pid is not taken for our server."""
-        if self.proc is None and self.pid and self._started_at:
-            try:
-                same = psutil.Process(self.pid).create_time() == self._started_at
-            except psutil.Error:
-                same = False
-            if not same:
-                self.log.info("%s's server (pid %s) is gone", self._log_name, self.pid)
-                self.clear_state()
-                return 0
-        return await super().poll()
-
-    async def _signal(self, sig):
-        """Signal the server's whole process group (kernels and terminals start their own
-        sessions: :meth:`stop` ends those, and their Dask workers, by process tree).
-
-        Signal 0 (a liveness check) asks about the server process itself.
-        """
-        try:
-            if sig == 0:
-                os.kill(self.pid, 0)
-            else:
-                os.killpg(self.pid, sig)
-        except ProcessLookupError:
-            return False
-        return True
-
-    @property
-    def dask_registry(self):
-        """Where this server's Dask clusters are recorded (:class:`oggmhub.session.dask.Registry`)."""
-        return os.path.join(self.scratch_dir, "dask", self.name or "default")
-
-    def _session_processes(self):
-        """The server's process tree (kernels start sessions of their own, with their Dask
-        workers), the processes that left it but carry its SESSION_MARKER (a desktop's
-        daemons), and the processes its Dask clusters recorded."""
-        from oggmhub.session.dask import Registry
-
-        procs = []
-        if self.pid:
-            try:
-                procs = psutil.Process(self.pid).children(recursive=True)
-            except psutil.Error:
-                pass
-        if self._session:
-            procs.extend(session_processes(self._session, exclude={p.pid for p in procs}))
-        for entry in Registry(self.dask_registry).entries():
-            for pid, created in entry.get("processes", []):
-                try:
-                    proc = psutil.Process(pid)
-                    if created is None or proc.create_time() == created:
-                        procs.append(proc)
-                except psutil.Error:
-                    continue
-        return procs
-
-    async def stop(self, now=False):
-        pgid = self.pid
-        leftovers = self._session_processes()  # found while the server still holds them
-        await super().stop(now=now)
-        if pgid:
-            try:  # whatever the server left behind in its session goes too
-                os.killpg(pgid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        await asyncio.get_running_loop().run_in_executor(None, _end_processes, leftovers)
-        shutil.rmtree(self.dask_registry, ignore_errors=True)
-        if self._mounting is not None:  # a stop during a start: let its mount finish, then undo it
-            await _settle(self._mounting)
-        self._unmount_datasets()
-        await asyncio.get_running_loop().run_in_executor(None, self._remove_cgroup)
-
     def __repr__(self):
         return f"<LocalEnvSpawner {self._log_name} cmd={shlex.join(self.cmd or [])}>"
 
-
-async def _settle(future):
-    """Wait until ``future`` (a mount thread's, which ends on its own in seconds) is done,
-    even if this task is cancelled meanwhile: what is cleaning up must see the thread's
-    work through. Its result or error is left to whoever awaits it."""
-    while not future.done():
-        try:
-            await asyncio.wait([future])
-        except asyncio.CancelledError:
-            continue
-    if not future.cancelled():
-        future.exception()  # retrieved: no 'exception was never retrieved' warning
