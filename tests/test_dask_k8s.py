@@ -225,7 +225,7 @@ async def test_dask_workers_mount_with_the_configured_dataset_options(api, kubel
     """c.DatasetMounts.* reaches the mount sidecar of every Dask pod too ($OGGMHUB_MOUNT_OPTIONS)."""
     from traitlets.config import Config
 
-    from oggmhub.backends.local.mount_options import from_env
+    from oggmhub.mounts.options import from_env
 
     c = Config()
     c.DatasetMounts.block_size = 4 * 2**20

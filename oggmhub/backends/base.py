@@ -24,7 +24,7 @@ Kubernetes one :class:`oggmhub.backends.kubernetes.spawner.OGGMHubSpawner`.
 
 from __future__ import annotations
 
-from oggmhub.backends.local.mount_options import DatasetMounts
+from oggmhub.mounts.options import DatasetMounts
 
 # the methods a backend must implement (tests check both spawners do)
 REQUIRED = ("apply_choice", "session_environment")

@@ -438,7 +438,7 @@ class OGGMHubSpawner(CatalogPickerMixin, SessionBackend, KubeSpawner):
         object is created. The rest (a 404, a missing permission) only the mount sidecar
         can tell, with the dataset's credentials: a ``required: false`` one it leaves out
         and names in the session (oggmhub.session.datasets.unavailable)."""
-        from oggmhub.backends.local.reachable import Unreachable, precheck  # stdlib only
+        from oggmhub.mounts.reachable import Unreachable, precheck  # stdlib only
 
         required = [d for d in self.choice.datasets if getattr(d, "required", True)]
         timeout = self.mount_options.timeout
