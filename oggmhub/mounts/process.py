@@ -2,8 +2,8 @@
 
 fsspec's own ``fsspec.fuse.run`` has no read-only mode and its write path leaves empty
 objects behind on GCS, so oggmhub has its own FUSE operations
-(:mod:`oggmhub.mounts.fuse_operations`; ``make_operations_class()`` builds their
-``ReadOnlyOperations`` class once libfuse is loaded): mounted with ``ro`` and refusing
+(:mod:`oggmhub.mounts.fuse_operations`; ``make_operations_class()`` makes their
+``ReadOnlyOperations`` mfusepy's once libfuse is loaded): mounted with ``ro`` and refusing
 every write with ``EROFS`` itself as well, tuned for read-mostly scientific data
 (options: :class:`~oggmhub.mounts.options.DatasetMounts`):
 
