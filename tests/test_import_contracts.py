@@ -60,6 +60,11 @@ def test_the_repository_keeps_every_contract():
     assert code == 0, output
 
 
+def test_the_architecture_doc_says_how_to_run_them():
+    docs = (REPO / "docs" / "architecture.md").read_text()
+    assert "```bash\nlint-imports\n```" in docs and "`.importlinter`" in docs
+
+
 def test_the_contracts_are_the_ones_named_here():
     assert {key: c["name"] for key, c in contracts().items()} == CONTRACTS
 
