@@ -44,8 +44,8 @@ os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 
 from gcs_emulator import GCSEmulator  # noqa: E402
 
-from oggmhub.backends.local import mounts  # noqa: E402
-from oggmhub.backends.local.fuse_operations import load_fuse  # noqa: E402
+from oggmhub.mounts import process as mounts  # noqa: E402
+from oggmhub.mounts.fuse_operations import load_fuse  # noqa: E402
 from oggmhub.catalog import Dataset  # noqa: E402
 from oggmhub.session.datasets import open_dataset  # noqa: E402
 

@@ -122,7 +122,7 @@ def pytest_collection_modifyitems(config, items):
         marks = set()
         if "browser" in modules | origins or "browser" in module.__name__:
             marks.add("browser")  # Chromium through playwright (tests/browser.py)
-        if "oggmhub.backends.local.mounts" in modules | origins or _uses(module, "FUSE"):
+        if "oggmhub.mounts.process" in modules | origins or _uses(module, "FUSE"):
             marks.add("fuse")  # real FUSE mounts
         if {"api", "kubelet"} & set(item.fixturenames) or any(
                 str(o).startswith("kube_harness") for o in modules | origins):

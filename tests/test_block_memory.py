@@ -5,11 +5,11 @@ import sys
 
 import pytest
 
-from oggmhub.backends.local import block_memory
+from oggmhub.mounts import block_memory
 
 STREAM = """
 import resource, sys
-from oggmhub.backends.local import block_memory
+from oggmhub.mounts import block_memory
 tuned = block_memory.keep_freed_blocks(16 * 2**20, 8) if sys.argv[1] == "tuned" else False
 chunk = b"x" * 2**18
 window = []  # a file streamed in 16 MiB blocks, as a mount reads it: 4 in memory at a time,

@@ -21,6 +21,7 @@ from kube_harness.oggmhub import declare, install_pod_policy, oggmhub_spawner
 from oggmhub.session import dask as oggmhub_dask
 from oggmhub.session import dask_limits
 from oggmhub.choice import resolve_choice
+from oggmhub.backends.kubernetes import dask_template
 from oggmhub.session import dask_kubernetes as dask_k8s
 from oggmhub.backends.kubernetes import namespace as user_namespace
 from oggmhub.backends.kubernetes.pod import check_user_container
@@ -123,7 +124,7 @@ def test_without_dask_the_quota_holds_the_server_only_and_there_is_no_role(catal
 def template_for(catalog, options, mounter="ghcr.io/oggmhub/mounter:0.1.0", gpu=None):
     choice = resolve_choice(catalog, options)
     env = {"OGGM_DOWNLOAD_CACHE": "/data/oggm-mirror", "OGGMHUB_ENVIRONMENT": choice.environment.name}
-    return choice, dask_k8s.worker_template(
+    return choice, dask_template.worker_template(
         image=choice.environment.image.ref, env=env, size=choice.size, datasets=choice.datasets,
         mounter_image=mounter, uid=1000, fs_gid=100,
         container_security_context={"runAsNonRoot": True, "allowPrivilegeEscalation": False,
@@ -225,7 +226,7 @@ async def test_dask_workers_mount_with_the_configured_dataset_options(api, kubel
     """c.DatasetMounts.* reaches the mount sidecar of every Dask pod too ($OGGMHUB_MOUNT_OPTIONS)."""
     from traitlets.config import Config
 
-    from oggmhub.backends.local.mount_options import from_env
+    from oggmhub.mounts.options import from_env
 
     c = Config()
     c.DatasetMounts.block_size = 4 * 2**20

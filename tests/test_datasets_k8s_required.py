@@ -22,7 +22,8 @@ from conftest import REPO
 from kube_harness import hub_start
 from kube_harness.oggmhub import oggmhub_spawner
 from oggmhub.backends.kubernetes.spawner import SpawnFailed
-from oggmhub.backends.local import mounts, placeholder_mounts
+from oggmhub.mounts import placeholders as placeholder_mounts
+from oggmhub.mounts import process as mounts
 from oggmhub.catalog import Dataset
 from oggmhub.session import datasets as session_datasets
 from oggmhub.session import mount_sidecar

@@ -106,7 +106,7 @@ def test_oggm_server_reads_the_mirror_from_a_read_only_mount(hub, gcs):
     hub.stop_servers()
     assert not os.path.ismount(cache)
     assert not [p for p in psutil.process_iter(["cmdline"])
-                if "oggmhub.backends.local.mounts" in " ".join(p.info["cmdline"] or []) and cache in " ".join(p.info["cmdline"] or [])]
+                if "oggmhub.mounts.process" in " ".join(p.info["cmdline"] or []) and cache in " ".join(p.info["cmdline"] or [])]
 
 
 def test_an_unknown_dataset_is_refused_and_nothing_is_mounted(hub):

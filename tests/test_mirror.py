@@ -18,7 +18,7 @@ import pytest
 
 from conftest import REPO
 from oggmhub.cli import mirror
-from oggmhub.backends.local import mounts
+from oggmhub.mounts import process as mounts
 from oggmhub.catalog import Dataset
 
 OGGM_URL = "https://cluster.klima.uni-bremen.de/~oggm/test_files/oggmhub/rgi62_11_outlines.csv"

@@ -20,7 +20,8 @@ from traitlets.config import Config
 from conftest import REPO
 from kube_harness import hub_start
 from kube_harness.oggmhub import oggmhub_spawner
-from oggmhub.backends.local import mount_options, mounts
+from oggmhub.mounts import options as mount_options
+from oggmhub.mounts import process as mounts
 from oggmhub.catalog import Dataset
 from oggmhub.choice import resolve_choice
 from oggmhub.session import datasets as session_datasets
@@ -63,7 +64,7 @@ def folder(tmp_path):
 def serve_options(pid):
     """The options a mount process was started with, from its own command line."""
     argv = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
-    assert argv[1:4] == [b"-m", b"oggmhub.backends.local.mounts", b"serve"], argv
+    assert argv[1:4] == [b"-m", b"oggmhub.mounts.process", b"serve"], argv
     return json.loads(argv[4])["options"]
 
 

@@ -17,7 +17,7 @@ import pytest
 from conftest import REPO
 from gcs_emulator import free_port
 from oggmhub.session import datasets
-from oggmhub.backends.local import mounts
+from oggmhub.mounts import process as mounts
 from oggmhub.catalog import Dataset
 
 pytestmark = pytest.mark.skipif(
@@ -140,7 +140,7 @@ def test_the_api_gives_the_mount_path_and_falls_back_to_the_mount(mounted, gcs, 
 def assert_nothing_left(root, before_pids=()):
     assert not [p for p in mounts.mounted() if p.startswith(root)]
     assert not os.path.exists(os.path.join(root, "data")), os.listdir(root)
-    left = subprocess.run(["pgrep", "-f", f"oggmhub.backends.local.mounts serve .*{root}"], capture_output=True, text=True)
+    left = subprocess.run(["pgrep", "-f", f"oggmhub.mounts.process serve .*{root}"], capture_output=True, text=True)
     assert left.stdout.strip() == "", left.stdout
 
 
@@ -301,7 +301,7 @@ def test_local_source_reads_refuse_a_link_swapped_in_after_the_check(tmp_path):
     """A folder of the dataset replaced by a link to the outside after the mount started
     is not read through (the read resolves and checks the path, then opens it folder by
     folder with O_NOFOLLOW, so a link swapped in between fails too)."""
-    from oggmhub.backends.local.source_links import LocalSource
+    from oggmhub.mounts.source_links import LocalSource
 
     (tmp_path / "outside").mkdir()
     (tmp_path / "outside" / "f.txt").write_text("outside")

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from oggmhub.backends.local import mounts
+from oggmhub.mounts import process as mounts
 from oggmhub.catalog import Dataset
 
 pytestmark = pytest.mark.skipif(not mounts.fuse_available()[0], reason=f"no FUSE here: {mounts.fuse_available()[1]}")

@@ -10,7 +10,7 @@ the REST API alike, before a backend sees it. Then, on every spawn:
    one recipe for both backends: :func:`oggmhub.backends.session_env.session_environment`);
 2. the picker adds a cohort member's limits (``apply_cohort``);
 3. JupyterHub's ``start()`` runs it: the local backend builds the environment's
-   virtualenv, mounts the datasets with FUSE processes (:mod:`.local.mounts`) and
+   virtualenv, mounts the datasets with FUSE processes (:mod:`oggmhub.mounts`) and
    starts a process; the Kubernetes backend creates the pod, whose mount sidecar
    (:mod:`oggmhub.session.mount_sidecar`) mounts them. Both mount with the same
    options, :attr:`SessionBackend.mount_options` (``c.DatasetMounts.*``).
@@ -24,7 +24,7 @@ Kubernetes one :class:`oggmhub.backends.kubernetes.spawner.OGGMHubSpawner`.
 
 from __future__ import annotations
 
-from oggmhub.backends.local.mount_options import DatasetMounts
+from oggmhub.mounts.options import DatasetMounts
 
 # the methods a backend must implement (tests check both spawners do)
 REQUIRED = ("apply_choice", "session_environment")

@@ -135,7 +135,9 @@ def _datasets_to_mount(args):
 
 
 def mount_command(args):
-    from oggmhub.backends.local import mount_options, mounts, placeholder_mounts
+    from oggmhub.mounts import options as mount_options
+    from oggmhub.mounts import placeholders
+    from oggmhub.mounts import process as mounts
     from oggmhub.session.datasets import local_mount_path, write_unavailable_notices
 
     datasets = _datasets_to_mount(args)
@@ -145,7 +147,7 @@ def mount_command(args):
         paths = {local_mount_path(d, args.root) for d in datasets}
         for path in paths & set(mounts.mounted()):
             mounts.cleanup_stale_mounts(path)
-        placeholder_mounts.unmount_placeholders(paths)
+        placeholders.unmount_placeholders(paths)
     stop = threading.Event()
     if args.wait:
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -182,10 +184,10 @@ def mount_command(args):
         if dead:
             print(f"mount process for {', '.join(m.dataset for m in dead)} exited; stopping", file=sys.stderr)
             mounts.unmount_datasets(live)
-            placeholder_mounts.unmount_placeholders(stand_ins)
+            placeholders.unmount_placeholders(stand_ins)
             return 1
     mounts.unmount_datasets(live)
-    placeholder_mounts.unmount_placeholders(stand_ins)
+    placeholders.unmount_placeholders(stand_ins)
     print("unmounted", flush=True)
     return 0
 
@@ -205,7 +207,7 @@ def _termination_message(text):
 def _stand_in_for_missing(datasets, missing, root):
     """A note-holding stand-in mount where each left-out dataset would be, so the pod's
     ``mountpoint`` probes pass and it becomes ready without them; the paths mounted."""
-    from oggmhub.backends.local import placeholder_mounts
+    from oggmhub.mounts import placeholders
     from oggmhub.session.datasets import local_mount_path
 
     made = []
@@ -213,16 +215,16 @@ def _stand_in_for_missing(datasets, missing, root):
         if dataset.name in missing:
             path = local_mount_path(dataset, root)
             try:
-                placeholder_mounts.mount_placeholder(path, dataset.name, missing[dataset.name])
+                placeholders.mount_placeholder(path, dataset.name, missing[dataset.name])
                 made.append(path)
-            except placeholder_mounts.PlaceholderError as e:
+            except placeholders.PlaceholderError as e:
                 print(f"dataset '{dataset.name}': no stand-in at {path} ({e}); the pod's probes will wait for it",
                       file=sys.stderr, flush=True)
     return made
 
 
 def unmount_command(args):
-    from oggmhub.backends.local import mounts
+    from oggmhub.mounts import process as mounts
 
     removed = mounts.cleanup_stale_mounts(os.path.abspath(args.root))
     for path in removed:

@@ -2,7 +2,8 @@
 resources (``DaskCluster``, ``DaskWorkerGroup``).
 
 The spawner renders a *worker template* from the user's choice when it starts their pod
-(:func:`worker_template`) and hands it to the session as ``OGGMHUB_DASK_TEMPLATE``, with
+(:func:`oggmhub.backends.kubernetes.dask_template.worker_template`, hub side) and hands it
+to the session as ``OGGMHUB_DASK_TEMPLATE``, with
 the pod's name, uid and namespace (:func:`downward_env`). The notebook call
 (:func:`oggmhub.session.dask.cluster`) renders each cluster from it (:func:`cluster_spec`,
 :func:`gpu_worker_group`), so that:
@@ -27,8 +28,6 @@ from oggmhub.session import env as session_vars
 from oggmhub.session.dask_limits import Usage
 from oggmhub.session.quantities import parse_memory
 
-from oggmhub.session.mount_sidecar import pod_settings
-
 ENV_TEMPLATE = session_vars.DASK_TEMPLATE
 ENV_POD_NAME = session_vars.POD_NAME
 ENV_POD_UID = session_vars.POD_UID
@@ -49,47 +48,6 @@ def downward_env():
         for name, path in ((ENV_POD_NAME, "metadata.name"), (ENV_POD_UID, "metadata.uid"),
                            (ENV_NAMESPACE, "metadata.namespace"))
     }
-
-
-def worker_template(*, image, env, size, datasets=(), mounter_image=None, mounter_env=None, uid=1000, gid=None,
-                    fs_gid=None, container_security_context=None, node_selector=None,
-                    tolerations=(), gpu=None, gpu_image=None):
-    """What every Dask pod of a session shares (a JSON-able dict).
-
-    ``env`` is the notebook's own (expanded) environment; ``size`` the catalog ``Size``
-    (default worker size); ``datasets`` the session's catalog ``Dataset`` objects; ``gpu``
-    the catalog ``GpuVariant`` GPU workers use (None: no GPU workers), on ``gpu_image``
-    (default: ``image``); ``mounter_env`` the mount sidecar's own variables (its options).
-    """
-    security = dict(container_security_context or {})
-    security["runAsUser"] = uid
-    if gid is not None:
-        security["runAsGroup"] = gid
-    data = pod_settings(datasets, mounter_image, env=mounter_env, resources=WORKER_SIDECAR_RESOURCES) if datasets else {}
-    template = {
-        "image": image,
-        "env": {**{k: v for k, v in env.items() if k != ENV_TEMPLATE}, **data.get("environment", {})},
-        "worker_cores": size.cpu_limit,
-        "worker_memory": size.mem_limit,
-        "container_security_context": security,
-        "pod_security_context": {"fsGroup": fs_gid} if fs_gid is not None else {},
-        "node_selector": dict(node_selector or {}),
-        "tolerations": list(tolerations),
-        "init_containers": data.get("init_containers", []),
-        "volumes": data.get("volumes", []),
-        "volume_mounts": data.get("volume_mounts", []),
-        "gpu": None,
-    }
-    if gpu is not None:
-        template["gpu"] = {
-            "variant": gpu.name,
-            "resource": gpu.resource,
-            "count": gpu.count,
-            "image": gpu_image or image,
-            "node_selector": {**template["node_selector"], **gpu.node_selector},
-            "tolerations": [*template["tolerations"], *(t for t in gpu.tolerations if t not in template["tolerations"])],
-        }
-    return template
 
 
 def owner_reference(pod_name, pod_uid):

@@ -21,7 +21,7 @@ rename or mkdir raises :class:`~oggmhub.session.readonly.DatasetReadOnlyError` (
 The hub side: :func:`session_env` builds the datasets' variables a session gets and
 :func:`localize_env` rewrites catalog mount paths for a backend that mounts under a
 root directory (both called by :func:`oggmhub.backends.session_env.session_environment`), and :func:`source_filesystem` is shared with the FUSE mounts
-(:mod:`oggmhub.backends.local.mounts`) and the mirror tool (:mod:`oggmhub.cli.mirror`).
+(:mod:`oggmhub.mounts`) and the mirror tool (:mod:`oggmhub.cli.mirror`).
 """
 
 from __future__ import annotations

@@ -9,7 +9,8 @@ What it adds to ``KubeSpawner``:
 * safe defaults in the user container, checked on every pod before it is created;
 * with ``enable_user_namespaces``, a ResourceQuota and a LimitRange in each user's
   namespace (:mod:`oggmhub.backends.kubernetes.namespace`), and with ``dask_kubernetes`` a Role to
-  start Dask clusters there (:mod:`oggmhub.session.dask_kubernetes`), deleted on stop;
+  start Dask clusters there (:mod:`oggmhub.session.dask_kubernetes`, from the worker template of
+  :mod:`.dask_template`), deleted on stop;
 * a GPU variant no node offers is refused at once (:func:`gpu_node_problem`);
 * with ``tasks_url``, the session reaches the tasks service (``OGGMHUB_TASKS_URL``, read by
   :mod:`oggmhub.session.tasks`), and with user namespaces the tasks service's account may
@@ -34,7 +35,7 @@ from oggmhub.session import env as session_vars
 from oggmhub.picker import CatalogPickerMixin
 
 from oggmhub.session import dask_kubernetes as dask_k8s
-from oggmhub.backends.kubernetes import dataset_links
+from oggmhub.backends.kubernetes import dask_template, dataset_links
 from oggmhub.backends.kubernetes import namespace as user_namespace
 from oggmhub.backends.base import SessionBackend
 from oggmhub.backends.kubernetes.pod import (CHOICE_TRAITS, check_user_container, choice_settings, literal, mount_sidecar_failure,
@@ -285,7 +286,7 @@ class OGGMHubSpawner(CatalogPickerMixin, SessionBackend, KubeSpawner):
             gpu = choice.gpu
             if gpu is None and self._dask_limits().gpus:
                 gpu = next(iter(choice.environment.gpus.values()), None)
-            template = dask_k8s.worker_template(
+            template = dask_template.worker_template(
                 image=self.image, env=own, size=choice.size, datasets=choice.datasets,
                 mounter_image=self.dataset_mounter_image, mounter_env=self.sidecar_env(), uid=self.uid if isinstance(self.uid, int) else 1000,
                 gid=self.gid if isinstance(self.gid, int) else None,
@@ -438,7 +439,7 @@ class OGGMHubSpawner(CatalogPickerMixin, SessionBackend, KubeSpawner):
         object is created. The rest (a 404, a missing permission) only the mount sidecar
         can tell, with the dataset's credentials: a ``required: false`` one it leaves out
         and names in the session (oggmhub.session.datasets.unavailable)."""
-        from oggmhub.backends.local.reachable import Unreachable, precheck  # stdlib only
+        from oggmhub.mounts.reachable import Unreachable, precheck  # stdlib only
 
         required = [d for d in self.choice.datasets if getattr(d, "required", True)]
         timeout = self.mount_options.timeout

@@ -31,7 +31,7 @@ from oggmhub.backends.session_env import session_environment
 from oggmhub.session import env as session_vars
 from oggmhub.cohorts import materials as cohort_materials
 from oggmhub.backends.local import cgroups, file_modes
-from oggmhub.backends.local import mounts as dataset_mounts
+from oggmhub.mounts import process as dataset_mounts
 from oggmhub.backends.local.dataset_links import link_datasets
 from oggmhub.errors import SpawnFailed
 from oggmhub.backends.local.lifecycle import ServerLifecycle, settle as _settle

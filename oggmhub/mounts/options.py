@@ -79,18 +79,6 @@ class DatasetMounts(LoggingConfigurable):
         """The options as plain values (what the mount process is started with)."""
         return {name: getattr(self, name) for name in self.trait_names(config=True)}
 
-    def mount(self, datasets, root):
-        """:func:`~.mounts.mount_datasets` with these options."""
-        from oggmhub.backends.local.mounts import mount_datasets
-
-        return mount_datasets(datasets, root, self)
-
-    def unmount(self, mounts):
-        """:func:`~.mounts.unmount_datasets`."""
-        from oggmhub.backends.local.mounts import unmount_datasets
-
-        return unmount_datasets(mounts)
-
 
 def from_env(environ=None, **overrides):
     """:class:`DatasetMounts` from ``$OGGMHUB_MOUNT_OPTIONS`` (set by the Kubernetes spawner

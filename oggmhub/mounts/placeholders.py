@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import subprocess
 
-from oggmhub.backends.local.mounts import mount_table
+from oggmhub.mounts.table import mount_table
 from oggmhub.session.datasets import UNAVAILABLE_NOTE as NOTE
 
 FSNAME = "oggmhub-unavailable"

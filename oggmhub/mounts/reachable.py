@@ -1,6 +1,6 @@
 """Is a dataset's source there? Answered in seconds, in one sentence naming the dataset.
 
-Used before a dataset is mounted (:mod:`oggmhub.backends.local.mounts`): a host that does
+Used before a dataset is mounted (:mod:`oggmhub.mounts.process`): a host that does
 not resolve or refuses connections is found in the hub's process before any mount
 process starts; a source that
 answers "no" (HTTP 404, a bucket that does not exist, no permission) or does not answer

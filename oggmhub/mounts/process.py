@@ -2,10 +2,10 @@
 
 fsspec's own ``fsspec.fuse.run`` has no read-only mode and its write path leaves empty
 objects behind on GCS, so oggmhub has its own FUSE operations
-(:mod:`oggmhub.backends.local.fuse_operations`; ``make_operations_class()`` builds their
-``ReadOnlyOperations`` class once libfuse is loaded): mounted with ``ro`` and refusing
+(:mod:`oggmhub.mounts.fuse_operations`; ``make_operations_class()`` makes their
+``ReadOnlyOperations`` mfusepy's once libfuse is loaded): mounted with ``ro`` and refusing
 every write with ``EROFS`` itself as well, tuned for read-mostly scientific data
-(options: :class:`~oggmhub.backends.local.mount_options.DatasetMounts`):
+(options: :class:`~oggmhub.mounts.options.DatasetMounts`):
 
 * directory listings come from the store once per directory and are kept
   ``listings_ttl`` seconds; a file's attributes come from its directory's listing, so
@@ -16,7 +16,7 @@ every write with ``EROFS`` itself as well, tuned for read-mostly scientific data
   in the background while the current one is read; the mount process has malloc reuse
   the memory of freed blocks while a file streams (:mod:`.block_memory`).
 
-Each mount runs in a child process (``python -m oggmhub.backends.local.mounts serve``) with libfuse in
+Each mount runs in a child process (``python -m oggmhub.mounts.process serve``) with libfuse in
 the foreground: a process that loads gcsfs and then lets libfuse daemonise (fork) would
 lose gcsfs's event loop thread. The parent waits until the child reports the mount is
 live, or reports why not (e.g. the bucket is unreachable), and names the dataset in the
@@ -38,14 +38,13 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 
-from oggmhub.backends.local import block_memory
-from oggmhub.backends.local.fuse_operations import (load_fuse, make_fuse_class, make_operations_class,
-                                                    set_kernel_readahead)
-from oggmhub.backends.local.mount_options import MiB, DatasetMounts  # noqa: F401 (MiB: for callers)
+from oggmhub.mounts import block_memory
+from oggmhub.mounts.fuse_operations import load_fuse, make_fuse_class, make_operations_class, set_kernel_readahead
+from oggmhub.mounts.options import MiB, DatasetMounts  # noqa: F401 (MiB: for callers)
+from oggmhub.mounts.reachable import Unreachable, check_listing, precheck
+from oggmhub.mounts.table import FSNAME_PREFIX, SUBTYPE, mounted
 
 log = logging.getLogger(__name__)
-FSNAME_PREFIX = "oggmhub:"  # the mount's source in /proc/self/mountinfo
-SUBTYPE = "oggmhub"  # its type there is fuse.oggmhub
 
 
 class MountError(RuntimeError):
@@ -115,7 +114,7 @@ def _admin_log(fd):
     stream = os.fdopen(fd, "w", buffering=1) if fd is not None else sys.stderr
     handler = logging.StreamHandler(stream)
     handler.setFormatter(logging.Formatter("[%(levelname).1s %(asctime)s oggmhub-mount] %(message)s"))
-    logger = logging.getLogger("oggmhub.backends.local")
+    logger = logging.getLogger("oggmhub.mounts")
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
 
@@ -131,8 +130,6 @@ def _raise_readahead(mountpoint, options):
 
 def _check_reachable(fs, root, dataset, timeout):
     """List the dataset's root within ``timeout`` seconds or raise naming the problem."""
-    from oggmhub.backends.local.reachable import check_listing
-
     check_listing(fs, root, dataset, timeout)
 
 
@@ -169,7 +166,6 @@ def mount_dataset(dataset, mountpoint, options=None, owner=None, admin_log=True)
     leaves nothing behind: no process, no mount, no folder it created) if the source is
     unreachable, the mount point is in use, or FUSE fails.
     """
-    from oggmhub.backends.local.reachable import Unreachable, precheck
     from oggmhub.session.datasets import DatasetError, source_filesystem
 
     options = options if options is not None else DatasetMounts()
@@ -195,7 +191,7 @@ def mount_dataset(dataset, mountpoint, options=None, owner=None, admin_log=True)
     log = tempfile.TemporaryFile()  # the child's stderr, shown if it fails
     try:
         process = subprocess.Popen(
-            [sys.executable, "-m", "oggmhub.backends.local.mounts", "serve", json.dumps(spec)],
+            [sys.executable, "-m", "oggmhub.mounts.process", "serve", json.dumps(spec)],
             pass_fds=(write_fd, admin_fd), start_new_session=True,
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
         )
@@ -333,31 +329,6 @@ def cleanup_stale_mounts(root, keep=()):
     return removed
 
 
-def mounted():
-    """``{mount point: source}`` of this machine's oggmhub FUSE mounts."""
-    return {path: source for path, fstype, source in mount_table() if fstype == "fuse." + SUBTYPE}
-
-
-def mount_table():
-    """``(mount point, filesystem type, source)`` of every mount this process sees."""
-    try:
-        with open("/proc/self/mountinfo", encoding="utf-8") as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return []
-    table = []
-    for line in lines:
-        before, _, after = line.partition(" - ")
-        fields, tail = before.split(), after.split()
-        if len(fields) >= 5 and len(tail) >= 2:
-            table.append((_unescape(fields[4]), tail[0], _unescape(tail[1])))
-    return table
-
-
-def _unescape(text):
-    return text.encode().decode("unicode_escape") if "\\" in text else text
-
-
 def _fusermount_u(path, dataset):
     """Unmount ``path``: ``fusermount -u``, else lazily (a process still in it)."""
     tool = fusermount()
@@ -408,7 +379,7 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) == 2 and argv[0] == "serve":
         return _serve(json.loads(argv[1]))
-    print("usage: python -m oggmhub.backends.local.mounts serve SPEC_JSON (started by oggmhub itself)", file=sys.stderr)
+    print("usage: python -m oggmhub.mounts.process serve SPEC_JSON (started by oggmhub itself)", file=sys.stderr)
     return 2
 
 
