@@ -9,7 +9,7 @@ import subprocess
 
 import psutil
 
-from oggmhub.backends.local.spawner import session_processes
+from oggmhub.backends.local.processes import session_processes
 
 
 def desktop_server(home):

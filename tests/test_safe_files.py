@@ -10,7 +10,6 @@ import types
 import pytest
 
 from oggmhub.backends.local import dataset_links, file_modes, safe_files, user_files
-from oggmhub.session import datasets as datasets_api
 
 
 def _snapshot(folder):
@@ -60,7 +59,7 @@ def test_the_unavailable_notice_never_writes_through_a_link(roots):
     # X03: links at the notice's old temporary name and at the notice itself
     os.symlink(etc / "passwd", scratch / "datasets-unavailable.json.tmp")
     os.symlink(etc / "default" / "keep.conf", scratch / "datasets-unavailable.json")
-    datasets_api.write_unavailable(str(scratch), {"oggm-mirror": "the server could not be reached"})
+    user_files.write_unavailable(str(scratch), {"oggm-mirror": "the server could not be reached"})
     assert _snapshot(etc) == before
     notice = scratch / "datasets-unavailable.json"
     assert not notice.is_symlink() and json.loads(notice.read_text()) == {"oggm-mirror": "the server could not be reached"}
@@ -68,7 +67,7 @@ def test_the_unavailable_notice_never_writes_through_a_link(roots):
     assert not [n for n in os.listdir(scratch) if n.startswith(".datasets-unavailable")]  # no temporary left
     os.remove(notice)
     os.symlink(etc / "passwd", notice)
-    datasets_api.write_unavailable(str(scratch), {})  # none: the link goes, its target stays
+    user_files.write_unavailable(str(scratch), {})  # none: the link goes, its target stays
     assert not os.path.lexists(notice) and _snapshot(etc) == before
 
 

@@ -220,31 +220,6 @@ def write_unavailable_notices(datasets, reasons, root="/"):
     return written
 
 
-def write_unavailable(scratch, reasons):
-    """Record ``{name: why}`` for :func:`unavailable` (the spawner's side, as root); none:
-    remove it. ``scratch`` is the user's: a link they put at the notice's name (or at any
-    temporary name) is replaced or removed, never written through
-    (:mod:`oggmhub.backends.local.safe_files`); the notice is the folder owner's."""
-    from oggmhub.backends.local import safe_files
-
-    if not reasons:
-        try:
-            fd = safe_files.open_dir(scratch)
-        except FileNotFoundError:
-            return
-        try:
-            os.unlink(UNAVAILABLE_FILE, dir_fd=fd)
-        except (FileNotFoundError, IsADirectoryError, PermissionError):
-            pass
-        finally:
-            os.close(fd)
-        return
-    os.makedirs(scratch, exist_ok=True)
-    owner = os.lstat(scratch)
-    safe_files.write_atomic(scratch, UNAVAILABLE_FILE, json.dumps(reasons, indent=1), mode=0o644,
-                            owner=(owner.st_uid, owner.st_gid) if os.geteuid() == 0 else None)
-
-
 def dataset_path(name, environ=None):
     """The POSIX path where the dataset is mounted in this session, or None if it is not."""
     mount = get(name, environ).mount_path

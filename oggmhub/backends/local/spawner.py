@@ -24,7 +24,6 @@ import secrets
 from jupyterhub.spawner import LocalProcessSpawner
 from traitlets import Unicode, default
 
-from oggmhub.session import datasets as datasets_api
 from oggmhub.session import tutorials as session_tutorials
 from oggmhub.backends.base import SessionBackend
 from oggmhub.backends.session_env import session_environment
@@ -35,7 +34,6 @@ from oggmhub.mounts import process as dataset_mounts
 from oggmhub.backends.local.dataset_links import link_datasets
 from oggmhub.errors import SpawnFailed
 from oggmhub.backends.local.lifecycle import ServerLifecycle, settle as _settle
-from oggmhub.backends.local.processes import session_processes  # noqa: F401
 from oggmhub.backends.local import user_files
 from oggmhub.backends.local.environments import LocalEnvError, build_local_env
 from oggmhub.backends.local import machine as machine_fit
@@ -276,7 +274,7 @@ class LocalEnvSpawner(CatalogPickerMixin, SessionBackend, SystemAccounts, SizeLi
         """Mount the session's datasets read-only; a failure names the dataset."""
         dataset_mounts.cleanup_stale_mounts(self.mount_root)  # left by a crash, if any
         datasets = self.choice.datasets
-        datasets_api.write_unavailable(self.scratch_dir, {})  # a previous session's notice
+        user_files.write_unavailable(self.scratch_dir, {})  # a previous session's notice
         self._link_datasets({})  # links of an earlier session's datasets go
         if not datasets:
             return
@@ -295,7 +293,7 @@ class LocalEnvSpawner(CatalogPickerMixin, SessionBackend, SystemAccounts, SizeLi
         owner = (self.account.uid, self.account.gid) if self.account is not None else None
         self._mounts = dataset_mounts.mount_datasets(datasets, self.mount_root, self.mount_options,
                                                      unavailable=unavailable, owner=owner)
-        datasets_api.write_unavailable(self.scratch_dir, missing)  # read by datasets.unavailable()
+        user_files.write_unavailable(self.scratch_dir, missing)  # read by datasets.unavailable()
         # browsable from JupyterLab at datasets/<name> (where launch links open)
         self._link_datasets({m.dataset: m.mountpoint for m in self._mounts})
 

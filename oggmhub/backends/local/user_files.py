@@ -9,16 +9,20 @@
   hub, as before.
 - :func:`private_tmp`: the server's ``TMPDIR``, a folder of its own in the user's scratch
   space, mode 0700, the user's (made without following links, :mod:`.safe_files`).
+- :func:`write_unavailable`: the notice of the session's datasets that could not be
+  mounted, in the user's scratch space (a link there is replaced, never written through).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import tempfile
 
 from oggmhub.backends.local import safe_files
+from oggmhub.session import datasets as datasets_api
 from oggmhub.session import tutorials as session_tutorials
 
 TMP_FOLDER = "tmp"  # <scratch>/tmp/<server>: each server's TMPDIR
@@ -78,3 +82,27 @@ def private_tmp(scratch, server, owner=None):
     finally:
         os.close(fd)
     return os.path.join(scratch, rel)
+
+
+def write_unavailable(scratch, reasons):
+    """Record ``{name: why}`` for the session's :func:`oggmhub.session.datasets.unavailable`
+    (the spawner's side, as root); none: remove it. ``scratch`` is the user's: a link they
+    put at the notice's name (or at any temporary name) is replaced or removed, never
+    written through (:mod:`.safe_files`); the notice is the folder owner's."""
+
+    if not reasons:
+        try:
+            fd = safe_files.open_dir(scratch)
+        except FileNotFoundError:
+            return
+        try:
+            os.unlink(datasets_api.UNAVAILABLE_FILE, dir_fd=fd)
+        except (FileNotFoundError, IsADirectoryError, PermissionError):
+            pass
+        finally:
+            os.close(fd)
+        return
+    os.makedirs(scratch, exist_ok=True)
+    owner = os.lstat(scratch)
+    safe_files.write_atomic(scratch, datasets_api.UNAVAILABLE_FILE, json.dumps(reasons, indent=1), mode=0o644,
+                            owner=(owner.st_uid, owner.st_gid) if os.geteuid() == 0 else None)
