@@ -12,6 +12,7 @@ Targets (issue 14, F4): added_s <= 30 and max_other_request_s < 2. The last line
 JSON with members, added_s, max_other_request_s, other_requests, list_s.
 """
 
+from support import paths as _paths
 import argparse
 import json
 import os
@@ -21,12 +22,12 @@ import threading
 import time
 from datetime import timedelta
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = str(_paths.REPO)
 sys.path.insert(0, os.path.join(REPO, "tests"))
 
 import requests  # noqa: E402
 
-from local_hub import running_hub  # noqa: E402
+from support.local_hub import running_hub  # noqa: E402
 from oggmhub.cohorts.model import now_utc  # noqa: E402
 
 

@@ -19,6 +19,7 @@ largest of the two hub processes), then each backend's own figures. Target: ever
 ready, none lost.
 """
 
+from support import paths as _paths
 import argparse
 import asyncio
 import json
@@ -31,11 +32,11 @@ import tempfile
 import time
 from datetime import timedelta
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = str(_paths.REPO)
 sys.path.insert(0, os.path.join(REPO, "tests"))
 
-from kube_harness import KubeAPI, TestKubelet  # noqa: E402
-from local_hub import LocalHub, free_port  # noqa: E402
+from support.kube_harness import KubeAPI, TestKubelet  # noqa: E402
+from support.local_hub import LocalHub, free_port  # noqa: E402
 from oggmhub.cohorts import client as cohort_api  # noqa: E402
 from oggmhub.cohorts.model import now_utc  # noqa: E402
 from oggmhub.backends.local.environments import default_root  # noqa: E402

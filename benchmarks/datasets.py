@@ -42,7 +42,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "tests"))
 sys.path.insert(0, os.path.join(HERE, ".."))
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 
-from gcs_emulator import GCSEmulator  # noqa: E402
+from support.gcs_emulator import GCSEmulator  # noqa: E402
 
 from oggmhub.mounts import process as mounts  # noqa: E402
 from oggmhub.mounts.fuse_operations import load_fuse  # noqa: E402

@@ -1,7 +1,7 @@
 """The desktop in the browser: how long it takes to come up and what it costs in memory.
 
 A real local hub runs the Fiji environment (Debian's ImageJ standing in for the Fiji
-download, see tests/fiji_stand_in.py; built first if needed, not timed). Each round starts
+download, see tests/support/fiji_stand_in.py; built first if needed, not timed). Each round starts
 a server through the REST API, opens /user/<name>/desktop/ in Chromium, and measures side
 by side, in the same round:
 
@@ -21,6 +21,7 @@ does):
 The last line is a JSON object with the medians and ratios.
 """
 
+from support import paths as _paths
 import argparse
 import json
 import os
@@ -29,13 +30,13 @@ import sys
 import tempfile
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = str(_paths.REPO)
 sys.path.insert(0, os.path.join(REPO, "tests"))
 
 import fiji_stand_in  # noqa: E402
-from browser import chromium, login  # noqa: E402
-from desktop_probe import canvas_colours, desktop_server, memory_bytes, session_processes  # noqa: E402
-from local_hub import running_hub, wait_until  # noqa: E402
+from support.browser import chromium, login  # noqa: E402
+from support.desktop_probe import canvas_colours, desktop_server, memory_bytes, session_processes  # noqa: E402
+from support.local_hub import running_hub, wait_until  # noqa: E402
 from oggmhub.catalog import load_catalog  # noqa: E402
 from oggmhub.backends.local.environments import build_local_env, default_root  # noqa: E402
 from oggmhub.backends.local.spawner import SESSION_MARKER  # noqa: E402

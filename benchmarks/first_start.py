@@ -16,6 +16,7 @@ The last line is a JSON object with cold_start_s and warm_start_s (target: cold 
 2 cores where PyPI is reachable).
 """
 
+from support import paths as _paths
 import argparse
 import json
 import os
@@ -26,10 +27,10 @@ import time
 
 import requests
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = str(_paths.REPO)
 sys.path.insert(0, os.path.join(REPO, "tests"))
 
-from local_hub import LocalHub  # noqa: E402
+from support.local_hub import LocalHub  # noqa: E402
 from spawn_local import stop, timed_spawn  # noqa: E402  (benchmarks/ is on sys.path when run)
 
 

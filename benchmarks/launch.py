@@ -2,7 +2,7 @@
 confirmed launch takes to land in JupyterLab at the dataset, and how fast the same link
 opens again.
 
-Runs the local hub (``oggmhub hub``) with the launch tests' catalog (tests/launch_fixtures.py:
+Runs the local hub (``oggmhub hub``) with the launch tests' catalog (tests/support/launch_fixtures.py:
 the OGGM mirror in a local folder) and the cached OGGM environment; a user confirms a
 DOI launch over HTTP (the page's POST with its _xsrf), as the button does.
 
@@ -14,6 +14,7 @@ dataset answering), reopen_ms (the same link again: one redirect). Targets: reso
 p95 under 50 ms, reopen under 200 ms.
 """
 
+from support import paths as _paths
 import argparse
 import json
 import os
@@ -23,11 +24,11 @@ import sys
 import tempfile
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = str(_paths.REPO)
 sys.path.insert(0, os.path.join(REPO, "tests"))
 
-from launch_fixtures import OGGM_DOI, launch_catalog  # noqa: E402
-from local_hub import running_hub  # noqa: E402
+from support.launch_fixtures import OGGM_DOI, launch_catalog  # noqa: E402
+from support.local_hub import running_hub  # noqa: E402
 
 
 def main():

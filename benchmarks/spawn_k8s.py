@@ -10,6 +10,7 @@ The last line is a JSON object with ratio_vs_kubespawner, concurrent, ready, los
 all_ready_s (targets: ratio <= 1.15; every concurrent spawn ready, none lost).
 """
 
+from support import paths as _paths
 import argparse
 import asyncio
 import json
@@ -19,10 +20,10 @@ import sys
 import tempfile
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = str(_paths.REPO)
 sys.path.insert(0, os.path.join(REPO, "tests"))
 
-from kube_harness import KubeAPI, hub_start, TestKubelet, configure_kubespawner, make_spawner, reset_kubespawner  # noqa: E402
+from support.kube_harness import KubeAPI, hub_start, TestKubelet, configure_kubespawner, make_spawner, reset_kubespawner  # noqa: E402
 
 CATALOG = os.path.join(REPO, "hub_config", "catalog.yaml")
 COMMON = dict(k8s_api_request_timeout=10, k8s_api_request_retry_timeout=60, start_timeout=120)

@@ -12,6 +12,7 @@ oggmhub's spawns include what it does beyond SimpleLocalProcessSpawner: validati
 choice and mounting the environment's dataset (OGGM's mirror, a local folder here).
 """
 
+from support import paths as _paths
 import argparse
 import json
 import os
@@ -20,10 +21,10 @@ import sys
 import tempfile
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = str(_paths.REPO)
 sys.path.insert(0, os.path.join(REPO, "tests"))
 
-from local_hub import LocalHub  # noqa: E402
+from support.local_hub import LocalHub  # noqa: E402
 
 SIMPLE_CONFIG = """
 c = get_config()

@@ -120,7 +120,7 @@ def main():
     parser.add_argument("--size", type=int, default=24, help="volume edge in voxels (size/2 x size x size)")
     args = parser.parse_args()
 
-    from gcs_emulator import GCSEmulator
+    from support.gcs_emulator import GCSEmulator
 
     with GCSEmulator() as gcs, tempfile.TemporaryDirectory(prefix="oggmhub-bench-tasks-") as tmp:
         gcs.create_bucket("scans")

@@ -1,12 +1,18 @@
-import os
-import pathlib
+"""Fixtures every tier shares; a test's tier is its folder (its marker too):
+
+- ``unit``: no hub, emulator, FUSE or browser (seconds; CI runs it first);
+- ``integration``: the Kubernetes API emulator, the GCS emulator, FUSE, real Dask, ImageJ, system accounts;
+- ``hub``: a real JupyterHub and proxy (minutes);
+- ``e2e``: a browser, or the README's own commands.
+
+``python3 -m pytest tests/unit`` is the quick answer; ``-m "not e2e"`` and the like select by tier.
+Shared helpers live in ``tests/support``; no test imports another test module or this file.
+"""
 
 import pytest
 import pytest_asyncio
 
-REPO = pathlib.Path(__file__).resolve().parent.parent
-CATALOG = REPO / "hub_config" / "catalog.yaml"
-SHARED = pathlib.Path(os.environ.get("OGGMHUB_SHARED", REPO.parent / "shared"))
+from support.paths import CATALOG, REPO, SHARED  # noqa: F401 (fixtures' and old spellings)
 
 
 @pytest.fixture
@@ -40,8 +46,8 @@ async def api(tmp_path, request):
     A test module adds what it needs before kubespawner connects with
     ``async def setup_api(api, request)`` (resources to declare, the pod policy, nodes).
     """
-    from kube_harness import KubeAPI, configure_kubespawner, reset_kubespawner
-    from kube_harness.oggmhub import reset_kr8s, reset_oggmhub
+    from support.kube_harness import KubeAPI, configure_kubespawner, reset_kubespawner
+    from support.kube_harness.oggmhub import reset_kr8s, reset_oggmhub
 
     async with KubeAPI() as api:
         setup = getattr(request.module, "setup_api", None)
@@ -60,7 +66,7 @@ async def api(tmp_path, request):
 @pytest_asyncio.fixture
 async def kubelet(api):
     """The test kubelet: pods the API accepts start running."""
-    from kube_harness import TestKubelet
+    from support.kube_harness import TestKubelet
 
     async with TestKubelet(api) as kubelet:
         yield kubelet
@@ -70,7 +76,7 @@ async def kubelet(api):
 def gcs(request):
     """A GCS emulator for the test module, its buckets filled from the module's
     ``GCS_BUCKETS = {bucket: {path: bytes}}`` (none if it has none)."""
-    from gcs_emulator import GCSEmulator
+    from support.gcs_emulator import GCSEmulator
 
     with GCSEmulator() as emulator:
         for bucket, files in getattr(request.module, "GCS_BUCKETS", {}).items():
@@ -86,8 +92,8 @@ def local_spawner(tmp_path):
     on the shipped catalog, with its data directory under the test's tmp_path."""
     from jupyterhub.objects import Hub
 
-    from kube_harness.spawners import FakeOrmSpawner, FakeUser
     from oggmhub.backends.local.spawner import LocalEnvSpawner
+    from support.kube_harness.spawners import FakeOrmSpawner, FakeUser
 
     def make(name="ada", config=None, **traits):
         from traitlets.config import Config
@@ -102,32 +108,13 @@ def local_spawner(tmp_path):
     return make
 
 
-# --- markers: a quick subset is `pytest -m "not browser and not slow"` --------------------
-# A module may set pytestmark itself; otherwise its markers follow from what it uses.
+# --- markers: from the folder a test lives in ---------------------------------------------
 
-def _uses(module, *names):
-    return any(name in vars(module) for name in names)
+TIERS = ("unit", "integration", "hub", "e2e")
 
 
 def pytest_collection_modifyitems(config, items):
-    import types
-
     for item in items:
-        module = getattr(item, "module", None)
-        if module is None:
-            continue
-        values = vars(module).values()
-        modules = {v.__name__ for v in values if isinstance(v, types.ModuleType)}
-        origins = {getattr(v, "__module__", None) for v in values if callable(v)}
-        marks = set()
-        if "browser" in modules | origins or "browser" in module.__name__:
-            marks.add("browser")  # Chromium through playwright (tests/browser.py)
-        if "oggmhub.mounts.process" in modules | origins or _uses(module, "FUSE"):
-            marks.add("fuse")  # real FUSE mounts
-        if {"api", "kubelet"} & set(item.fixturenames) or any(
-                str(o).startswith("kube_harness") for o in modules | origins):
-            marks.add("k8s")  # the kmock Kubernetes API emulator
-        if _uses(module, "LocalHub", "running_hub", "build_local_env", "default_root"):
-            marks.add("slow")  # a running hub, or environments built (80-200 s each when not cached)
-        for mark in marks - {m.name for m in item.iter_markers()}:
-            item.add_marker(mark)
+        tier = item.path.parent.name
+        if tier in TIERS:
+            item.add_marker(tier)

@@ -1,0 +1,103 @@
+"""Merge rules of the Kubernetes spawner, as pure functions (no cluster needed)."""
+
+import pytest
+
+from oggmhub.backends.kubernetes.pod import (
+    CHOICE_TRAITS,
+    UnsafePodError,
+    check_user_container,
+    choice_settings,
+)
+from oggmhub.choice import resolve_choice
+
+
+def base(**overrides):
+    values = {name: {} for name in CHOICE_TRAITS}
+    values.update(volumes=[], volume_mounts=[], tolerations=[], init_containers=[], image="base:1", cpu_guarantee=None,
+                  cpu_limit=None, mem_guarantee=None, mem_limit=None)
+    values.update(overrides)
+    return values
+
+
+def test_choice_sets_image_resources_and_session_env(catalog):
+    settings = choice_settings(resolve_choice(catalog, {"profile": "oggm", "size": "medium"}), base())
+    assert settings["image"] == catalog.environments["oggm"].image.ref
+    assert settings["image"].startswith("ghcr.io/oggmhub/oggm:")
+    assert (settings["cpu_guarantee"], settings["cpu_limit"]) == (1, 2)
+    assert (settings["mem_guarantee"], settings["mem_limit"]) == (4 * 1024**3, 8 * 1024**3)
+    env = settings["environment"]
+    assert env["OGGM_DOWNLOAD_CACHE_RO"] == "1"
+    assert env["OGGMHUB_ENVIRONMENT"] == "oggm" and env["OGGMHUB_SIZE"] == "medium"
+    assert env["OGGMHUB_CPU_LIMIT"] == "2" and env["OGGMHUB_MEM_LIMIT"] == str(8 * 1024**3)
+    assert settings["extra_labels"]["oggmhub.org/environment"] == "oggm"
+
+
+def test_profile_settings_add_to_the_base_and_never_drop_it(catalog):
+    configured = base(
+        environment={"SITE": "glacier-lab", "OGGM_EXTRACT_DIR": "/overridden-by-catalog"},
+        volumes=[{"name": "shared", "nfs": {"server": "nfs", "path": "/shared"}}],
+        volume_mounts=[{"name": "shared", "mountPath": "/shared"}],
+        node_selector={"pool": "users"},
+        tolerations=[{"key": "users", "operator": "Exists"}],
+        extra_resource_limits={"ephemeral-storage": "10Gi"},
+        extra_labels={"site": "lab"},
+    )
+    choice = resolve_choice(catalog, {"profile": "slicer", "gpu": "t4"})
+    s = choice_settings(choice, configured)
+    assert s["environment"]["SITE"] == "glacier-lab"
+    assert s["environment"]["LIBGL_ALWAYS_SOFTWARE"] == "1"
+    assert [v["name"] for v in s["volumes"]] == ["home", "shared"]
+    assert s["volumes"][0]["persistentVolumeClaim"]["claimName"] == "{pvc_name}"
+    assert {m["name"]: m["mountPath"] for m in s["volume_mounts"]} == {"home": "/home/jovyan", "shared": "/shared"}
+    assert s["node_selector"] == {"pool": "users", "cloud.google.com/gke-accelerator": "nvidia-tesla-t4"}
+    assert s["tolerations"] == [
+        {"key": "users", "operator": "Exists"},
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
+    ]
+    assert s["extra_resource_limits"] == {"ephemeral-storage": "10Gi", "nvidia.com/gpu": "1"}
+    assert s["extra_labels"]["site"] == "lab"
+    # the base itself is untouched
+    assert configured["volumes"] == [{"name": "shared", "nfs": {"server": "nfs", "path": "/shared"}}]
+
+
+def test_an_existing_home_claim_is_kept_not_doubled(catalog):
+    z2jh_home = {"name": "volume-{user_server}", "persistentVolumeClaim": {"claimName": "{pvc_name}"}}
+    configured = base(volumes=[z2jh_home], volume_mounts=[{"name": "volume-{user_server}", "mountPath": "/home/jovyan"}])
+    s = choice_settings(resolve_choice(catalog, {"profile": "fiji"}), configured)
+    assert s["volumes"] == [z2jh_home]
+    assert len(s["volume_mounts"]) == 1
+
+
+def test_a_gpu_never_leaks_into_a_later_choice_without_one(catalog):
+    configured = base()
+    with_gpu = choice_settings(resolve_choice(catalog, {"profile": "fiji", "gpu": "t4"}), configured)
+    without = choice_settings(resolve_choice(catalog, {"profile": "fiji", "gpu": "none"}), configured)
+    assert "nvidia.com/gpu" in with_gpu["extra_resource_limits"]
+    assert without["extra_resource_limits"] == {} and without["node_selector"] == {}
+    assert without["tolerations"] == [] and without["environment"]["OGGMHUB_GPU_COUNT"] == "0"
+
+
+def pod(**container_sc):
+    sc = {"runAsUser": 1000, "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+    sc.update(container_sc)
+    return {"spec": {"containers": [{"name": "notebook", "securityContext": sc},
+                                    {"name": "mounter", "securityContext": {"privileged": True}}]}}
+
+
+def test_unprivileged_user_container_passes_sidecars_are_not_judged_here():
+    check_user_container(pod())
+
+
+@pytest.mark.parametrize(
+    "sc, message",
+    [
+        ({"runAsUser": 0}, "runAsUser is 0"),
+        ({"privileged": True}, "privileged is true"),
+        ({"allowPrivilegeEscalation": True}, "allowPrivilegeEscalation is not false"),
+        ({"capabilities": {"drop": []}}, "capabilities do not drop ALL"),
+        ({"capabilities": {"drop": ["ALL"], "add": ["SYS_ADMIN"]}}, "capabilities add ['SYS_ADMIN']"),
+    ],
+)
+def test_privileged_user_containers_are_refused(sc, message):
+    with pytest.raises(UnsafePodError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        check_user_container(pod(**sc))
