@@ -20,65 +20,23 @@ own and a cancel ends its process group; a process that leaves the group survive
 from __future__ import annotations
 
 import os
-import signal
-import time
 
 from oggmhub.backends.local import cgroups
-from oggmhub.backends.local.cgroups import CgroupError, SessionCgroup, _write
+from oggmhub.backends.local.cgroups import SessionCgroup
 
 
 class RunCgroup(SessionCgroup):
-    """The cgroup of one tool run: a session cgroup with a ``pids`` limit."""
-
-    def __init__(self, kind, name, root=None):
-        super().__init__(kind, name, root)
-        pids = os.path.join(self.root, "pids")
-        if kind == "v1" and os.path.isdir(pids):
-            self.dirs["pids"] = os.path.join(pids, cgroups.PREFIX, name)
-
-    def create(self, cpu_limit, mem_limit, pids_max=0):
-        super().create(cpu_limit, mem_limit)
-        if not pids_max:
-            return self
-        try:
-            if self.kind == "v2":
-                for parent in (self.root, os.path.join(self.root, cgroups.PREFIX)):
-                    _write(os.path.join(parent, "cgroup.subtree_control"), "+pids")
-                _write(os.path.join(self.dirs["unified"], "pids.max"), int(pids_max))
-            elif "pids" in self.dirs:
-                os.makedirs(self.dirs["pids"], exist_ok=True)
-                _write(os.path.join(self.dirs["pids"], "pids.max"), int(pids_max))
-        except OSError as e:
-            self.remove()
-            raise CgroupError(f"could not set the process limit of {cgroups.PREFIX}/{self.name}: {e}") from e
-        return self
-
-    def pids_max(self):
-        path = self.dirs.get("pids") or self.dirs.get("unified")
-        try:
-            return cgroups._read(os.path.join(path, "pids.max")).strip()
-        except (OSError, TypeError):
-            return None
+    """The cgroup of one tool run: a server's kind of cgroup (memory, cpu, cpuacct and, where
+    the machine has it, pids: :class:`~oggmhub.backends.local.cgroups.SessionCgroup`), ended
+    with its run."""
 
     def kill_all(self, timeout=10):
         """SIGKILL every process in the cgroup until none is left (True) or ``timeout``."""
-        deadline = time.monotonic() + timeout
-        while True:
-            pids = self.pids()
-            if not pids:
-                return True
-            if time.monotonic() > deadline:
-                return False
-            for pid in pids:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            time.sleep(0.05)
+        return not self.kill(timeout)
 
     def end(self):
         """Kill what is left and remove the cgroup (the run is over)."""
-        self.kill_all()
+        self.kill()
         self.remove()
 
 
@@ -89,7 +47,7 @@ def run_cgroup(data_dir, user_folder, run_id, cpu_limit, mem_limit, pids_max, ro
     if kind is None:
         return None
     name = cgroups.session_name(data_dir, user_folder) + f"--task-{run_id}"
-    return RunCgroup(kind, name, root).create(cpu_limit, mem_limit, pids_max)
+    return RunCgroup(kind, name, root).create(cpu_limit, mem_limit, pids_limit=pids_max)
 
 
 def end_leftovers(data_dir, root=None):
