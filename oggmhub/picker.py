@@ -10,6 +10,7 @@ Backends differ only in what ``apply_choice`` and ``start`` do.
 from __future__ import annotations
 
 import copy
+import functools
 
 import html
 
@@ -26,6 +27,17 @@ from oggmhub.choice import options_from_form, profile_list, resolve_choice
 from oggmhub.launch.config import launch_settings
 from oggmhub.launch.resolution import on_demand_resolver
 from oggmhub.limits import cap_options, install_option_cap
+
+
+def _applying_choice_first(start):
+    """``start`` (a coroutine method) preceded by the spawner's ``ensure_choice_applied()``."""
+    @functools.wraps(start)
+    async def start_with_the_choice(self, *args, **kwargs):
+        await self.ensure_choice_applied()
+        return await start(self, *args, **kwargs)
+
+    start_with_the_choice.applies_choice_first = True
+    return start_with_the_choice
 
 
 class CohortAccessError(web.HTTPError):
@@ -126,6 +138,20 @@ class CatalogPickerMixin(LoggingConfigurable):
     def __init__(self, **kwargs):
         install_option_cap()  # spawn options are capped before JupyterHub stores them (once per process)
         super().__init__(**kwargs)
+
+    #: the methods that start a server; each applies the validated choice before its body runs
+    START_METHODS = ("start", "_start")
+
+    def __init_subclass__(cls, **kwargs):
+        """The contract every backend keeps, kept here rather than remembered by each: a
+        ``start()`` (or KubeSpawner's ``_start()``) a spawner class defines first applies the
+        validated choice (:meth:`ensure_choice_applied`), so a direct ``start()`` that skipped
+        JupyterHub's options step still starts what was chosen, validated."""
+        super().__init_subclass__(**kwargs)
+        for name in cls.START_METHODS:
+            method = cls.__dict__.get(name)
+            if method is not None and not getattr(method, "applies_choice_first", False):
+                setattr(cls, name, _applying_choice_first(method))
 
     # the resolved choice of the current (or last) spawn; None before the first
     choice = None
@@ -250,7 +276,8 @@ class CatalogPickerMixin(LoggingConfigurable):
         self._applied_options = dict(self.user_options)
 
     async def ensure_choice_applied(self):
-        """Apply the choice if the hub did not run apply_user_options (e.g. direct start())."""
+        """Apply the choice if the hub did not run apply_user_options (e.g. direct start());
+        every start method runs it first (see ``__init_subclass__``)."""
         if self._applied_options != self.user_options or self.choice is None:
             await self._apply_catalog_choice(self.user_options or {})
 
@@ -265,7 +292,3 @@ class CatalogPickerMixin(LoggingConfigurable):
         if self._base_settings is None:
             self._base_settings = {name: copy.deepcopy(getattr(self, name)) for name in names}
         return self._base_settings
-
-    def apply_choice(self, choice):
-        """Set the backend's settings from ``choice``; implemented by each backend."""
-        raise NotImplementedError

@@ -16,7 +16,10 @@ the REST API alike, before a backend sees it. Then, on every spawn:
    options, :attr:`SessionBackend.mount_options` (``c.DatasetMounts.*``).
 
 ``start``, ``stop``, ``poll`` and ``progress`` are JupyterHub's ``Spawner`` methods, which
-each backend implements its own way; they are not repeated here.
+each backend implements its own way; they are not repeated here. One rule holds for every
+start without a backend having to remember it: :class:`oggmhub.picker.CatalogPickerMixin`
+applies the validated choice before a backend's ``start()`` (or KubeSpawner's ``_start()``)
+body runs, even when the hub's options step was skipped.
 
 The local backend is :class:`oggmhub.backends.local.spawner.LocalEnvSpawner`, the
 Kubernetes one :class:`oggmhub.backends.kubernetes.spawner.OGGMHubSpawner`.
@@ -32,9 +35,6 @@ REQUIRED = ("apply_choice", "session_environment")
 
 class SessionBackend:
     """Mixin declaring what a spawner does with a validated choice (see the module)."""
-
-    #: ``local`` or ``kubernetes``
-    backend_name = None
 
     def apply_choice(self, choice):
         """Set this spawner's settings (image or environment, resources, mounts, variables)

@@ -121,7 +121,6 @@ def test_both_spawners_declare_the_backend_interface_and_implement_it():
     from oggmhub.picker import CatalogPickerMixin
     from oggmhub.spawner import OGGMHubSpawner
 
-    assert (LocalEnvSpawner.backend_name, OGGMHubSpawner.backend_name) == ("local", "kubernetes")
     for cls in (LocalEnvSpawner, OGGMHubSpawner):
         assert issubclass(cls, SessionBackend) and issubclass(cls, CatalogPickerMixin)
         assert missing_methods(cls) == [], cls
@@ -134,3 +133,46 @@ def test_both_spawners_declare_the_backend_interface_and_implement_it():
 
     assert missing_methods(Half) == ["session_environment"]
     assert missing_methods(type("Nothing", (CatalogPickerMixin, SessionBackend), {})) == list(REQUIRED)
+
+
+async def test_every_start_applies_the_validated_choice_first(catalog_path):
+    """The shared base keeps the start contract: a backend's start body sees the choice
+    applied, though nothing called apply_user_options, and a refused choice starts nothing."""
+    from traitlets.config import Config
+
+    from oggmhub.backends.base import SessionBackend
+    from oggmhub.choice import ChoiceError
+    from oggmhub.picker import CatalogPickerMixin
+
+    seen = []
+
+    class Backend(CatalogPickerMixin, SessionBackend):
+        user_options = {}
+
+        def apply_choice(self, choice):
+            self.applied = choice.environment.name
+
+        def session_environment(self, choice):
+            return {}
+
+        async def start(self):
+            seen.append(self.applied)
+            return "127.0.0.1", 1
+
+    class Kube(Backend):
+        async def _start(self):
+            seen.append(("_start", self.applied))
+
+    config = Config({"Catalog": {"path": catalog_path}})
+    backend = Backend(config=config)
+    backend.user_options = {"profile": "oggm"}
+    assert await backend.start() == ("127.0.0.1", 1) and seen == ["oggm"]
+    kube = Kube(config=config)
+    kube.user_options = {"profile": "fiji"}
+    await kube._start()
+    assert seen[-1] == ("_start", "fiji")
+    refused = Backend(config=config)
+    refused.user_options = {"profile": "no-such-environment"}
+    with pytest.raises(ChoiceError):
+        await refused.start()
+    assert len(seen) == 2  # the body never ran

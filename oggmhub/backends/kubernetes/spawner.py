@@ -95,7 +95,6 @@ SAFE_CONTAINER_SECURITY_CONTEXT = {
 class OGGMHubSpawner(CatalogPickerMixin, SessionBackend, KubeSpawner):
     """Spawn the environment a user picked from the catalog, with a persistent home."""
 
-    backend_name = "kubernetes"
 
     home_mount_path = Unicode(
         "/home/jovyan",
@@ -392,8 +391,7 @@ class OGGMHubSpawner(CatalogPickerMixin, SessionBackend, KubeSpawner):
             container["command"] = literal(container["command"])
             self.init_containers = [*self.init_containers, container]
 
-    async def _start(self):
-        await self.ensure_choice_applied()
+    async def _start(self):  # the choice is applied first (CatalogPickerMixin)
         if self.dask_kubernetes and not self.enable_user_namespaces:
             raise SpawnFailed("This hub is misconfigured: OGGMHubSpawner.dask_kubernetes needs "
                               "enable_user_namespaces (per-user limits hold in a user's own namespace "
@@ -457,8 +455,8 @@ class OGGMHubSpawner(CatalogPickerMixin, SessionBackend, KubeSpawner):
             self.log.exception("Could not remove the pod of %s's failed start", self._log_name)
 
     async def load_user_options(self):
-        """Called by KubeSpawner's start(); the choice replaces profile overrides."""
-        await self.ensure_choice_applied()
+        """Called by KubeSpawner's ``_start()``: nothing to load, the validated choice (applied
+        before ``_start`` runs) replaces kubespawner's profile overrides."""
 
     async def progress(self):
         if self.choice is not None:

@@ -65,7 +65,6 @@ class LocalEnvSpawner(CatalogPickerMixin, SessionBackend, SystemAccounts, SizeLi
                       LocalProcessSpawner):
     """Run the chosen environment as a local process with a persistent home."""
 
-    backend_name = "local"
 
     data_dir = Unicode(
         config=True,
@@ -190,8 +189,7 @@ class LocalEnvSpawner(CatalogPickerMixin, SessionBackend, SystemAccounts, SizeLi
             percent = max(percent, int(getattr(message, "percent", None) or percent))
             yield {"progress": percent, "message": str(message)}
 
-    async def start(self):
-        await self.ensure_choice_applied()
+    async def start(self):  # the choice is applied first (CatalogPickerMixin)
         self._session = secrets.token_hex(8)  # a new marker for every start
         self._loop = asyncio.get_running_loop()
         self._progress_queue = asyncio.Queue()
