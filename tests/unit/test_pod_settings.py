@@ -2,12 +2,8 @@
 
 import pytest
 
-from oggmhub.backends.kubernetes.pod import (
-    CHOICE_TRAITS,
-    UnsafePodError,
-    check_user_container,
-    choice_settings,
-)
+from oggmhub.backends.kubernetes import pod as pod_settings
+from oggmhub.backends.kubernetes.pod import CHOICE_TRAITS, UnsafePodError, check_user_container
 from oggmhub.choice import resolve_choice
 
 
@@ -17,6 +13,12 @@ def base(**overrides):
                   cpu_limit=None, mem_guarantee=None, mem_limit=None)
     values.update(overrides)
     return values
+
+
+def choice_settings(choice, configured):
+    """The pod settings of ``choice`` over ``configured``, with the session's variables as
+    the spawner computes them (Dask on the local backend)."""
+    return pod_settings.choice_settings(choice, configured, session=pod_settings.pod_session_environment(choice, "local"))
 
 
 def test_choice_sets_image_resources_and_session_env(catalog):
@@ -101,3 +103,17 @@ def test_unprivileged_user_container_passes_sidecars_are_not_judged_here():
 def test_privileged_user_containers_are_refused(sc, message):
     with pytest.raises(UnsafePodError, match=message.replace("[", r"\[").replace("]", r"\]")):
         check_user_container(pod(**sc))
+
+
+def test_the_datasets_links_hook_is_a_choice_setting_over_the_configured_hooks(catalog):
+    """lifecycle_hooks follow the choice like every other setting: the configured hook
+    stays; the links' postStart links the chosen datasets, and without any only clears an
+    earlier session's links."""
+    configured = base(lifecycle_hooks={"preStop": {"exec": {"command": ["true"]}}})
+    with_data = choice_settings(resolve_choice(catalog, {"profile": "oggm"}), configured)
+    assert with_data["lifecycle_hooks"]["preStop"] == {"exec": {"command": ["true"]}}
+    assert "oggm-mirror" in " ".join(with_data["lifecycle_hooks"]["postStart"]["exec"]["command"])
+    without = choice_settings(resolve_choice(catalog, {"profile": "fiji", "datasets": []}), configured)
+    assert without["lifecycle_hooks"]["preStop"] == {"exec": {"command": ["true"]}}
+    assert "oggm-mirror" not in " ".join(without["lifecycle_hooks"]["postStart"]["exec"]["command"])
+    assert configured["lifecycle_hooks"] == {"preStop": {"exec": {"command": ["true"]}}}  # the base is not changed

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 
+from oggmhub.backends.kubernetes import dataset_links
 from oggmhub.backends.session_env import session_environment
 from oggmhub.session.mount_sidecar import pod_settings
 
@@ -33,6 +34,7 @@ CHOICE_TRAITS = (
     "extra_resource_guarantees",
     "extra_labels",
     "init_containers",
+    "lifecycle_hooks",
 )
 
 
@@ -73,14 +75,15 @@ def pod_session_environment(choice, dask_backend="local"):
     return session_environment(choice, dask_backend=dask_backend, image=choice_image(choice), escape=literal)
 
 
-def choice_settings(choice, base, home_mount_path="/home/jovyan", mounter_image=None, dask_backend="local",
-                    sidecar_env=None, session=None):
-    """Return the trait values for ``choice`` merged over ``base`` (a dict of traits).
+def choice_settings(choice, base, *, session, home_mount_path="/home/jovyan", mounter_image=None,
+                    sidecar_env=None):
+    """Every trait value that depends on ``choice`` (:data:`CHOICE_TRAITS`), merged over
+    ``base`` (their configured values).
 
+    ``session``: the session's variables (the spawner's ``session_environment(choice)``).
     The session's datasets are mounted by a sidecar running ``mounter_image``
-    (:mod:`oggmhub.session.mount_sidecar`), with ``sidecar_env`` added to its environment;
-    the session's environment is ``session``, by default :func:`pod_session_environment`'s
-    with Dask clusters on ``dask_backend``.
+    (:mod:`oggmhub.session.mount_sidecar`), with ``sidecar_env`` added to its environment,
+    and linked at ``~/datasets/<name>`` by a postStart hook added to the configured ones.
     """
     base = copy.deepcopy(base)
     env, size, gpu = choice.environment, choice.size, choice.gpu
@@ -92,8 +95,6 @@ def choice_settings(choice, base, home_mount_path="/home/jovyan", mounter_image=
                     if choice.datasets else {})
     volumes = _add_named(volumes, data.get("volumes", []))
     mounts = _add_named(mounts, data.get("volume_mounts", []))
-    if session is None:
-        session = pod_session_environment(choice, dask_backend)
     environment = {**base["environment"], **session}
     labels = {
         **base["extra_labels"],
@@ -125,6 +126,8 @@ def choice_settings(choice, base, home_mount_path="/home/jovyan", mounter_image=
         "extra_resource_guarantees": guarantees,
         "extra_labels": labels,
         "init_containers": _add_named(base["init_containers"], data.get("init_containers", [])),
+        # ~/datasets/<name> links, where JupyterLab (and launch links) find the mounts
+        "lifecycle_hooks": dataset_links.with_links(base["lifecycle_hooks"] or {}, choice.datasets, home_mount_path),
     }
 
 

@@ -35,7 +35,7 @@ from oggmhub.session import env as session_vars
 from oggmhub.picker import CatalogPickerMixin
 
 from oggmhub.session import dask_kubernetes as dask_k8s
-from oggmhub.backends.kubernetes import dask_template, dataset_links
+from oggmhub.backends.kubernetes import dask_template
 from oggmhub.backends.kubernetes import namespace as user_namespace
 from oggmhub.backends.base import SessionBackend
 from oggmhub.backends.kubernetes.pod import (CHOICE_TRAITS, check_user_container, choice_settings, literal, mount_sidecar_failure,
@@ -258,17 +258,11 @@ class OGGMHubSpawner(CatalogPickerMixin, SessionBackend, KubeSpawner):
 
     def apply_choice(self, choice):
         """Merge the choice into the configured base (snapshotted once, reused after)."""
-        settings = choice_settings(choice, self.base_settings(CHOICE_TRAITS), self.home_mount_path,
-                                   self.dataset_mounter_image, session=self.session_environment(choice),
+        settings = choice_settings(choice, self.base_settings(CHOICE_TRAITS), session=self.session_environment(choice),
+                                   home_mount_path=self.home_mount_path, mounter_image=self.dataset_mounter_image,
                                    sidecar_env=self.sidecar_env())
         for name, value in settings.items():
             setattr(self, name, value)
-        # ~/datasets/<name> links, where JupyterLab (and launch links) find the mounts
-        if self._configured_hooks is None:
-            self._configured_hooks = dict(self.lifecycle_hooks or {})
-        self.lifecycle_hooks = dataset_links.with_links(self._configured_hooks, choice.datasets, self.home_mount_path)
-
-    _configured_hooks = None
 
     # --- Dask, GPUs and the user namespace ------------------------------------------------
 
