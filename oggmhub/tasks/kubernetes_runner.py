@@ -124,7 +124,7 @@ class KubernetesRunner(Runner):
     def manifests(self, user, task, record, locations):
         """``(namespace, ConfigMap, Job)`` for a run (the ConfigMap gets its owner once the Job exists)."""
         environment = self.catalog.environments[task.environment]
-        plan = self.plan(record, task, locations, "python")  # the image's Python: pod_plan names the tool there
+        plan = self.plan(record, task, locations, self.python(task.environment))  # pod_plan names the tool there
         namespace = self.namespace_of(user)
         config_map, job = k8s.manifests(
             plan, namespace, environment, user, self.home_of(user),
@@ -133,6 +133,14 @@ class KubernetesRunner(Runner):
             pvc_name=home_pvc_name(user, self.settings.pvc_name_template),
             task_id=task.id, ttl=self.settings.job_ttl)
         return namespace, config_map, job
+
+    def budget(self, task):
+        """None: the user namespace's ResourceQuota holds the budget, and Kubernetes queues."""
+        return None
+
+    def python(self, environment):
+        """The image's own ``python`` (the Job's pod runs the environment's image)."""
+        return "python"
 
     async def _submit(self, user, task, record, locations, budget):
         from kubernetes_asyncio.client.exceptions import ApiException

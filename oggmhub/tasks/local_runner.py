@@ -24,6 +24,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from oggmhub.tasks import execution, isolation
+from oggmhub.tasks.cluster import budget_for
 from oggmhub.tasks.parameters import TaskInputError
 from oggmhub.tasks.runs import Runner
 from oggmhub.user_folders import folder_name, home_path
@@ -43,6 +44,23 @@ class LocalRunner(Runner):
         left = isolation.end_leftovers(settings.data_dir)  # their runs were marked failed (RunStore.mark_lost)
         if left:
             log.warning("tasks: ended %d run cgroup(s) a previous service left: %s", len(left), ", ".join(left))
+
+    def budget(self, task):
+        """The user's Dask limits in the task's environment at its default size: as many runs
+        at once as they give workers, each with one worker's memory (:func:`.cluster.budget_for`)."""
+        environment = self.catalog.environments[task.environment]
+        return budget_for(environment, max_workers=self.settings.max_workers or None)
+
+    def python(self, environment):
+        """The environment's Python on this machine (built the first time, like a server's),
+        or ``c.TasksSettings.environment_python``'s."""
+        override = self.settings.environment_python.get(environment)
+        if override:
+            return override
+        from oggmhub.backends.local.environments import build_local_env
+
+        venv = build_local_env(environment, self.catalog, self.settings.env_cache or None)
+        return str(venv / "bin" / "python")
 
     async def _submit(self, user, task, record, locations, budget):
         loop = asyncio.get_running_loop()

@@ -147,6 +147,15 @@ class Runner:
 
     # --- what a backend provides ---------------------------------------------------------------
 
+    def budget(self, task):
+        """What one user's runs of ``task`` may use at once on this backend (passed to
+        :meth:`_submit`), or None where the backend holds the budget itself."""
+        raise NotImplementedError
+
+    def python(self, environment):
+        """The Python that runs ``environment``'s tools on this backend."""
+        raise NotImplementedError
+
     async def _submit(self, user, task, record, locations, budget):
         raise NotImplementedError
 
@@ -168,16 +177,6 @@ class Runner:
             known = ", ".join(sorted(self.tasks)) or "none"
             raise TaskInputError([f"task: unknown task {task_id!r}; this hub's tasks: {known}"])
         return task
-
-    def python(self, environment):
-        """The Python to run ``environment``'s tasks with on this machine."""
-        override = self.settings.environment_python.get(environment)
-        if override:
-            return override
-        from oggmhub.backends.local.environments import build_local_env
-
-        venv = build_local_env(environment, self.catalog, self.settings.env_cache or None)
-        return str(venv / "bin" / "python")
 
     def command(self, task, python):
         """The tool's command; a Python one isolated (``-I``: :mod:`oggmhub.tasks.isolation`)."""
@@ -230,9 +229,9 @@ class Runner:
 
     # --- starting and watching ---------------------------------------------------------------
 
-    async def start(self, user, body, policy, budget_for):
+    async def start(self, user, body, policy):
         task, values, locations = self.check(user, body, policy)
-        budget = budget_for(task)
+        budget = self.budget(task)
         self.prepare_account(user)  # after the checks (a refused request makes nothing), before the record
         record = self.store.save(self.record(user, task, body, values, locations))
         await self._submit(user, task, record, locations, budget)
@@ -245,7 +244,7 @@ class Runner:
         if "/" in pattern or ".." in pattern:
             raise TaskInputError([f"batch.glob: {pattern!r} must be a file name pattern (no '/')"])
         base = folder.rstrip("/")
-        location = policy.input(f"batch.folder", base if base else folder)
+        location = policy.input("batch.folder", base if base else folder)
         if location.kind == "home":
             names = sorted(os.path.basename(p) for p in globlib.glob(os.path.join(location.path, pattern))
                            if os.path.isfile(p))
@@ -254,7 +253,7 @@ class Runner:
             names = sorted(posixpath.basename(p) for p in fs.glob(posixpath.join(root, pattern)))
         return [f"{base}/{n}" for n in names]
 
-    async def start_batch(self, user, body, policy, budget_for):
+    async def start_batch(self, user, body, policy):
         batch = body.get("batch")
         if not isinstance(batch, dict):
             raise TaskInputError(["batch: give {parameter, folder, glob, outputs}"])
@@ -282,7 +281,7 @@ class Runner:
         if len(inputs) > self.settings.max_batch:
             raise TaskInputError([f"batch: {len(inputs)} objects match, more than your budget of "
                                   f"{self.settings.max_batch} runs a batch (Tasks.max_batch); narrow the glob"])
-        budget = budget_for(task)
+        budget = self.budget(task)
         self.prepare_account(user)
         children = []
         for text in inputs:

@@ -38,7 +38,7 @@ from oggmhub.session import env as session_vars
 from oggmhub.session.dask_limits import DaskLimitError
 from oggmhub.tasks import pages
 from oggmhub.tasks import cohort_gate
-from oggmhub.tasks.cluster import UserSlots, budget_for
+from oggmhub.tasks.cluster import UserSlots
 from oggmhub.tasks.discovery import discover
 from oggmhub.tasks.parameters import TaskInputError
 from oggmhub.tasks.paths import LocationError, PathPolicy
@@ -312,16 +312,10 @@ class TasksApp:
 
             self.runner = LocalRunner(settings, tasks, self.catalog, self.store, self.slots, log)
 
-    def budget(self, task):
-        if self.settings.backend == "kubernetes":
-            return None  # the user namespace's ResourceQuota holds the budget; Kubernetes queues
-        environment = self.catalog.environments[task.environment]
-        return budget_for(environment, max_workers=self.settings.max_workers or None)
-
     async def start(self, user, body, policy):
         if isinstance(body, dict) and "batch" in body:
-            return await self.runner.start_batch(user, body, policy, self.budget)
-        return await self.runner.start(user, body, policy, self.budget)
+            return await self.runner.start_batch(user, body, policy)
+        return await self.runner.start(user, body, policy)
 
 
 def make_app(settings, log):

@@ -315,7 +315,6 @@ def test_max_value_chars_and_run_timeout_take_effect(tasks, tmp_path, monkeypatc
 
 
 async def test_an_environment_that_cannot_be_built_fails_the_run_saying_what_is_missing(tasks, tmp_path):
-    from oggmhub.tasks.cluster import budget_for
     from oggmhub.tasks.settings import TasksSettings
 
     settings = TasksSettings(data_dir=str(tmp_path / "data"), env_cache=str(tmp_path / "envs"))  # no stand-in Python
@@ -323,8 +322,7 @@ async def test_an_environment_that_cannot_be_built_fails_the_run_saying_what_is_
     (tmp_path / "data" / "homes" / "alice").mkdir(parents=True)
     (tmp_path / "data" / "homes" / "alice" / "in.nrrd").write_text("x")
     policy = PathPolicy("alice", settings.homes_dir, runner.catalog.datasets)
-    record = await runner.start("alice", {"task": "slicer/GaussianBlur", "parameters": GOOD}, policy,
-                                lambda t: budget_for(runner.catalog.environments[t.environment]))
+    record = await runner.start("alice", {"task": "slicer/GaussianBlur", "parameters": GOOD}, policy)
     failed = runner.store.get("alice", record["id"])
     assert failed["status"] == "failed" and failed["error"].startswith("environment 'slicer': ")
     assert "apt-get install" in failed["error"] or "needs" in failed["error"]
@@ -448,7 +446,7 @@ def test_the_backend_setting_is_validated_and_picks_the_runner(tmp_path, monkeyp
     local = TasksApp(TasksSettings(data_dir=str(tmp_path / "a"), config=Config({"Catalog": {"path": str(CATALOG)}})), log)
     assert type(local.runner) is LocalRunner and local.runner.backend == "local"
     app = TasksApp(TasksSettings(data_dir=str(tmp_path / "b"), config=Config({"Catalog": {"path": str(CATALOG)}}), backend="kubernetes"), log)
-    assert type(app.runner) is KubernetesRunner and app.budget(app.runner.tasks["slicer/GaussianBlur"]) is None
+    assert type(app.runner) is KubernetesRunner and app.runner.budget(app.runner.tasks["slicer/GaussianBlur"]) is None
     assert app.runner.run_as_for("alice") is None  # the seam for per-user accounts
 
 

@@ -184,7 +184,7 @@ def test_a_users_first_run_makes_their_account_and_home_as_a_first_start_would(h
     hub = system_users.hub_id(hub_folder["data"])
     policy = PathPolicy("carol", runner.settings.homes_dir, runner.catalog.datasets, "", runner.settings.data_dir)
     with pytest.raises(TaskInputError, match="oggm/Nope"):  # a refused request makes no account
-        asyncio.run(runner.start("carol", {"task": "oggm/Nope"}, policy, lambda task: None))
+        asyncio.run(runner.start("carol", {"task": "oggm/Nope"}, policy))
     assert system_users.lookup("carol", hub, hub_folder["prefix"]) is None
     with pytest.raises(TaskInputError, match="'carol' has no system account"):
         runner.run_as_for("carol")

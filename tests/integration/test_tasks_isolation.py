@@ -22,7 +22,6 @@ import psutil
 import pytest
 
 from oggmhub.backends.local import cgroups, file_modes, system_users
-from oggmhub.tasks.cluster import budget_for
 from oggmhub.tasks.discovery import discover_dir
 from oggmhub.tasks.parameters import TaskInputError
 from oggmhub.tasks.paths import PathPolicy
@@ -151,7 +150,7 @@ def run(runner, user, task, input_map, output_map, texts=None, cancel_after=None
         body = {"task": task, "input-map": input_map, "output-map": output_map}
         if texts:
             body["input-str"] = texts
-        record = await runner.start(user, body, policy, lambda t: budget_for(runner.catalog.environments[t.environment]))
+        record = await runner.start(user, body, policy)
         if cancel_after is not None:
             deadline = time.monotonic() + 30
             while runner.store.get(user, record["id"])["status"] == "queued" and time.monotonic() < deadline:
