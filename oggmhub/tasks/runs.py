@@ -14,7 +14,6 @@ import glob as globlib
 import json
 import os
 import posixpath
-import sys
 import time
 import uuid
 
@@ -324,8 +323,3 @@ class Runner:
             cancelled.append(run_id)
         await self._stop(user, cancelled, record.get("kind") == "batch")
         return self.describe(user, self.store.get(user, record["id"]))
-
-
-def python_of_hub():
-    """The hub's own Python (the stand-in interpreter for environments not built here)."""
-    return sys.executable
