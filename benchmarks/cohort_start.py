@@ -19,7 +19,6 @@ largest of the two hub processes), then each backend's own figures. Target: ever
 ready, none lost.
 """
 
-from support import paths as _paths
 import argparse
 import asyncio
 import json
@@ -32,7 +31,7 @@ import tempfile
 import time
 from datetime import timedelta
 
-REPO = str(_paths.REPO)
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "tests"))
 
 from support.kube_harness import KubeAPI, TestKubelet  # noqa: E402

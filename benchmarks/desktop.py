@@ -21,7 +21,6 @@ does):
 The last line is a JSON object with the medians and ratios.
 """
 
-from support import paths as _paths
 import argparse
 import json
 import os
@@ -30,10 +29,10 @@ import sys
 import tempfile
 import time
 
-REPO = str(_paths.REPO)
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "tests"))
 
-import fiji_stand_in  # noqa: E402
+from support import fiji_stand_in  # noqa: E402
 from support.browser import chromium, login  # noqa: E402
 from support.desktop_probe import canvas_colours, desktop_server, memory_bytes, session_processes  # noqa: E402
 from support.local_hub import running_hub, wait_until  # noqa: E402

@@ -16,7 +16,6 @@ The last line is a JSON object with cold_start_s and warm_start_s (target: cold 
 2 cores where PyPI is reachable).
 """
 
-from support import paths as _paths
 import argparse
 import json
 import os
@@ -27,7 +26,7 @@ import time
 
 import requests
 
-REPO = str(_paths.REPO)
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "tests"))
 
 from support.local_hub import LocalHub  # noqa: E402

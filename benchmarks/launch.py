@@ -14,7 +14,6 @@ dataset answering), reopen_ms (the same link again: one redirect). Targets: reso
 p95 under 50 ms, reopen under 200 ms.
 """
 
-from support import paths as _paths
 import argparse
 import json
 import os
@@ -24,7 +23,7 @@ import sys
 import tempfile
 import time
 
-REPO = str(_paths.REPO)
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "tests"))
 
 from support.launch_fixtures import OGGM_DOI, launch_catalog  # noqa: E402

@@ -10,7 +10,6 @@ The last line is a JSON object with ratio_vs_kubespawner, concurrent, ready, los
 all_ready_s (targets: ratio <= 1.15; every concurrent spawn ready, none lost).
 """
 
-from support import paths as _paths
 import argparse
 import asyncio
 import json
@@ -20,7 +19,7 @@ import sys
 import tempfile
 import time
 
-REPO = str(_paths.REPO)
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "tests"))
 
 from support.kube_harness import KubeAPI, hub_start, TestKubelet, configure_kubespawner, make_spawner, reset_kubespawner  # noqa: E402

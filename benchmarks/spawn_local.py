@@ -12,7 +12,6 @@ oggmhub's spawns include what it does beyond SimpleLocalProcessSpawner: validati
 choice and mounting the environment's dataset (OGGM's mirror, a local folder here).
 """
 
-from support import paths as _paths
 import argparse
 import json
 import os
@@ -21,7 +20,7 @@ import sys
 import tempfile
 import time
 
-REPO = str(_paths.REPO)
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "tests"))
 
 from support.local_hub import LocalHub  # noqa: E402
