@@ -15,6 +15,7 @@ from support.browser import (
     run_cell,
     screenshot,
     start_from_picker,
+    stop_and_open_picker,
 )
 from support.local_hub import running_hub
 
@@ -86,13 +87,7 @@ def test_sign_up_approve_pick_oggm_and_keep_the_home_across_environments(hub):
         assert any("OGGM 1.6.3" in text for text in out), out
 
         # stop, and start another environment: the file is still in the home
-        page.goto(f"{hub.url}/hub/home")
-        page.locator("#stop").click()
-        for _ in range(60):  # "Your server is stopping" until it has
-            page.goto(f"{hub.url}/hub/spawn")
-            if page.locator("#profile-item-oggm").count():
-                break
-            page.wait_for_timeout(1000)
+        stop_and_open_picker(page, hub)
         screenshot(page, "picker-again")
         # the last choice is pre-selected
         assert page.locator("#profile-item-oggm").is_checked()

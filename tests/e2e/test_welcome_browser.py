@@ -15,7 +15,7 @@ import re
 import pytest
 
 from oggmhub.catalog import load_catalog
-from support.browser import chromium, screenshot
+from support.browser import chromium, screenshot, stop_and_open_picker
 from support.local_hub import running_hub
 from support.paths import CATALOG
 
@@ -108,13 +108,7 @@ def test_first_oggm_start_brings_the_tutorials_and_an_edit_survives_the_next(hub
         assert r.ok, r.text()
 
         # stop, start again: the edit is still there
-        page.goto(f"{hub.url}/hub/home")
-        page.locator("#stop").click()
-        for _ in range(60):
-            page.goto(f"{hub.url}/hub/spawn")
-            if page.locator("#profile-item-oggm").count():
-                break
-            page.wait_for_timeout(1000)
+        stop_and_open_picker(page, hub)
         page.get_by_role("button", name="Start").click()
         wait_for_lab(page, hub, user)
         again = page.request.get(api).json()

@@ -174,7 +174,7 @@ def test_a_running_server_stops_when_its_cohorts_window_ends(hub, token):
     # built first (minutes on a cold cache), so that the window below times a start, not a build
     build_local_env("oggm", load_catalog(os.path.join(REPO, "hub_config", "catalog.yaml")), default_root(),
                     context=os.path.join(REPO, "images", "oggm"))
-    end = now_utc() + timedelta(seconds=20)  # long enough to join and start a built environment
+    end = now_utc() + timedelta(seconds=40)  # long enough to join and start a built environment, on a busy machine too
     rc, out, err = cli(hub, token, "create", "evening", "--env", "oggm", "--start", NOW.isoformat(), "--end", end.isoformat())
     assert rc == 0, err
     assert signup(hub, "owl", out.split("join code: ")[1].split()[0]).status_code == 200

@@ -21,7 +21,7 @@ import yaml
 
 from oggmhub.backends.local import cgroups
 from oggmhub.backends.local.environments import default_root
-from support.kernels import kernel, run
+from support.kernels import KernelDied, kernel, run
 from support.local_hub import REPO, LocalHub, accounts_folder, running_hub
 
 MEM_LIMIT = 600 * 2**20
@@ -71,7 +71,7 @@ def test_a_kernel_past_its_memory_limit_dies_and_the_server_and_hub_stay_up(hub)
     assert pid in group.pids()  # the kernel runs inside the server's cgroup
     assert uid == hub.account("memhog").uid != 0  # as the user's own account
     before = group.oom_kills() or 0
-    with pytest.raises(Exception):  # the kernel dies mid-cell: no reply, or the channel closes
+    with pytest.raises(KernelDied):  # the kernel dies mid-cell, and the server says so
         run(ws, token, f"x = b'\\x01' * {2 * MEM_LIMIT}\nprint('allocated')", timeout=60)
     time.sleep(2)
     assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"

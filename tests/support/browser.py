@@ -86,3 +86,17 @@ def new_notebook(page, hub):
     page.locator(".jp-Notebook .jp-Cell .cm-content").first.wait_for(timeout=60_000)
     # wait for the kernel to be ready before typing
     page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=120_000)
+
+
+def stop_and_open_picker(page, hub, tries=60):
+    """Stop the server from the hub's home page, as a user does, and open the picker once
+    the stop is done (the home page hides its Stop button then)."""
+    page.goto(f"{hub.url}/hub/home")
+    page.locator("#stop").click()
+    page.locator("#stop").wait_for(state="hidden", timeout=120_000)
+    for _ in range(tries):  # "Your server is stopping" until the hub has seen it stop
+        page.goto(f"{hub.url}/hub/spawn")
+        if page.locator("#profile-item-oggm").count():
+            return
+        page.wait_for_timeout(1000)
+    raise AssertionError(f"the picker did not come back within {tries} s of stopping: {page.url}")

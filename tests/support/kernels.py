@@ -8,8 +8,16 @@ import uuid
 import requests
 
 
+class KernelDied(AssertionError):
+    """The kernel died while running the code (the server says it is restarting, or dead)."""
+
+
 async def execute(ws_url, token, code, timeout=120):
-    """Run ``code`` in a kernel over the Jupyter websocket protocol; its stdout."""
+    """Run ``code`` in a kernel over the Jupyter websocket protocol; its stdout.
+
+    Raises ``KernelDied`` as soon as the server says the kernel is restarting or dead (a
+    kill by the OOM killer, say), rather than waiting out ``timeout`` for a reply that
+    cannot come."""
     from tornado.httpclient import HTTPRequest
     from tornado.websocket import websocket_connect
 
@@ -26,6 +34,8 @@ async def execute(ws_url, token, code, timeout=120):
     try:
         while True:
             msg = json.loads(await asyncio.wait_for(conn.read_message(), timeout))
+            if msg["msg_type"] == "status" and msg["content"]["execution_state"] in ("restarting", "dead"):
+                raise KernelDied(f"the kernel is {msg['content']['execution_state']} while running {code[:80]!r}")
             if msg.get("parent_header", {}).get("msg_id") != msg_id:
                 continue
             if msg["msg_type"] == "stream":
