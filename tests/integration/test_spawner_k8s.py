@@ -87,7 +87,7 @@ async def test_datasets_are_mounted_by_a_sidecar_the_user_container_stays_unpriv
     assert mounter["securityContext"]["privileged"] is True
     container = notebook_container(pod)
     # the shipped dataset (OGGM's server) is mounted where OGGM's cache looks: <host>/<path>
-    mount_path = "/data/oggm-mirror/cluster.klima.uni-bremen.de/~oggm"
+    mount_path = "/data/oggm-mirror"
     data_mount = next(m for m in container["volumeMounts"] if m["mountPath"] == posixpath.dirname(mount_path))
     assert data_mount["readOnly"] is True and data_mount["mountPropagation"] == "HostToContainer"
     env = {e["name"]: e.get("value") for e in container["env"]}
