@@ -189,3 +189,46 @@ def test_the_tutorials_dataset_cells_run_on_the_mounted_archive(mounted, gcs, tm
     assert match, out.stdout[-3000:]
     if env == "slicer":
         assert int(match.group(1)) > int(match.group(2))  # Otsu's foreground is the brighter part
+
+
+# --- archives out of reach --------------------------------------------------------------
+
+
+def test_the_shipped_archives_out_of_reach_are_left_out_and_named(tmp_path):
+    import socket
+
+    shipped = load_catalog(str(CATALOG)).datasets
+    archives = [shipped["idc-nlst-ct"], shipped["idr-nuclei-3d"]]
+    try:
+        socket.getaddrinfo("storage.googleapis.com", 443)
+        pytest.skip("this machine reaches the internet: the archives would be mounted, not left out")
+    except OSError:
+        pass
+    assert all(not d.required for d in archives)  # a session starts without them
+    missing = {}
+    start = time.monotonic()
+    live = mounts.mount_datasets(archives, str(tmp_path), OPTIONS, unavailable=lambda d, e: missing.update({d.name: str(e)}))
+    assert time.monotonic() - start < 15
+    assert live == [] and sorted(missing) == ["idc-nlst-ct", "idr-nuclei-3d"]
+    assert missing["idc-nlst-ct"].startswith("dataset 'idc-nlst-ct': gs://idc-open-data/54f72056")
+    assert "s3://idr/zarr/v0.4/idr0062A/6001240.zarr at https://uk1s3.embassy.ebi.ac.uk" in missing["idr-nuclei-3d"]
+    assert not [p for p in mounts.mounted() if p.startswith(str(tmp_path))]
+
+
+def test_an_s3_endpoint_that_never_answers_is_bounded_by_the_mount_timeout(tmp_path):
+    import socket
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)  # accepts, never answers: an S3-compatible service that hangs
+    try:
+        endpoint = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        slow = datasets.Dataset(name="slow-idr", title="Slow", source="s3://idr/zarr/v0.4/idr0062A/6001240.zarr",
+                                mount_path="/data/slow-idr", endpoint=endpoint)
+        start = time.monotonic()
+        with pytest.raises(mounts.MountError, match=r"dataset 'slow-idr': s3://idr/.* did not answer within 5 s"):
+            mounts.mount_datasets([slow], str(tmp_path), OPTIONS)
+        assert time.monotonic() - start < 15  # the timeout holds, retries included
+        assert not [p for p in mounts.mounted() if p.startswith(str(tmp_path))]
+    finally:
+        sock.close()
