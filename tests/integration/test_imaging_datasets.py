@@ -3,7 +3,9 @@ a DICOM CT series from pydicom's wheel and scikit-image's cell as OME-Zarr, in a
 emulator bucket laid out as IDC and IDR lay out theirs, mounted read-only with FUSE the
 way a Slicer or Fiji session mounts the catalog's archives. The tutorials' code paths
 (oggmhub.session.imaging, then the Otsu Threshold and InvertAndMeasure tasks' own tools)
-run on the mounts; damaged objects give errors naming them, within seconds."""
+run on the mounts (the tutorials' "tasks" cells go through the hub's tasks service in
+tests/e2e/test_tasks_hub.py); damaged objects give errors naming them, within seconds;
+archives out of reach are named and left out."""
 
 import json
 import os
@@ -17,7 +19,7 @@ import pytest
 from oggmhub.catalog import load_catalog
 from oggmhub.mounts import process as mounts
 from oggmhub.session import datasets, imaging
-from support.imaging_data import IMAGE, LEVELS, SERIES, TRUNCATED, cell_image, imaging_objects
+from support.imaging_data import IMAGE, LEVELS, SERIES, TRUNCATED, cell_image, imaging_objects, session_variables, tutorial_script
 from support.paths import CATALOG, REPO
 
 pytestmark = pytest.mark.skipif(
@@ -134,38 +136,6 @@ def test_a_missing_zarr_chunk_is_named_not_filled_with_zeros(gcs, tmp_path):
 
 # --- the tutorials' own code, on the mounts ------------------------------------------
 
-NOTEBOOKS = os.path.join(REPO, "notebooks")
-# what the cells tagged "tasks" leave behind, made here by the task's own tool: the hub's
-# tasks service (which runs that same tool) needs a hub; tests/e2e/test_tasks_hub.py covers it
-TASK_TOOLS = {
-    "slicer": ("import subprocess, sys\n"
-               "subprocess.run([sys.executable, {otsu!r}, os.path.join(work, 'ct.nrrd'), os.path.join(work, 'ct-otsu.nrrd')], check=True)\n"),
-    "fiji": ("import json, subprocess, sys\n"
-             "subprocess.run([sys.executable, '-m', 'oggmhub.tasks.script_runner', {invert!r}, json.dumps({{'input': plane_path, "
-             "'output': os.path.join(work, 'inverted.tif'), 'radius': 0, 'format': 'Tiff'}})], check=True)\n"),
-}
-
-
-def tutorial_script(env):
-    """The tutorial's first code cell (imports; not for Slicer, whose needs Slicer itself),
-    then its cells tagged "dataset", with each "tasks" cell's output made by the task's tool."""
-    import nbformat
-
-    nb = nbformat.read(os.path.join(NOTEBOOKS, f"{env}-getting-started.ipynb"), 4)
-    code = [c for c in nb.cells if c.cell_type == "code"]
-    parts = [] if env == "slicer" else [code[0].source]
-    tools = {"otsu": os.path.join(REPO, "images", "slicer", "tasks", "OtsuThreshold.py"),
-             "invert": os.path.join(REPO, "images", "fiji", "tasks", "InvertAndMeasure.ijm")}
-    for cell in code:
-        tags = set(cell.metadata.get("tags", []))
-        if "dataset" in tags:
-            parts.append(cell.source)
-        elif "tasks" in tags:
-            parts.append(TASK_TOOLS[env].format(**tools))
-    assert len(parts) >= 3, f"{env}: the tutorial lost its dataset cells"
-    return "\n\n".join(parts)
-
-
 @pytest.mark.parametrize("env, name, expect", [
     ("slicer", "idc-nlst-ct", r"5 DICOM files -> \(16, 16, 5\) voxels[\s\S]*foreground: [0-9.]+% of the voxels; mean (-?\d+) inside, (-?\d+) outside"),
     ("fiji", "idr-nuclei-3d", r"levels: \[\(660, 550\), \(330, 275\), \(165, 138\)\][\s\S]*objects: [1-9]"),
@@ -176,13 +146,9 @@ def test_the_tutorials_dataset_cells_run_on_the_mounted_archive(mounted, gcs, tm
     if env == "fiji" and not os.path.exists("/usr/bin/imagej"):
         pytest.skip("Debian's imagej (the stand-in for Fiji's download) is not installed")
     archives = [archive(gcs, "idc-nlst-ct", SERIES), archive(gcs, "idr-nuclei-3d", IMAGE)]
-    session = datasets.session_env(archives)  # as a session sees them: mount paths ...
-    entries = json.loads(session["OGGMHUB_DATASETS_JSON"])
-    for entry in entries:  # ... where this test mounted them
-        entry["mount_path"] = mounted[entry["name"]]
     env_vars = {**os.environ, "HOME": str(tmp_path), "MPLBACKEND": "Agg", "PYTHONPATH": str(REPO),
-                "OGGMHUB_DATASETS": session["OGGMHUB_DATASETS"], "OGGMHUB_DATASETS_JSON": json.dumps(entries)}
-    out = subprocess.run([sys.executable, "-c", tutorial_script(env)], capture_output=True, text=True,
+                **session_variables(archives, mounted)}
+    out = subprocess.run([sys.executable, "-c", tutorial_script(env, tasks="tools")], capture_output=True, text=True,
                          env=env_vars, cwd=str(tmp_path), timeout=600)
     assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
     match = re.search(expect, out.stdout)

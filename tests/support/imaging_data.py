@@ -94,3 +94,51 @@ def imaging_objects():
         objects[TRUNCATED] = f.read()
     objects.update({f"{IMAGE}/{k}": v for k, v in ome_zarr_objects(cell_image()).items()})
     return objects
+
+
+# --- the tutorials' code ---------------------------------------------------------------
+
+NOTEBOOKS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "notebooks")
+# what each tutorial's "tasks" cell leaves behind, made by the task's own tool (the hub's
+# tasks service runs that same tool): for tests without a hub
+TASK_TOOLS = {
+    "slicer": ("import subprocess, sys\n"
+               "subprocess.run([sys.executable, {otsu!r}, os.path.join(work, 'ct.nrrd'), os.path.join(work, 'ct-otsu.nrrd')], check=True)\n"),
+    "fiji": ("import json, subprocess, sys\n"
+             "subprocess.run([sys.executable, '-m', 'oggmhub.tasks.script_runner', {invert!r}, json.dumps({{'input': plane_path, "
+             "'output': os.path.join(work, 'inverted.tif'), 'radius': 0, 'format': 'Tiff'}})], check=True)\n"),
+}
+
+
+def tutorial_script(env, tasks="service"):
+    """The ``env`` tutorial as one script: its first code cell (imports; not Slicer's, which
+    needs Slicer itself), then its cells tagged "dataset" and "tasks" in order. With
+    ``tasks="tools"`` each "tasks" cell is replaced by a run of the task's own tool."""
+    import nbformat
+
+    repo = os.path.dirname(NOTEBOOKS)
+    nb = nbformat.read(os.path.join(NOTEBOOKS, f"{env}-getting-started.ipynb"), 4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    parts = [] if env == "slicer" else [code[0].source]
+    tools = {"otsu": os.path.join(repo, "images", "slicer", "tasks", "OtsuThreshold.py"),
+             "invert": os.path.join(repo, "images", "fiji", "tasks", "InvertAndMeasure.ijm")}
+    for cell in code:
+        tags = set(cell.metadata.get("tags", []))
+        if "dataset" in tags:
+            parts.append(cell.source)
+        elif "tasks" in tags:
+            parts.append(cell.source if tasks == "service" else TASK_TOOLS[env].format(**tools))
+    assert len(parts) >= 3, f"{env}: the tutorial lost its dataset cells"
+    return "\n\n".join(parts)
+
+
+def session_variables(archives, mounted):
+    """``OGGMHUB_DATASETS*`` as a session gets them, with each archive's mount path where
+    ``mounted`` (``{name: folder}``) says it is mounted."""
+    from oggmhub.session import datasets
+
+    session = datasets.session_env(archives)
+    entries = json.loads(session["OGGMHUB_DATASETS_JSON"])
+    for entry in entries:
+        entry["mount_path"] = mounted[entry["name"]]
+    return {"OGGMHUB_DATASETS": session["OGGMHUB_DATASETS"], "OGGMHUB_DATASETS_JSON": json.dumps(entries)}
