@@ -260,7 +260,7 @@ class ReadOnlyOperations:
         if size <= self.options.small_file_size:
             with self._lock:
                 prefetched = self._prefetched.pop(store, None)
-            handle = WholeFile(fetch, size, prefetched)
+            handle = WholeFile(fetch, size, prefetched, self.options.read_timeout)
             self._prefetch_after(path)
         else:
             handle = ReadAheadFile(fetch, size, self.options)
