@@ -438,6 +438,7 @@ def _build(path, data):
                 required=bool(spec.get("required", True)),
                 aliases=tuple(spec.get("aliases") or ()),
                 size=str(spec.get("size", "")),
+                layout=spec.get("layout", "plain"),
             )
             for name, spec in (data.get("datasets") or {}).items()
         },

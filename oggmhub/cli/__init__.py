@@ -26,6 +26,10 @@ def catalog_check(args):
         count = len(e.problems)
         print(f"{path}: {count} problem{'s' if count != 1 else ''}", file=sys.stderr)
         return 1
+    from oggmhub.dataset_layout import catalog_warnings
+
+    for where, warning in catalog_warnings(catalog):
+        print(f"{path}: {where}: warning: {warning}", file=sys.stderr)
     envs = ", ".join(
         f"{env.name} ({len(env.sizes)} sizes, {len(env.gpus)} GPU variants)"
         for env in catalog.environments.values()

@@ -86,23 +86,34 @@ def _read_urls(path):
 
 
 def mirror_command(args):
+    """``oggmhub datasets mirror``; refuses a destination whose catalog entry would hide it
+    from OGGM's download cache (:mod:`oggmhub.dataset_layout`)."""
     from oggmhub.cli import mirror
 
-    dest, endpoint = args.dest, args.endpoint
-    if "://" not in dest and not dest.startswith((".", "/")):
-        catalog = _catalog(args)
+    dest, endpoint, dataset = args.dest, args.endpoint, None
+    by_name = "://" not in dest and not dest.startswith((".", "/"))
+    catalog = _catalog(args) if by_name or args.catalog else _quiet_catalog()
+    if by_name:
         if catalog is None:
             return 1
         if dest not in catalog.datasets:
             known = ", ".join(catalog.datasets) or "none"
             print(f"{dest!r} is neither gs://, s3://, a folder, nor a catalog dataset ({known})", file=sys.stderr)
             return 2
-        dataset = catalog.datasets[dest]
-        dest, endpoint = dataset.source, endpoint or dataset.endpoint or None
     urls = list(args.urls) + (_read_urls(args.urls_from) if args.urls_from else [])
     if bool(urls) == bool(args.tree):
         print("give URLs (or --urls-from FILE), or --tree DIR, not both", file=sys.stderr)
         return 2
+    if catalog is not None:  # a mirror its catalog entry would mount where OGGM does not look: refused
+        from oggmhub.dataset_layout import mirror_mismatch, target_dataset
+
+        dataset = target_dataset(catalog, dest)
+        problem = dataset and mirror_mismatch(catalog, dataset, _example_target(mirror, urls, args.tree))
+        if problem:
+            print(f"mirror to {dest}: {problem}", file=sys.stderr)
+            return 1
+    if by_name:
+        dest, endpoint = dataset.source, endpoint or dataset.endpoint or None
     try:
         fs, root = mirror.destination(dest, endpoint=endpoint, token=args.token)
         if args.tree:
@@ -114,6 +125,25 @@ def mirror_command(args):
         return 1
     print(f"{len(report.copied)} copied, {len(report.skipped)} already there, {len(report.failed)} failed")
     return 0 if report.ok else 1
+
+
+def _quiet_catalog():
+    try:
+        return load_catalog(default_catalog_path())
+    except (CatalogError, OSError):
+        return None  # no catalog to check a folder or bucket against
+
+
+def _example_target(mirror, urls, tree):
+    """A path the mirror would write (relative to its root), to name in a refusal."""
+    try:
+        if tree and os.path.isfile(tree):
+            return mirror.sample_data_target(tree)
+        if urls:
+            return mirror.cache_name(urls[0])
+    except ValueError:
+        pass
+    return None
 
 
 def _datasets_to_mount(args):

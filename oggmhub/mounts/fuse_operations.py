@@ -89,9 +89,12 @@ class ReadOnlyOperations:
 
     use_ns = True
 
-    def __init__(self, fs, root, dataset, options=None, on_ready=None, owner=None):
+    def __init__(self, fs, root, dataset, options=None, on_ready=None, owner=None, prefix=""):
         self.fs, self.dataset, self.options = fs, dataset, options if options is not None else DatasetMounts()
         self.root = root.rstrip("/")
+        # the folder of the mount where the source appears (a download cache's <host>/<path>:
+        # oggmhub.session.datasets.source_folder); the folders above it hold only it
+        self.prefix = [p for p in prefix.split("/") if p]
         self.on_ready = on_ready
         # owner (uid, gid): a user's own mount, which no other account may read (the
         # kernel checks these modes: default_permissions); else everyone may
@@ -212,10 +215,24 @@ class ReadOnlyOperations:
         if self.on_ready:
             self.on_ready()
 
+    def _inner(self, path):
+        """``(path in the source, None)``, or ``(None, child)`` for a folder above the
+        source's folder (``prefix``) with its one child; ``ENOENT`` beside it."""
+        parts, n = [p for p in path.split("/") if p], len(self.prefix)
+        if parts[:n] == self.prefix:
+            return "/".join(parts[n:]), None
+        if len(parts) < n and self.prefix[:len(parts)] == parts:
+            return None, self.prefix[len(parts)]
+        raise self.FuseOSError(errno.ENOENT)
+
     def getattr(self, path, fh=None):
-        return self._stat(self._info(path))
+        path, above = self._inner(path)
+        return self._stat({"type": "directory"} if above else self._info(path))
 
     def readdir(self, path, fh):
+        path, above = self._inner(path)
+        if above:
+            return [".", "..", above]
         if self._info(path)["type"] != "directory":
             raise self.FuseOSError(errno.ENOTDIR)
         _, names = self._listing(self._store(path))
@@ -224,12 +241,17 @@ class ReadOnlyOperations:
     def access(self, path, amode):
         if amode & os.W_OK:
             raise self.FuseOSError(errno.EROFS)
-        self._info(path)
+        path, above = self._inner(path)
+        if not above:
+            self._info(path)
         return 0
 
     def open(self, path, flags):
         if flags & (os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC):
             raise self.FuseOSError(errno.EROFS)
+        path, above = self._inner(path)
+        if above:
+            raise self.FuseOSError(errno.EISDIR)
         info = self._info(path)
         if info["type"] == "directory":
             raise self.FuseOSError(errno.EISDIR)
@@ -238,7 +260,7 @@ class ReadOnlyOperations:
         if size <= self.options.small_file_size:
             with self._lock:
                 prefetched = self._prefetched.pop(store, None)
-            handle = WholeFile(fetch, size, prefetched)
+            handle = WholeFile(fetch, size, prefetched, self.options.read_timeout)
             self._prefetch_after(path)
         else:
             handle = ReadAheadFile(fetch, size, self.options)

@@ -10,14 +10,16 @@ the FUSE read copies once (:func:`oggmhub.mounts.fuse_operations.make_fuse_class
 
 from __future__ import annotations
 
+import concurrent.futures
+import errno
 import threading
 
 
 class WholeFile:
     """A small file, fetched in one request on first read (or prefetched)."""
 
-    def __init__(self, fetch, size, prefetched=None):
-        self.fetch, self.size, self.future = fetch, size, prefetched
+    def __init__(self, fetch, size, prefetched=None, timeout=None):
+        self.fetch, self.size, self.future, self.timeout = fetch, size, prefetched, timeout
         self.data, self.lock = None, threading.Lock()
 
     def locate(self, size, offset):
@@ -25,7 +27,7 @@ class WholeFile:
             if self.data is None:
                 self.data = _result(self.future) if self.future is not None else None
                 if self.data is None or len(self.data) != self.size:
-                    self.data = self.fetch(0, self.size).result()
+                    self.data = wait(self.fetch(0, self.size), self.timeout)
         n = max(0, min(size, len(self.data) - offset))
         return self.data, offset, n
 
@@ -44,7 +46,7 @@ class ReadAheadFile:
 
     def __init__(self, fetch, size, options):
         self.fetch, self.size = fetch, size
-        self.block, self.ahead = options.block_size, options.readahead
+        self.block, self.ahead, self.timeout = options.block_size, options.readahead, options.read_timeout
         self.blocks = {}  # block number -> Future of its bytes
         self.last = -2  # the last block read
         self.lock = threading.Lock()
@@ -65,7 +67,7 @@ class ReadAheadFile:
                 self.blocks.pop(n).cancel()
             futures = [self.blocks[n] for n in range(first, last + 1)]
             self.last = last
-        data = futures[0].result() if len(futures) == 1 else b"".join(f.result() for f in futures)
+        data = wait(futures[0], self.timeout) if len(futures) == 1 else b"".join(wait(f, self.timeout) for f in futures)
         return data, offset - first * self.block, end - offset
 
     def close(self):
@@ -74,6 +76,16 @@ class ReadAheadFile:
                 future.cancel()
             self.blocks.clear()
 
+
+
+def wait(future, timeout):
+    """A fetch's bytes within ``timeout`` seconds, else ``OSError(ETIMEDOUT)`` (the fetch
+    is abandoned, and the mount serves the next read)."""
+    try:
+        return future.result(timeout=timeout)
+    except concurrent.futures.TimeoutError:
+        future.cancel()
+        raise OSError(errno.ETIMEDOUT, f"the source did not answer within {timeout:g} s") from None
 
 
 def _result(future):

@@ -63,6 +63,12 @@ class DatasetMounts(LoggingConfigurable):
              "an error naming the dataset (and the spawn with it, unless the catalog says "
              "required: false). Mount process start-up comes on top (about 1-2 s).",
     )
+    read_timeout = Float(
+        60.0, config=True,
+        help="Seconds a read through a mounted dataset waits for its source; then it fails "
+             "with ETIMEDOUT ('Connection timed out') and the mount serves the next read: a "
+             "source that hangs holds a notebook's read this long, never for ever.",
+    )
     threads = Bool(
         False, config=True,
         help="Run libfuse's multi-threaded loop. Single-threaded (the default) measured "

@@ -68,7 +68,7 @@ class Mount:
 
 def _serve(spec):
     """Run in the child: check the source is reachable, then serve the mount until unmounted."""
-    from oggmhub.session.datasets import Dataset, source_filesystem  # not the catalog: starts faster
+    from oggmhub.session.datasets import Dataset, source_filesystem, source_folder  # not the catalog: starts faster
 
     status = os.fdopen(spec["status_fd"], "w", buffering=1)
 
@@ -88,7 +88,7 @@ def _serve(spec):
         if not spec.get("checked"):
             _check_reachable(fs, root, dataset, options.timeout)
         ops = make_operations_class()(fs, root, dataset.name, options, on_ready=lambda: report("ready"),
-                                      owner=spec.get("owner"))
+                                      owner=spec.get("owner"), prefix=source_folder(dataset))
     except Exception as e:  # noqa: BLE001 - reported to the parent, which raises
         report("error: " + (str(e) or type(e).__name__))
         return 3

@@ -42,7 +42,7 @@ from oggmhub.session.readonly import DatasetReadOnlyError, ReadOnlyFileSystem  #
 
 __all__ = [
     "Dataset", "DatasetError", "DatasetReadOnlyError", "list", "get", "open", "path",
-    "open_dataset", "unavailable", "session_env", "localize_env", "session_datasets", "source_filesystem",
+    "open_dataset", "unavailable", "session_env", "localize_env", "session_datasets", "source_filesystem", "source_folder",
 ]
 
 # the variables (named in oggmhub.session.env); both backends set them through
@@ -84,9 +84,27 @@ class Dataset:
     required: bool = True  # False: a session starts without it when its source cannot be reached
     size: str = ""  # as the catalog gives it (e.g. 120Gi), shown on the hub's datasets page
     aliases: tuple = ()  # other identifiers (DOIs, URLs, names) launch links resolve to it
+    layout: str = "plain"  # or "download-cache": see source_folder()
 
     def __post_init__(self):
         object.__setattr__(self, "aliases", tuple(self.aliases))  # a list, when read back from JSON
+
+
+def source_folder(dataset):
+    """Where ``dataset``'s source appears inside its mount ('' for the mount itself).
+
+    ``layout: download-cache`` is a download cache's layout (OGGM's ``$OGGM_DOWNLOAD_CACHE``:
+    a URL's file at ``<host>/<path>``): an http(s) source appears at the ``<host>/<path>``
+    of its URL (the host without its port), so a server and a mirror of it are mounted
+    at the same path; a bucket or folder (a mirror filled by ``oggmhub datasets mirror``)
+    is laid out so already and appears at the mount itself.
+    """
+    if dataset.layout != "download-cache" or not dataset.source.startswith(("http://", "https://")):
+        return ""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(dataset.source)
+    return (parts.netloc.split(":", 1)[0] + parts.path).strip("/")
 
 
 class DatasetError(Exception):

@@ -80,7 +80,7 @@ def test_a_doi_link_logs_in_starts_and_opens_the_datasets_files(hub, tmp_path):
 
         # the datasets page: every catalog dataset, and a badge link that works
         page.goto(f"{hub.url}/hub/datasets")
-        assert page.locator(".oggmhub-dataset").count() == 2
+        assert page.locator(".oggmhub-dataset").count() == 4  # the shipped OGGM, IDC and IDR entries, and cell-images
         assert page.locator("#dataset-cell-images .dataset-environments").inner_text() == "Fiji"
         markdown = page.locator('#dataset-oggm-mirror .dataset-snippet[data-kind="markdown"]').input_value()
         badge, target = re.fullmatch(r"\[!\[[^\]]+\]\(([^)]+)\)\]\(([^)]+)\)", markdown).groups()

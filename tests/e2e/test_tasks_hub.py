@@ -24,6 +24,7 @@ from support import paths as _paths
 from support.gcs_emulator import GCSEmulator
 from support.local_hub import LocalHub
 from support.paths import CATALOG
+from support.imaging_data import IMAGE, SERIES, imaging_objects, session_variables, tutorial_script
 from support.tasks import images_with_a_slow_task, tasks_client, volume_bytes
 
 REPO = str(_paths.REPO)
@@ -39,6 +40,8 @@ def gcs():
         for i in range(VOLUMES):
             fs.pipe(f"scans/ct/vol{i:03d}.nrrd", volume_bytes(i))
         fs.pipe("scans/ct/README.txt", b"ten small volumes")
+        gcs.create_bucket("imaging")  # real small images, laid out as IDC and IDR lay out theirs
+        fs.pipe({f"imaging/{key}": value for key, value in imaging_objects().items()})
         yield gcs
 
 
@@ -328,3 +331,40 @@ def test_a_notebook_starts_waits_and_fetches_with_the_session_helper(hub, alice)
             open(os.path.join(alice.home, "nb", "vol005.nrrd"), "rb").read()
     finally:
         hub.stop_servers()
+
+
+def test_the_imaging_tutorials_run_their_tasks_through_the_service(hub, alice, gcs, tmp_path):
+    """The Slicer and Fiji tutorials' dataset and task cells, as alice would run them: the
+    archives (real images, in the emulator) mounted read-only, the Otsu Threshold and
+    InvertAndMeasure tasks run by the hub's tasks service through oggmhub.session.tasks.
+    (Slicer's own display cell needs Slicer, which cannot be downloaded here.)"""
+    import subprocess
+
+    from oggmhub.catalog import Dataset, load_catalog
+    from oggmhub.mounts import process as mounts
+
+    if not mounts.fuse_available()[0]:
+        pytest.skip(f"FUSE unavailable: {mounts.fuse_available()[1]}")
+    shipped = load_catalog(str(CATALOG)).datasets
+    archives = [Dataset(**{**shipped[name].__dict__, "source": f"gs://imaging/{prefix}", "endpoint": gcs.url})
+                for name, prefix in (("idc-nlst-ct", SERIES), ("idr-nuclei-3d", IMAGE))]
+    live = mounts.mount_datasets(archives, str(tmp_path / "mounts"), mounts.DatasetMounts(timeout=10))
+    try:
+        owner = os.stat(alice.home)
+        for folder in ("idc", "idr"):  # the tutorials' work folders, alice's as her own would be
+            os.makedirs(os.path.join(alice.home, folder), exist_ok=True)
+            os.chown(os.path.join(alice.home, folder), owner.st_uid, owner.st_gid)
+        env = {**os.environ, "HOME": alice.home, "MPLBACKEND": "Agg", "PYTHONPATH": REPO,
+               "OGGMHUB_TASKS_URL": hub.tasks_url, "JUPYTERHUB_API_TOKEN": alice.token,
+               **session_variables(archives, {m.dataset: m.mountpoint for m in live})}
+        for name, expected in (("slicer", ("5 DICOM files -> (16, 16, 5)", "Otsu Threshold: done", "foreground: ")),
+                               ("fiji", ("levels: [(660, 550), (330, 275), (165, 138)]", "InvertAndMeasure: done",
+                                         "inverted mean:", "objects: "))):
+            out = subprocess.run([sys.executable, "-c", tutorial_script(name)], env=env, cwd=alice.home,
+                                 capture_output=True, text=True, timeout=600)
+            assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
+            for text in expected:
+                assert text in out.stdout, (name, text, out.stdout[-3000:])
+        assert os.path.getsize(os.path.join(alice.home, "idc", "ct-otsu.nrrd")) > 0  # the service's output, in her home
+    finally:
+        mounts.unmount_datasets(live)

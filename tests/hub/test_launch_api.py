@@ -100,10 +100,10 @@ def test_a_dataset_of_another_environment_resolves_with_that_environment(hub, ad
 
 
 @pytest.mark.parametrize("identifier, status, message", [
-    ("no-such-data", 404, "no dataset available here is identified by name 'no-such-data'; available datasets: oggm-mirror, cell-images"),
+    ("no-such-data", 404, "no dataset available here is identified by name 'no-such-data'; available datasets: oggm-mirror, idc-nlst-ct, idr-nuclei-3d, cell-images"),
     ("10.5281/zenodo.999999", 404, "identified by doi '10.5281/zenodo.999999'"),
     ("doi:10.12/x", 400, "is not a valid DOI: a DOI looks like 10.5281/zenodo.123"),
-    ("https://example.org/not-listed", 404, "available datasets: oggm-mirror, cell-images"),
+    ("https://example.org/not-listed", 404, "available datasets: oggm-mirror, idc-nlst-ct, idr-nuclei-3d, cell-images"),
     ("ftp://example.org/data", 400, "use one of the schemes https://, http://, gs://, s3://"),
     ("<script>alert(1)</script>", 400, "is not an identifier oggmhub knows"),
     ("x" * 10_000, 400, "id is 10000 characters long; at most 2048 are allowed"),
@@ -120,7 +120,7 @@ def server_record(hub, name):
 
 
 BAD_LAUNCHES = [
-    ({"dataset": "no-such-data"}, 404, "available datasets: oggm-mirror, cell-images"),
+    ({"dataset": "no-such-data"}, 404, "available datasets: oggm-mirror, idc-nlst-ct, idr-nuclei-3d, cell-images"),
     ({"dataset": "10.1234/nope.1"}, 404, "identified by doi '10.1234/nope.1'"),
     ({"dataset": "doi:bogus"}, 400, "is not a valid DOI"),
     ({}, 400, "parameter 'dataset' is missing"),
@@ -206,6 +206,29 @@ def test_the_datasets_page_and_badge(hub, ada):
     assert r.status_code == 200 and r.headers["Content-Type"].startswith("image/svg+xml") and "<svg" in r.text
 
 
+IMAGING = [("10.1148/rg.230180", "idc-nlst-ct", "slicer", "3D Slicer", "158M", "gs://idc-open-data/"),
+           ("10.1038/nmeth.4326", "idr-nuclei-3d", "fiji", "Fiji", "70M", "s3://idr/zarr/v0.4/")]
+
+
+def test_the_shipped_imaging_archives_resolve_launch_and_are_listed(hub, ada):
+    """The catalog's IDC DICOM series (Slicer) and IDR OME-Zarr image (Fiji): launch links by
+    DOI pick their environment, and the datasets page shows title, DOI, licence and size."""
+    page = ada.get(f"{hub.url}/hub/datasets").text
+    for doi, name, env, display, size, source in IMAGING:
+        body = resolve(hub, ada, f"https://doi.org/{doi}").json()
+        assert body["dataset"]["name"] == name and body["dataset"]["size"] == size
+        assert body["dataset"]["source"].startswith(source) and body["dataset"]["licence"].startswith("CC BY 4.0")
+        assert body["environments"][0] == {"name": env, "display_name": display, "mounts_by_default": True}
+        assert body["mount_path"] == f"/data/{name}"
+        r = ada.get(f"{hub.url}/hub/launch", params={"dataset": f"doi:{doi}"})
+        assert r.status_code == 200 and f"Start {display} and open it" in r.text, r.text[-2000:]
+        for text in (body["dataset"]["title"].replace("'", "&#39;").split(":")[0], doi, f"/hub/launch?dataset={doi}",
+                     f'<dd class="col-sm-10 dataset-size">{size}</dd>'):
+            assert text in page, text
+    assert page.count("CC BY 4.0") >= 2 and "Fedorov" in page and "Williams" in page
+    assert server_record(hub, "ada")["servers"] == {}  # asking never starts anything
+
+
 def test_a_cohort_member_sees_and_launches_only_what_the_cohort_allows(hub):
     token = hub.api(hub.admin(), "POST", "/users/admin/tokens", json={"note": "launch"}).json()["token"]
     now = now_utc()
@@ -225,7 +248,7 @@ def test_a_cohort_member_sees_and_launches_only_what_the_cohort_allows(hub):
     page = mo.get(f"{hub.url}/hub/datasets").text
     assert "Cell images" in page and "OGGM data server" not in page
     r = resolve(hub, mo, OGGM_DOI)
-    assert r.status_code == 403 and "mounted by no environment you may start; available datasets: cell-images" in r.json()["message"]
+    assert r.status_code == 403 and "mounted by no environment you may start; available datasets: idr-nuclei-3d, cell-images" in r.json()["message"]
     r = mo.get(f"{hub.url}/hub/launch", params={"dataset": "oggm-mirror"})
     assert r.status_code == 403 and "cell-images" in r.text
     r = mo.post(f"{hub.url}/hub/launch", data={"dataset": "oggm-mirror", "_xsrf": mo.headers["X-XSRFToken"]})

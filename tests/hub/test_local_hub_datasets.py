@@ -36,16 +36,27 @@ def gcs():
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory, gcs):
     folder = tmp_path_factory.mktemp("datasets-hub")
+    # the README's offline instructions, exactly: a local folder filled with `oggmhub
+    # datasets mirror DEST --tree oggm-sample-data-<commit>.zip`, and `oggm-mirror`'s
+    # source pointed at it; nothing else of the shipped catalog changes
+    mirror = folder / "oggm-mirror"
+    out = subprocess.run([sys.executable, "-m", "oggmhub", "datasets", "mirror", str(mirror), "--tree", sample_zip()],
+                         capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert out.returncode == 0, out.stderr
+    os.chmod(folder, 0o755)  # the hub's mount process reads it (as root), users never do directly
     catalog = yaml.safe_load(CATALOG.read_text())
-    # the hub's own mirror (a bucket, here the emulator's), mounted where OGGM's cache looks
-    catalog["datasets"]["oggm-mirror"].update(source="gs://oggm-mirror", endpoint=gcs.url,
-                                              mount_path="/data/oggm-mirror", required=True)
+    shipped = dict(catalog["datasets"]["oggm-mirror"])
+    catalog["datasets"]["oggm-mirror"]["source"] = str(mirror)
+    assert {k for k, v in catalog["datasets"]["oggm-mirror"].items() if shipped.get(k) != v} == {"source"}
     catalog["datasets"]["unreachable"] = {"title": "A bucket that does not exist",
                                          "source": "gs://no-such-bucket", "endpoint": gcs.url}
     catalog["datasets"]["optional"] = {"title": "A server with a typo", "required": False,
                                       "source": "https://cluster.klima.uni-bremen.invalid/~oggm/"}
     path = folder / "catalog.yaml"
     path.write_text(yaml.safe_dump(catalog, sort_keys=False))
+    checked = subprocess.run([sys.executable, "-m", "oggmhub", "catalog", "check", str(path)],
+                             capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert checked.returncode == 0 and "warning" not in checked.stderr, checked.stderr
     # the catalog's image contexts stay those of the repository
     hub = LocalHub(folder / "data", catalog=str(path), env={"OGGMHUB_ENV_CACHE": str(default_root())},
                    images_dir=str(CATALOG.parent.parent / "images")).start()
@@ -80,6 +91,18 @@ def test_oggm_server_reads_the_mirror_from_a_read_only_mount(hub, gcs):
     assert [d["name"] for d in json.loads(env["OGGMHUB_DATASETS_JSON"])] == ["oggm-mirror"]
     with pytest.raises(OSError, match="Read-only file system"):
         open(os.path.join(cache, "new.txt"), "w")
+
+    # what the README promises offline: OGGM's sample data through get_demo_file, from the
+    # mount, in the session's own Python and variables (no internet here)
+    code = ("from oggm import cfg, utils; cfg.initialize_minimal(logging_level='WARNING'); "
+            "cfg.PARAMS['has_internet'] = False; import rasterio; p = utils.get_demo_file('hef_srtm.tif'); "
+            "print(p); print(rasterio.open(p).shape)")
+    python = os.path.join(env["VIRTUAL_ENV"], "bin", "python")
+    out = subprocess.run([python, "-c", code], env=env, cwd=env["HOME"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
+    demo, shape = out.stdout.strip().splitlines()[-2:]
+    assert demo.endswith("hef_srtm.tif") and os.path.getsize(demo) > 100_000, demo
+    assert shape.startswith("(") and int(shape.strip("()").split(",")[0]) > 100  # a real DEM, rows x columns
 
     # the OGGM tutorial the hub put in the home runs, in the session's own environment and
     # variables: a real Hintereisferner run from the mounted mirror, no internet, no stand-in

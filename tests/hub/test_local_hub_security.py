@@ -51,7 +51,7 @@ def _catalog(folder):
     mirror = folder / "oggm-mirror"
     mirror.mkdir(parents=True, exist_ok=True)
     fill_oggm_mirror(str(mirror))
-    catalog["datasets"]["oggm-mirror"].update(source=str(mirror), mount_path="/data/oggm-mirror")
+    catalog["datasets"]["oggm-mirror"].update(source=str(mirror))
     catalog["datasets"]["optional"] = {"title": "A server with a typo", "required": False,
                                       "source": "https://cluster.klima.uni-bremen.invalid/~oggm/"}
     path = folder / "catalog.yaml"

@@ -115,7 +115,7 @@ def test_without_dask_the_quota_holds_the_server_only_and_there_is_no_role(catal
     hard = objects[1]["spec"]["hard"]
     assert hard["pods"] == "1" and hard["count/daskclusters.kubernetes.dask.org"] == "0"
     assert hard["requests.nvidia.com/gpu"] == "1"  # the server's own T4
-    assert hard["limits.cpu"] == "2000m"  # medium, no datasets
+    assert hard["limits.cpu"] == "2500m"  # medium (2 CPUs) + the mount sidecar of Slicer's dataset (IDC)
 
 
 # --- pure: the DaskCluster ---------------------------------------------------------------------

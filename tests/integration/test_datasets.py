@@ -50,7 +50,9 @@ def test_shipped_catalog_builds_dataset_objects(catalog):
     assert isinstance(mirror, Dataset)
     # OGGM's public server (no bucket that exists nowhere), where OGGM's cache looks for it
     assert mirror.source == "https://cluster.klima.uni-bremen.de/~oggm/"
-    assert mirror.mount_path == "/data/oggm-mirror/cluster.klima.uni-bremen.de/~oggm"
+    # mounted as OGGM's download cache: the server at <host>/<path>, a mirror of it as is
+    assert mirror.mount_path == "/data/oggm-mirror" and mirror.layout == "download-cache"
+    assert datasets.source_folder(mirror) == "cluster.klima.uni-bremen.de/~oggm"
     assert mirror.doi == "10.5194/gmd-12-909-2019" and mirror.citation and mirror.licence
     assert mirror.credentials == {}
     assert mirror.required is False  # a session starts without it when the server is down
@@ -60,7 +62,8 @@ def test_shipped_catalog_builds_dataset_objects(catalog):
     assert oggm.datasets == ("oggm-mirror",)
     from oggmhub.cli.mirror import cache_name
     url = "https://cluster.klima.uni-bremen.de/~oggm/rgi/rgi62_stats.h5"
-    assert os.path.join(oggm.env["OGGM_DOWNLOAD_CACHE"], cache_name(url)).startswith(mirror.mount_path + "/")
+    assert os.path.join(oggm.env["OGGM_DOWNLOAD_CACHE"], cache_name(url)) == \
+        os.path.join(mirror.mount_path, datasets.source_folder(mirror), "rgi/rgi62_stats.h5")
     assert oggm.env["OGGM_DOWNLOAD_CACHE_RO"] == "1"
     # the local backend moves the cache folder above the mount under the mount root too
     env = datasets.localize_env(oggm.env, [mirror], "/srv/m")
@@ -99,6 +102,7 @@ def test_defaults_and_every_field(tmp_path):
         ({"mount_path": "/usr/share/x"}, "datasets.d.mount_path: '/usr/share/x' is invalid: a mount path is an absolute path"),
         ({"mount_path": "/data/../etc"}, "datasets.d.mount_path: '/data/../etc' is invalid"),
         ({"mount_path": "/data/oggm-mirror/cluster.klima.uni-bremen.de/~oggm/inner"}, "datasets.d.mount_path: /data/oggm-mirror/cluster.klima.uni-bremen.de/~oggm/inner clashes with dataset 'oggm-mirror'"),
+        ({"layout": "mirror"}, "datasets.d.layout: 'mirror' is invalid: layout is plain"),
         ({"required": "yes"}, "datasets.d.required: 'yes' is invalid: required is true (a spawn stops when the source cannot be reached"),
         ({"mount_path": "/~data/x"}, "datasets.d.mount_path: '/~data/x' is invalid"),
         ({"doi": "https://doi.org/10.1/x"}, "datasets.d.doi: 'https://doi.org/10.1/x' is invalid: a DOI looks like"),
@@ -122,7 +126,7 @@ def test_cli_lists_datasets_and_their_environments():
                             capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0, result.stderr
     assert "oggm-mirror: OGGM data server" in result.stdout
-    assert "mounted at  /data/oggm-mirror/cluster.klima.uni-bremen.de/~oggm in: oggm" in result.stdout
+    assert "mounted at  /data/oggm-mirror in: oggm" in result.stdout
 
 
 # --- what the spawner passes to the session ----------------------------------------
@@ -143,7 +147,7 @@ def test_local_backend_paths_are_rewritten_under_its_mount_root(tmp_path):
     mirror = load_catalog(str(CATALOG)).datasets["oggm-mirror"]
     env = datasets.session_env([mirror], mount_root=str(tmp_path))
     (entry,) = json.loads(env["OGGMHUB_DATASETS_JSON"])
-    assert entry["mount_path"] == f"{tmp_path}/data/oggm-mirror/cluster.klima.uni-bremen.de/~oggm"
+    assert entry["mount_path"] == f"{tmp_path}/data/oggm-mirror"
     oggm_env = {"OGGM_DOWNLOAD_CACHE": "/data/oggm-mirror", "OGGM_EXTRACT_DIR": "/tmp/oggm-extract",
                 "OTHER": "/data/oggm-mirror-not-it"}
     assert datasets.localize_env(oggm_env, [mirror], str(tmp_path)) == {

@@ -185,3 +185,81 @@ def test_the_sample_data_zip_lands_where_oggm_looks(tmp_path):
     assert target.stat().st_size == os.path.getsize(zip_path)
     again = subprocess.run(cli, capture_output=True, text=True, cwd=REPO, timeout=120)
     assert "0 copied, 1 already there" in again.stdout
+
+
+@pytest.mark.skipif(not mounts.fuse_available()[0], reason="FUSE unavailable on this machine")
+def test_a_server_with_download_cache_layout_appears_where_oggm_looks(provider, tmp_path):
+    # as the shipped catalog mounts OGGM's server: at the cache folder, the server's files
+    # at <host>/<path> of their URLs (the port dropped, as OGGM does)
+    dataset = Dataset(name="oggm-mirror", title="OGGM server", source=f"{provider}/~oggm/",
+                      mount_path="/data/oggm-mirror", layout="download-cache")
+    live = mounts.mount_datasets([dataset], str(tmp_path / "mounts"))
+    try:
+        top = live[0].mountpoint
+        assert os.listdir(top) == ["127.0.0.1"] and os.listdir(os.path.join(top, "127.0.0.1")) == ["~oggm"]
+        url = f"{provider}/~oggm/climate/cru.nc"
+        with open(os.path.join(top, mirror.cache_name(url)), "rb") as f:
+            assert f.read() == bytes(range(256)) * 100
+        assert not os.path.exists(os.path.join(top, "github.com"))  # nothing beside the server
+        with pytest.raises(OSError):
+            open(os.path.join(top, "127.0.0.1", "x.txt"), "w")
+        if importlib.util.find_spec("oggm") is not None:  # OGGM itself finds it there, offline
+            env = {**os.environ, "HOME": str(tmp_path), "OGGM_DOWNLOAD_CACHE": top, "OGGM_DOWNLOAD_CACHE_RO": "1",
+                   "OGGM_EXTRACT_DIR": str(tmp_path / "extract")}
+            result = subprocess.run([sys.executable, "-c", OGGM_SCRIPT, f"{provider}/~oggm/README.txt"],
+                                    capture_output=True, text=True, env=env, timeout=120)
+            assert result.returncode == 0, result.stderr[-2000:]
+            assert json.loads(result.stdout.strip().splitlines()[-1])["text"] == "hello\n"
+    finally:
+        mounts.unmount_datasets(live)
+
+
+def _catalog_with(tmp_path, name, **changes):
+    import yaml
+
+    catalog = yaml.safe_load(open(os.path.join(REPO, "hub_config", "catalog.yaml")))
+    entry = catalog["datasets"]["oggm-mirror"]
+    entry.update(changes)
+    for key in [k for k, v in changes.items() if v is None]:
+        del entry[key]
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(catalog, sort_keys=False))
+    return str(path)
+
+
+def test_a_mirror_the_catalog_would_hide_is_refused_and_catalog_check_warns(tmp_path):
+    from support.local_hub import SAMPLE_COMMIT, sample_zip
+
+    zip_path = sample_zip()
+    dest = tmp_path / "mirror"
+    # the shipped catalog's mount path before this fix: below OGGM's cache folder
+    hiding = _catalog_with(tmp_path, "hiding.yaml", source=str(dest), layout=None,
+                           mount_path="/data/oggm-mirror/cluster.klima.uni-bremen.de/~oggm")
+    for target in (str(dest), "oggm-mirror"):  # a folder the catalog names, or the dataset's name
+        cli = [sys.executable, "-m", "oggmhub", "datasets", "mirror", target, "--tree", zip_path, "--catalog", hiding]
+        result = subprocess.run(cli, capture_output=True, text=True, cwd=REPO, timeout=120)
+        assert result.returncode == 1, result.stdout
+        assert "dataset 'oggm-mirror' is mounted at /data/oggm-mirror/cluster.klima.uni-bremen.de/~oggm" in result.stderr
+        assert f"OGGM_DOWNLOAD_CACHE=/data/oggm-mirror: github.com/OGGM/oggm-sample-data/archive/{SAMPLE_COMMIT}.zip" in result.stderr
+        assert "Set the dataset's mount_path: /data/oggm-mirror" in result.stderr and "Nothing was copied" in result.stderr
+        assert not dest.exists()
+    check = [sys.executable, "-m", "oggmhub", "catalog", "check"]
+    result = subprocess.run([*check, hiding], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert result.returncode == 0  # a warning, not an error: the catalog is valid
+    assert "datasets.oggm-mirror.mount_path: warning: the mount path /data/oggm-mirror/cluster.klima.uni-bremen.de/~oggm " \
+           f"hides part of the mirror {dest}" in result.stderr
+    assert "set mount_path: /data/oggm-mirror" in result.stderr
+    # the server mounted at the cache folder without its layout: its files are not at <host>/<path>
+    flat = _catalog_with(tmp_path, "flat.yaml", layout=None)
+    result = subprocess.run([*check, flat], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert "https://cluster.klima.uni-bremen.de/~oggm/ is shown at /data/oggm-mirror, but" in result.stderr
+    assert "set layout: download-cache" in result.stderr
+    # the shipped catalog, and the README's change (the source only): no warning, and the mirror fills
+    good = _catalog_with(tmp_path, "good.yaml", source=str(dest))
+    for path in (os.path.join(REPO, "hub_config", "catalog.yaml"), good):
+        result = subprocess.run([*check, path], capture_output=True, text=True, cwd=REPO, timeout=60)
+        assert result.returncode == 0 and "warning" not in result.stderr, result.stderr
+    cli = [sys.executable, "-m", "oggmhub", "datasets", "mirror", str(dest), "--tree", zip_path, "--catalog", good]
+    result = subprocess.run(cli, capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert (dest / "github.com" / "OGGM" / "oggm-sample-data" / "archive" / f"{SAMPLE_COMMIT}.zip").is_file()

@@ -30,7 +30,7 @@ from support.paths import REPO
 # every documented option, each away from its default
 CONFIGURED = {
     "block_size": 3 * 2**20, "readahead": 5, "small_file_size": 2**20, "prefetch_files": 3,
-    "listings_ttl": 7.5, "kernel_ttl": 2.5, "timeout": 9.0, "threads": True, "allow_other": False,
+    "listings_ttl": 7.5, "kernel_ttl": 2.5, "timeout": 9.0, "read_timeout": 30.0, "threads": True, "allow_other": False,
     "kernel_readahead_kb": 512,
 }
 FUSE = pytest.mark.skipif(not mounts.fuse_available()[0], reason=f"FUSE unavailable: {mounts.fuse_available()[1]}")

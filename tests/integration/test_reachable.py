@@ -18,6 +18,8 @@ pytestmark = pytest.mark.skipif(not mounts.fuse_available()[0], reason=f"no FUSE
 
 class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):  # noqa: N802
+        if self.path.startswith("/slow"):
+            return self.slow()
         if self.path.startswith("/private"):
             self.send_error(403)
         elif self.path == "/data":  # as Apache does for a folder
@@ -41,6 +43,26 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send_error(404)
 
     do_HEAD = do_GET
+
+    def slow(self):
+        """``/slow/``: a listing and a fast file, and a file whose contents take 30 s."""
+        if self.path == "/slow":  # a folder without its '/', as a web server redirects it
+            self.send_response(301)
+            self.send_header("Location", "/slow/")
+            self.send_header("Content-Length", "0")
+            return self.end_headers()
+        files = {"/slow/fast.txt": b"quick\n", "/slow/hangs.txt": b"x" * 100}
+        body = b'<html><a href="fast.txt">fast.txt</a><a href="hangs.txt">hangs.txt</a></html>' \
+            if self.path == "/slow/" else files.get(self.path)
+        if body is None:
+            return self.send_error(404)
+        if self.command == "GET" and self.path == "/slow/hangs.txt":
+            time.sleep(30)
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command == "GET":
+            self.wfile.write(body)
 
     def log_message(self, *args):
         pass
@@ -119,5 +141,25 @@ def test_an_http_source_mounts_with_file_sizes(tmp_path, server):
         assert os.listdir(live[0].mountpoint) == ["a.txt"]
         assert os.path.getsize(path) == 21  # an index page gives no sizes: asked for
         assert open(path).read() == "RGI60-11.00897,8.036\n"
+    finally:
+        mounts.unmount_datasets(live)
+
+
+def test_a_source_that_hangs_on_a_read_fails_that_read_in_read_timeout_and_the_mount_goes_on(tmp_path, server):
+    import errno
+
+    dataset = Dataset(name="slow", title="Slow", source=f"{server}/slow/", mount_path="/data/slow")
+    live = mounts.mount_datasets([dataset], str(tmp_path / "mounts"), mounts.DatasetMounts(read_timeout=2))
+    try:
+        top = live[0].mountpoint
+        assert sorted(os.listdir(top)) == ["fast.txt", "hangs.txt"]
+        start = time.monotonic()
+        with pytest.raises(OSError) as info:
+            with open(os.path.join(top, "hangs.txt"), "rb") as f:
+                f.read()
+        took = time.monotonic() - start
+        assert info.value.errno == errno.ETIMEDOUT and 1.5 < took < 10, (info.value, took)
+        with open(os.path.join(top, "fast.txt"), "rb") as f:  # the mount is not frozen
+            assert f.read() == b"quick\n"
     finally:
         mounts.unmount_datasets(live)

@@ -87,17 +87,19 @@ async def test_datasets_are_mounted_by_a_sidecar_the_user_container_stays_unpriv
     assert mounter["securityContext"]["privileged"] is True
     container = notebook_container(pod)
     # the shipped dataset (OGGM's server) is mounted where OGGM's cache looks: <host>/<path>
-    mount_path = "/data/oggm-mirror/cluster.klima.uni-bremen.de/~oggm"
+    mount_path = "/data/oggm-mirror"
     data_mount = next(m for m in container["volumeMounts"] if m["mountPath"] == posixpath.dirname(mount_path))
     assert data_mount["readOnly"] is True and data_mount["mountPropagation"] == "HostToContainer"
     env = {e["name"]: e.get("value") for e in container["env"]}
-    assert env["OGGMHUB_DATASETS"] == "oggm-mirror"
-    assert json.loads(env["OGGMHUB_DATASETS_JSON"])[0]["mount_path"] == mount_path
+    assert env["OGGMHUB_DATASETS"] == "idr-nuclei-3d,oggm-mirror"  # Fiji's own (IDR), and the one added
+    entries = {d["name"]: d for d in json.loads(env["OGGMHUB_DATASETS_JSON"])}
+    assert entries["oggm-mirror"]["mount_path"] == mount_path
     await spawner.stop()
-    # a later spawn without datasets has no sidecar
+    # a later spawn without the added dataset mounts the environment's own only
     await spawn(spawner, {"profile": "fiji"})
     [pod] = api.objects("pods", NS)
-    assert not pod["spec"].get("initContainers")
+    env = {e["name"]: e.get("value") for e in notebook_container(pod)["env"]}
+    assert env["OGGMHUB_DATASETS"] == "idr-nuclei-3d"
     await spawner.stop()
 
 

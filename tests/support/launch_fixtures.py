@@ -1,5 +1,5 @@
-"""A catalog for launch-link tests: the repository's, offline, with a second dataset that
-only the Fiji environment mounts, DOIs and aliases. Data are small local folders."""
+"""A catalog for launch-link tests: the repository's, offline (its imaging archives kept,
+unreachable here), with another dataset that only the Fiji environment mounts, DOIs and aliases. Data are small local folders."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def launch_catalog(folder):
         "description": "Fluorescence microscopy images of cells.",
         "citation": "Someone, A. (2024): Cells. Zenodo.",
     }
-    catalog["environments"]["fiji"]["datasets"] = ["cell-images"]
+    catalog["environments"]["fiji"]["datasets"] = [*catalog["environments"]["fiji"].get("datasets", []), "cell-images"]
     path = os.path.join(folder, "catalog.yaml")
     with open(path, "w") as f:
         yaml.safe_dump(catalog, f, sort_keys=False)

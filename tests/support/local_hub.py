@@ -223,8 +223,8 @@ class LocalHub:
         mirror = os.path.join(folder, "oggm-mirror")
         os.makedirs(mirror, exist_ok=True)
         fill_oggm_mirror(mirror)
-        # a hub's own mirror, in OGGM's download-cache layout, mounted where OGGM looks
-        catalog["datasets"]["oggm-mirror"].update(source=mirror, mount_path="/data/oggm-mirror")
+        # a hub's own mirror, in OGGM's download-cache layout: only the source changes (README)
+        catalog["datasets"]["oggm-mirror"].update(source=mirror)
         path = os.path.join(folder, "catalog.yaml")
         with open(path, "w") as f:
             yaml.safe_dump(catalog, f, sort_keys=False)

@@ -75,7 +75,7 @@ def test_form_data_from_the_picker(catalog):
 
 def test_users_may_add_catalog_datasets(catalog):
     choice = resolve_choice(catalog, {"profile": "fiji", "datasets": ["oggm-mirror"]})
-    assert [d.name for d in choice.datasets] == ["oggm-mirror"]
+    assert [d.name for d in choice.datasets] == ["idr-nuclei-3d", "oggm-mirror"]  # Fiji's own, then the added
     assert choice.user_options["datasets"] == ["oggm-mirror"]
     # adding one the environment mounts anyway changes nothing
     assert resolve_choice(catalog, {"profile": "oggm", "datasets": ["oggm-mirror"]}).extra_datasets == ()

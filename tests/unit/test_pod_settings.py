@@ -48,9 +48,12 @@ def test_profile_settings_add_to_the_base_and_never_drop_it(catalog):
     s = choice_settings(choice, configured)
     assert s["environment"]["SITE"] == "glacier-lab"
     assert s["environment"]["LIBGL_ALWAYS_SOFTWARE"] == "1"
-    assert [v["name"] for v in s["volumes"]] == ["home", "shared"]
+    assert [v["name"] for v in s["volumes"]][:2] == ["home", "shared"]
+    assert [v for v in s["volumes"][2:] if "emptyDir" not in v] == []  # Slicer's dataset: its mount folder
     assert s["volumes"][0]["persistentVolumeClaim"]["claimName"] == "{pvc_name}"
-    assert {m["name"]: m["mountPath"] for m in s["volume_mounts"]} == {"home": "/home/jovyan", "shared": "/shared"}
+    mounts = {m["name"]: m["mountPath"] for m in s["volume_mounts"]}
+    assert {k: v for k, v in mounts.items() if k in ("home", "shared")} == {"home": "/home/jovyan", "shared": "/shared"}
+    assert set(mounts.values()) == {"/home/jovyan", "/shared", "/data"}
     assert s["node_selector"] == {"pool": "users", "cloud.google.com/gke-accelerator": "nvidia-tesla-t4"}
     assert s["tolerations"] == [
         {"key": "users", "operator": "Exists"},
@@ -66,8 +69,8 @@ def test_an_existing_home_claim_is_kept_not_doubled(catalog):
     z2jh_home = {"name": "volume-{user_server}", "persistentVolumeClaim": {"claimName": "{pvc_name}"}}
     configured = base(volumes=[z2jh_home], volume_mounts=[{"name": "volume-{user_server}", "mountPath": "/home/jovyan"}])
     s = choice_settings(resolve_choice(catalog, {"profile": "fiji"}), configured)
-    assert s["volumes"] == [z2jh_home]
-    assert len(s["volume_mounts"]) == 1
+    assert [v for v in s["volumes"] if "emptyDir" not in v] == [z2jh_home]  # beside Fiji's dataset folder
+    assert [m["mountPath"] for m in s["volume_mounts"]].count("/home/jovyan") == 1
 
 
 def test_a_gpu_never_leaks_into_a_later_choice_without_one(catalog):
