@@ -32,6 +32,30 @@ def installed_values(values_file):
     return values
 
 
+def chart_services(values):
+    """The hub's services as the chart's jupyterhub_config.py leaves them: hub.services
+    registered, then hub.config loaded, then hub.extraConfig run (in that order)."""
+    from traitlets.config import Config
+
+    c = Config()
+    c.JupyterHub.services = [{"name": key, **copy.deepcopy(service)} for key, service in values["hub"]["services"].items()]
+    for section, cfg in values["hub"]["config"].items():
+        c[section].update(copy.deepcopy(cfg))
+    for _, code in sorted(values["hub"]["extraConfig"].items()):
+        exec(code, {"c": c})
+    return {service["name"]: service for service in c.JupyterHub.services}
+
+
+def test_the_catalog_path_is_declared_once():
+    """One Catalog.path (hub.config) beside the mountPath the chart puts the file at; every
+    other part (spawner, cohorts, welcome, launch links, the tasks service) reads it."""
+    values = installed_values(VALUES_FILES[0])
+    path = values["hub"]["config"]["Catalog"]["path"]
+    assert path == values["hub"]["extraFiles"]["oggmhub-catalog"]["mountPath"]
+    assert VALUES_FILES[0].read_text().count(path) == 2  # Catalog.path and the file's mountPath
+    assert chart_services(values)["tasks"]["environment"]["OGGMHUB_CATALOG"] == path
+
+
 @pytest.fixture(scope="module")
 def z2jh_schema():
     if not (Z2JH / "values.schema.yaml").exists():
@@ -127,7 +151,14 @@ def test_values_register_the_tasks_service_on_kubernetes(tmp_path, monkeypatch):
     config = hub["extraFiles"]["oggmhub-tasks-config"]
     assert tasks["environment"]["OGGMHUB_TASKS_CONFIG"] == config["mountPath"]
     (tmp_path / "tasks_config.py").write_text(config["stringData"])
+    assert "Catalog" not in config["stringData"]  # the catalog is declared once, in hub.config
     monkeypatch.setenv("OGGMHUB_TASKS_CONFIG", str(tmp_path / "tasks_config.py"))
+    monkeypatch.delenv("OGGMHUB_CATALOG", raising=False)
+    # JupyterHub starts the service with the environment the chart's hub config gives it
+    service = chart_services(values)["tasks"]
+    for key, value in service["environment"].items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("OGGMHUB_TASKS_CONFIG", str(tmp_path / "tasks_config.py"))  # its mountPath, here
     settings = TasksSettings()
     settings.initialize([])
     assert settings.backend == "kubernetes" and settings.catalog_path == hub["config"]["Catalog"]["path"]
