@@ -103,9 +103,29 @@ def test_values_select_the_spawner_and_the_catalog(tmp_path):
 def test_hub_image_installs_oggmhub():
     dockerfile = (REPO / "images" / "hub" / "Dockerfile").read_text()
     assert "FROM quay.io/jupyterhub/k8s-hub:" in dockerfile
-    assert "pip install --no-cache-dir /tmp/oggmhub" in dockerfile
+    assert "/tmp/oggmhub && rm -rf /tmp/oggmhub" in dockerfile  # pip install of the copied package
     values = yaml.safe_load(VALUES_FILES[0].read_text())
     assert values["hub"]["image"]["name"].endswith("/hub")
+
+
+def test_the_hub_and_the_environments_run_one_jupyterhub():
+    """The hub image's JupyterHub (the chart's k8s-hub, upgraded) is the version every
+    environment's jupyterhub-singleuser pins, and the one these tests run the hub with."""
+    import re
+
+    import jupyterhub
+
+    dockerfile = (REPO / "images" / "hub" / "Dockerfile").read_text()
+    [hub_version] = re.findall(r"^ARG JUPYTERHUB_VERSION=(\S+)$", dockerfile, re.M)
+    assert 'pip install --no-cache-dir "jupyterhub==${JUPYTERHUB_VERSION}"' in dockerfile
+    pins = {}
+    for requirements in sorted((REPO / "images").glob("*/requirements*")):
+        found = re.findall(r"^jupyterhub==(\S+)", requirements.read_text(), re.M)
+        assert len(found) == 1, f"{requirements} pins jupyterhub {len(found)} times"
+        pins[str(requirements.relative_to(REPO))] = found[0]
+    assert len(pins) >= 6  # oggm, slicer, fiji: .in and .txt
+    assert set(pins.values()) == {hub_version}, f"images/hub/Dockerfile has JupyterHub {hub_version}; {pins}"
+    assert jupyterhub.__version__ == hub_version  # the version the hub tests (and the chart's config) run on
 
 
 def test_hub_image_copies_what_exists_and_every_package():
