@@ -56,6 +56,15 @@ def _with_home(volumes, mounts, home_mount_path):
     return volumes, mounts
 
 
+def as_list(value):
+    """A list-or-dict trait as a list: kubespawner accepts ``{key: item}`` for volumes,
+    volume mounts, init containers and tolerations (the z2jh chart's hub config sets
+    volumes and mounts that way), the items ordered by their keys."""
+    if isinstance(value, dict):
+        return [item for _, item in sorted(value.items()) if item is not None]
+    return list(value or [])
+
+
 def _add_named(base, extra):
     """Append ``extra`` items to ``base`` unless an item of the same name is there."""
     names = {item.get("name") for item in base}
@@ -86,6 +95,8 @@ def choice_settings(choice, base, *, session, home_mount_path="/home/jovyan", mo
     and linked at ``~/datasets/<name>`` by a postStart hook added to the configured ones.
     """
     base = copy.deepcopy(base)
+    for trait in ("volumes", "volume_mounts", "init_containers", "tolerations"):
+        base[trait] = as_list(base[trait])
     env, size, gpu = choice.environment, choice.size, choice.gpu
     image = choice_image(choice)
 

@@ -26,14 +26,16 @@ import tempfile
 HERE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/
 
 
-def container_argv(binds, command, *, cwd="/", env=None, uid=None, gid=None, groups=(), spec_dir=None):
-    """The argv that runs ``command`` in its own mount namespace with ``binds`` mounted."""
+def container_argv(binds, command, *, cwd="/", env=None, uid=None, gid=None, groups=(), spec_dir=None, join=None):
+    """The argv that runs ``command`` in its own mount namespace with ``binds`` mounted, or
+    (``join``: a process id) in that process's mount namespace (a pod's other containers)."""
     spec = {"binds": [list(b) for b in binds], "command": list(command), "cwd": cwd,
             "env": dict(env if env is not None else os.environ), "uid": uid, "gid": gid, "groups": list(groups)}
     fd, path = tempfile.mkstemp(prefix="container-", suffix=".json", dir=spec_dir)
     with os.fdopen(fd, "w") as f:
         json.dump(spec, f)
-    return ["unshare", "--mount", "--propagation", "private", sys.executable, "-c",
+    enter = ["nsenter", f"--mount=/proc/{join}/ns/mnt", "--"] if join else ["unshare", "--mount", "--propagation", "private"]
+    return [*enter, sys.executable, "-c",
             f"import sys; sys.path.insert(0, {HERE!r}); from support.deployment.container import main; main({path!r})"]
 
 

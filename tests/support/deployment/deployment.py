@@ -29,6 +29,8 @@ import time
 import urllib.request
 
 from support.kube_harness import KubeAPI, TestKubelet
+from support.kube_harness.pods import PodRunner
+from support.local_hub import env_cache
 from support.paths import REPO
 
 from . import chart
@@ -64,6 +66,9 @@ class Cluster:
 
     def stop(self):
         async def stop():
+            runner = getattr(self.kubelet, "runner", None)
+            if runner is not None:
+                await runner.stop_all()
             if self.kubelet is not None:
                 await self.kubelet.stop()
             if self.api is not None:
@@ -106,6 +111,13 @@ class Deployment:
         self.hub = self.proxy = None
         self.secret = chart.secret_data(self.values, namespace=namespace)
 
+    def _kubelet(self, api):
+        """A kubelet whose pods run as processes, on this deployment's addresses."""
+        runner = PodRunner(api, os.path.join(self.root, "node"), self.network.allocate, env_cache=env_cache("accounts"))
+        kubelet = TestKubelet(api, on_start=runner.on_start, on_stop=runner.on_stop)
+        kubelet.runner = runner
+        return kubelet
+
     @property
     def url(self):
         """Where users reach the hub: the proxy's public port."""
@@ -125,7 +137,7 @@ class Deployment:
 
     def start(self, timeout=120):
         if self.cluster is None:
-            self.cluster = Cluster().start()
+            self.cluster = Cluster(self._kubelet).start()
         net = self.network
         net.add_service("hub", self.hub_address, {8081: 8081, 10101: 10101})
         net.add_service("proxy-api", self.proxy_address, {8001: 8001})

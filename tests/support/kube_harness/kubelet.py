@@ -5,7 +5,8 @@ event), emits ``Scheduled``/``Pulled``/``Created``/``Started`` Events and marks
 pending pods ``Running`` (podIP/hostIP 127.0.0.1, ready containers, Ready
 conditions).  Hooks ``on_start(pod)`` / ``on_stop(pod)`` are where a later version can
 run the pod's command as a local process (``on_start`` may return status overrides
-such as ``{"podIP": ...}``).  ``terminate()`` marks a pod's containers as exited so
+such as ``{"podIP": ...}``; :class:`.pods.PodRunner`'s hooks run the pod's containers as
+local processes).  ``terminate()`` marks a pod's containers as exited so
 ``KubeSpawner.poll()`` sees an exit code.
 """
 
@@ -37,7 +38,8 @@ class TestKubelet:
 
     ``on_start(pod) -> dict | None`` (sync or async) runs before the pod is marked
     Running; a returned dict is merged into ``status`` (e.g. ``{"podIP": "127.0.0.2"}``).
-    If it raises, the pod is marked Failed (container terminated, exit code 1).
+    If it raises, the pod is marked Failed (container terminated, exit code 1, or the
+    exception's ``status`` dict merged in: see :class:`.pods.PodRunner`).
     ``on_stop(pod)`` runs when a pod this kubelet started is deleted.
     """
 
@@ -172,7 +174,8 @@ class TestKubelet:
                     raise
                 except Exception as e:  # the "container" failed to start
                     failed = True
-                    extra = {"message": f"on_start hook failed: {e!r}"}
+                    # a hook's own account of the failure (reason, message, container statuses)
+                    extra = getattr(e, "status", None) or {"message": f"on_start hook failed: {e!r}"}
             now = _now()
             if failed:
                 status = self._failed_status(containers, now, 1, "Error")
