@@ -57,12 +57,25 @@ def _with_home(volumes, mounts, home_mount_path):
 
 
 def as_list(value):
-    """A list-or-dict trait as a list: kubespawner accepts ``{key: item}`` for volumes,
-    volume mounts, init containers and tolerations (the z2jh chart's hub config sets
-    volumes and mounts that way), the items ordered by their keys."""
+    """A list-or-dict trait as a list of plain dicts: kubespawner accepts ``{key: item}``
+    for volumes, volume mounts, init containers and tolerations (the z2jh chart's hub config
+    sets volumes and mounts that way), the items ordered by their keys, and Kubernetes
+    client models as items (the chart appends a ``V1Container`` to init containers)."""
+    items = [item for _, item in sorted(value.items())] if isinstance(value, dict) else list(value or [])
+    return [as_manifest(item) for item in items if item is not None]
+
+
+def as_manifest(value):
+    """A Kubernetes client model (``V1Container``...) as its manifest dict (camelCase keys,
+    unset fields left out); anything else as it is, its lists and dicts converted inside."""
+    if hasattr(value, "openapi_types") and hasattr(value, "attribute_map"):
+        return {value.attribute_map[name]: as_manifest(getattr(value, name))
+                for name in value.openapi_types if getattr(value, name) is not None}
     if isinstance(value, dict):
-        return [item for _, item in sorted(value.items()) if item is not None]
-    return list(value or [])
+        return {key: as_manifest(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [as_manifest(item) for item in value]
+    return value
 
 
 def _add_named(base, extra):

@@ -95,12 +95,16 @@ class Deployment:
     """The chart's hub and proxy pods on ``cluster`` (started here unless given).
 
     ``values`` are more values files' contents, merged over helm-values/oggmhub.yaml as
-    ``helm install --values`` would; ``env`` adds to the hub container's environment.
+    ``helm install --values`` would; ``catalog`` is the file ``--set-file`` passes;
+    ``env`` adds to the hub container's environment.
     """
 
-    def __init__(self, root, *values, cluster=None, namespace="oggmhub", env=None):
+    def __init__(self, root, *values, cluster=None, namespace="oggmhub", env=None, catalog=chart.CATALOG):
         self.root = str(root)
-        self.values = chart.installed_values(*values)
+        # the chart's cloud-metadata blocker is an init container running iptables as root:
+        # here it would change this machine's firewall, so the harness turns it off
+        harness = {"singleuser": {"cloudMetadata": {"blockWithIptables": False}}}
+        self.values = chart.installed_values(harness, *values, catalog=catalog)
         self.namespace = namespace
         self.network = Network()
         self.cluster = cluster
