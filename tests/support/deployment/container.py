@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 
+KEPT = ("/dev", "/proc", "/sys", "/tmp", "/etc", "/usr", "/bin", "/lib", "/root")  # never shadowed
 HERE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/
 
 
@@ -50,6 +51,8 @@ def _make_target(target, is_dir, shadowed):
     ancestor = os.path.dirname(target)
     while not os.path.exists(ancestor):
         ancestor = os.path.dirname(ancestor)
+    if ancestor in KEPT:
+        raise ValueError(f"cannot mount at {target}: {ancestor} is this machine's own")
     if ancestor != "/" and ancestor not in shadowed:
         _mount("-t", "tmpfs", "-o", "mode=755", "tmpfs", ancestor)
         shadowed.add(ancestor)

@@ -18,7 +18,8 @@ processes (test equipment, never a product backend).
   "all addresses" is its own);
 * init containers in order (to completion, or native sidecars until their startup probe
   passes), exec/httpGet/tcpSocket probes, ready once every port answers; container
-  statuses with exit codes and termination messages; deletion: SIGTERM, the pod's grace
+  statuses with exit codes and termination messages (written to ``$OGGMHUB_TERMINATION_LOG``,
+  oggmhub's override of ``/dev/termination-log``: ``/dev`` here is the machine's); deletion: SIGTERM, the pod's grace
   period (at most ``max_grace`` s), SIGKILL, then its folders go.
 
 Not emulated: resource limits as cgroups, restarts (a container that exits stays
@@ -74,6 +75,7 @@ class RunningPod:
         self.processes = {}  # container name -> Popen
         self.logs = {}
         self.grace = 30
+        self.termination = None
 
 
 class PodRunner:
@@ -193,6 +195,8 @@ class PodRunner:
         prefix, entrypoint, image_env = self.resolve_image(container["image"])
         env = self._env(pod, container, image_env, running.address)
         env["PATH"] = f"{prefix}/bin:{env['PATH']}"
+        # /dev is this machine's: the termination message goes where oggmhub's own override says
+        env.setdefault("OGGMHUB_TERMINATION_LOG", running.termination)
         if container.get("command"):
             argv = [*container["command"], *(container.get("args") or [])]
         else:
@@ -283,7 +287,7 @@ class PodRunner:
         termination = os.path.join(running.folder, "termination-log")
         open(termination, "w").close()
         os.chmod(termination, 0o666)
-        binds.append((termination, "/dev/termination-log", False))
+        running.termination = termination
         # the pod's mount namespace, held by a pause process (as a pod's sandbox)
         running.pause = subprocess.Popen(container_argv(binds, ["sleep", "infinity"], spec_dir=running.folder),
                                          start_new_session=True)
