@@ -3,6 +3,6 @@
 :mod:`.chart` (what the chart puts in the hub pod), :mod:`.container` (a pod's
 filesystem view, in a mount namespace), :mod:`.network` (pod addresses, Services)."""
 
-from .deployment import Cluster, Deployment
+from .deployment import Cluster, Deployment, admin_service
 
-__all__ = ["Cluster", "Deployment"]
+__all__ = ["Cluster", "Deployment", "admin_service"]

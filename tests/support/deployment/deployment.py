@@ -91,6 +91,14 @@ def image_copies(dockerfile=REPO / "images" / "hub" / "Dockerfile"):
     return out
 
 
+def admin_service(token, name="harness"):
+    """Values that register a service with ``token`` allowed to manage users, their servers
+    and tokens (what an operator adds for a script: ``hub.services`` and ``hub.loadRoles``)."""
+    return {"hub": {"services": {name: {"apiToken": token}},
+                    "loadRoles": {name: {"services": [name], "scopes": [
+                        "admin:users", "admin:servers", "tokens", "list:users", "read:users", "admin-ui"]}}}}
+
+
 class Deployment:
     """The chart's hub and proxy pods on ``cluster`` (started here unless given).
 
