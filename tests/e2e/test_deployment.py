@@ -1,0 +1,89 @@
+"""The Kubernetes deployment end to end in Chromium (tests/support/deployment: the chart's
+own hub config with helm-values/oggmhub.yaml, the proxy, the API emulator, pods that run).
+
+A site's values add sign-up with approval (the hub's NativeAuthenticator subclass, as the
+local hub has it; helm-values/oggmhub.yaml leaves the authenticator to the site). Then: the
+welcome page lists the catalog's environments, ada signs up, the admin approves, ada picks
+OGGM, JupyterLab opens through the proxy, a cell runs in the pod, and stopping leaves
+nothing behind in the API or among processes. Screenshots go to artifacts/.
+"""
+
+import os
+import re
+import secrets
+import time
+
+import psutil
+import pytest
+import requests
+
+from support.browser import chromium, login, new_notebook, run_cell, screenshot, start_from_picker
+from support.deployment import Deployment, admin_service
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="pods need mount namespaces and system accounts: run as root")
+
+PASSWORD = "moraine-survey-2026"
+TOKEN = secrets.token_hex(16)
+SITE = {"hub": {"config": {
+    "JupyterHub": {"authenticator_class": "oggmhub.backends.local.accounts.LocalHubAuthenticator"},
+    "Authenticator": {"admin_users": ["admin"], "allow_all": True},
+    "NativeAuthenticator": {"open_signup": False, "minimum_password_length": 8},
+}}}
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    with Deployment(tmp_path_factory.mktemp("deployment"), SITE, admin_service(TOKEN)) as d:
+        yield d
+
+
+def admin_password(hub):
+    """The first admin's password, printed once in the hub pod's log."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        found = re.search(r"password: (\S+)", hub.hub_log())
+        if found:
+            return found.group(1)
+        requests.get(f"{hub.url}/hub/login", timeout=30)
+        time.sleep(1)
+    raise AssertionError("the hub printed no admin password")
+
+
+def test_sign_up_pick_oggm_run_a_cell_stop_and_nothing_is_left(hub):
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(f"{hub.url}/hub/login")
+        environments = page.locator(".oggmhub-environment h3").all_inner_texts()
+        assert [e.split(" GPU")[0].strip() for e in environments] == ["OGGM", "3D Slicer", "Fiji"]
+        screenshot(page, "deployment-welcome")
+
+        page.goto(f"{hub.url}/hub/signup")
+        page.fill("#username_input", "ada")
+        page.fill("#password_input", PASSWORD)
+        page.fill("#password_confirmation_input", PASSWORD)
+        page.locator("#signup_submit").click()
+        page.get_by_text("Your information has been sent to the admin").wait_for()
+
+        admin = browser.new_page()
+        login(admin, hub, "admin", admin_password(hub))
+        admin.goto(f"{hub.url}/hub/authorize/ada")
+        admin.close()
+
+        login(page, hub, "ada", PASSWORD)
+        start_from_picker(page, hub, "oggm", "small")  # kubespawner's picker, from the catalog
+        screenshot(page, "deployment-jupyterlab")
+        new_notebook(page, hub)
+        out = run_cell(page, "import os, socket\nprint('uid', os.getuid(), os.environ['OGGMHUB_ENVIRONMENT'])")
+        assert any("uid 1000 oggm" in text for text in out), out
+        screenshot(page, "deployment-notebook")
+        [pod] = hub.api.objects("pods", "oggmhub")
+        address = pod["status"]["podIP"]
+
+        page.goto(f"{hub.url}/hub/home")
+        page.locator("#stop").click()
+        deadline = time.monotonic() + 90
+        while (hub.api.objects("pods", "oggmhub") or hub.cluster.kubelet.runner.pods) and time.monotonic() < deadline:
+            time.sleep(0.5)
+    assert hub.api.objects("pods", "oggmhub") == [] and hub.cluster.kubelet.runner.pods == {}
+    left = [p.info["cmdline"] for p in psutil.process_iter(["cmdline"]) if address in " ".join(p.info["cmdline"] or [])]
+    assert left == [], left
