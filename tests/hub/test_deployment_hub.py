@@ -7,6 +7,8 @@ One deployment for the module; a user starts OGGM, runs code in it through the p
 """
 
 import asyncio
+import copy
+import json
 import os
 import secrets
 import time
@@ -25,6 +27,7 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="pods need mount names
 TOKEN = secrets.token_hex(16)
 TITLE = "OGGM (from hub.extraFiles)"
 NAMESPACE = "oggmhub"
+STALE_TAG = "r2d-000000000000"
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +35,11 @@ def deployment(tmp_path_factory):
     root = tmp_path_factory.mktemp("deployment")
     data = yaml.safe_load(CATALOG.read_text())
     data["environments"]["oggm"]["display_name"] = TITLE  # the hub reads the mounted file, not the repository's
+    # an environment whose image tag no build of images/oggm/ has (a tag never pushed)
+    stale = copy.deepcopy(data["environments"]["oggm"])
+    stale.update(display_name="OGGM (stale tag)", datasets=[], default=False)
+    stale["image"]["tag"] = STALE_TAG
+    data["environments"]["oggm-stale"] = stale
     catalog = root / "catalog.yaml"
     catalog.write_text(yaml.safe_dump(data, sort_keys=False))
     with Deployment(root, admin_service(TOKEN), catalog=catalog) as d:
@@ -119,3 +127,23 @@ def test_start_oggm_run_code_through_the_proxy_and_stop(deployment):
     assert left == [], left  # nothing of the pod runs on
     home = os.path.join(d.root, "node", "volumes", NAMESPACE, "home-ada")
     assert open(os.path.join(home, "kept.txt")).read() == "from the notebook"  # the claim outlives the pod
+
+
+def test_an_image_that_cannot_be_had_ends_the_start_in_one_sentence(deployment):
+    """The kubelet reports ErrImagePull: the start ends at once (not after start_timeout),
+    the user reads one sentence naming the image, and no pod is left."""
+    d = deployment
+    api(d, "POST", "/users/bob")
+    began = time.monotonic()
+    assert api(d, "POST", "/users/bob/server", json={"profile": "oggm-stale"}).status_code in (201, 202)
+    while api(d, "GET", "/users/bob").json()["servers"].get("", {}).get("pending") and time.monotonic() - began < 300:
+        time.sleep(0.5)
+    assert time.monotonic() - began < 120  # singleuser.startTimeout is 600 s
+    assert api(d, "GET", "/users/bob").json()["servers"] == {}
+    progress = requests.get(f"{d.url}/hub/api/users/bob/server/progress", headers={"Authorization": f"token {TOKEN}"},
+                            timeout=30).text
+    events = [json.loads(line[5:]) for line in progress.splitlines() if line.startswith("data:")]
+    [failed] = [e for e in events if e.get("failed")]
+    message = failed["message"]
+    assert f"oggm:{STALE_TAG}" in message and "ErrImagePull" in message and "Nothing was left running" in message, message
+    assert d.api.objects("pods", NAMESPACE) == [] and d.cluster.kubelet.runner.pods == {}

@@ -146,3 +146,19 @@ def test_the_charts_dict_form_of_volumes_and_mounts_is_taken(catalog):
     assert blocker["name"] == "block-cloud-metadata" and blocker["securityContext"]["runAsUser"] == 0
     assert blocker["command"][0] == "iptables" and "run_as_user" not in blocker["securityContext"]
     assert s["tolerations"][0]["key"] == "hub.jupyter.org/dedicated"
+
+
+def test_a_pod_that_will_never_serve_is_named_in_one_sentence():
+    from oggmhub.backends.kubernetes.pod import pod_start_failure
+
+    waiting = {"status": {"phase": "Pending", "containerStatuses": [{"name": "notebook", "state": {"waiting": {
+        "reason": "ErrImagePull", "message": "image 'ghcr.io/oggmhub/oggm:r2d-0' not found."}}}]}}
+    assert pod_start_failure(waiting) == ("The server cannot start: container 'notebook' is stuck (ErrImagePull: "
+                                          "image 'ghcr.io/oggmhub/oggm:r2d-0' not found). Nothing was left running.")
+    failed = {"status": {"phase": "Failed", "reason": "Evicted", "message": "The node was low on memory."}}
+    assert pod_start_failure(failed) == ("The server's pod failed (Evicted: The node was low on memory). "
+                                         "Nothing was left running.")
+    for still_starting in ({"status": {"phase": "Pending", "containerStatuses": [
+                               {"name": "notebook", "state": {"waiting": {"reason": "ContainerCreating"}}}]}},
+                           {"status": {"phase": "Running"}}, {}, None):
+        assert pod_start_failure(still_starting) is None

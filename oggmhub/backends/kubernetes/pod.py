@@ -215,3 +215,26 @@ def mount_sidecar_failure(pod):
                 message = (ended.get("message") or "").strip()
                 return message or f"the dataset mounts failed (exit code {ended['exitCode']}, {ended.get('reason')})"
     return None
+
+
+# a container waiting for one of these will not start by waiting longer
+STUCK_REASONS = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull",
+                 "CreateContainerConfigError", "CreateContainerError", "RunContainerError")
+
+
+def pod_start_failure(pod):
+    """Why a starting pod will never serve (one sentence), or None while it still may: a
+    container stuck waiting (its image cannot be pulled, its configuration is wrong), or the
+    pod failed. The dataset mount sidecar's own failures: :func:`mount_sidecar_failure`."""
+    status = (pod or {}).get("status") or {}
+    for container in [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]:
+        waiting = (container.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") in STUCK_REASONS:
+            why = (waiting.get("message") or "").strip().rstrip(".")
+            return (f"The server cannot start: container {container.get('name')!r} is stuck ({waiting['reason']}"
+                    + (f": {why}" if why else "") + "). Nothing was left running.")
+    if status.get("phase") == "Failed":
+        why = (status.get("message") or "").strip().rstrip(".")
+        return f"The server's pod failed ({status.get('reason') or 'Error'}" + (f": {why}" if why else "") + \
+            "). Nothing was left running."
+    return None

@@ -62,6 +62,7 @@ class TestKubelet:
         self.started_total = 0
         self.failed_total = 0
         self._tasks: dict[str, asyncio.Task] = {}  # uid -> starting task
+        self.gave_up: set[str] = set()  # uids whose start failed: not tried again (no back-off loop)
         self._main: asyncio.Task | None = None
         self._ready = asyncio.Event()
 
@@ -105,13 +106,15 @@ class TestKubelet:
             task = self._tasks.pop(uid, None)
             if task is not None:
                 task.cancel()
+            self.gave_up.discard(uid)
             if uid in self.started:
                 del self.started[uid]
                 if self.on_stop is not None:
                     asyncio.create_task(self._call_stop(pod))
             return
         phase = (pod.get("status") or {}).get("phase", "Pending")
-        if phase != "Pending" or meta.get("deletionTimestamp") or uid in self._tasks or uid in self.started:
+        if (phase != "Pending" or meta.get("deletionTimestamp") or uid in self._tasks or uid in self.started
+                or uid in self.gave_up):
             return
         node = (pod.get("spec") or {}).get("nodeName")
         if node and node != self.node_name:
@@ -181,6 +184,7 @@ class TestKubelet:
                 status = self._failed_status(containers, now, 1, "Error")
                 status.update(extra or {})
                 self.failed_total += 1
+                self.gave_up.add(uid)
             else:
                 status = self._running_status(containers, now)
                 status.update(extra or {})

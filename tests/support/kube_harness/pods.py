@@ -53,13 +53,23 @@ IMAGE = re.compile(r"^(?:.*/)?(?P<env>[a-z0-9-]+):r2d-(?P<tag>[0-9a-f]+)$")
 class PodFailed(Exception):
     """The pod cannot run (an image, a volume, a container that failed): ``reason``, ``message``."""
 
-    def __init__(self, reason, message, statuses=None):
+    WAITING = ("ErrImagePull", "CreateContainerConfigError", "CreateContainerError")
+
+    def __init__(self, reason, message, statuses=None, container=None, image=""):
         super().__init__(message)
         self.reason, self.message, self.statuses = reason, message, statuses or {}
+        self.container, self.image = container, image
 
     @property
     def status(self):
-        """What the kubelet merges into the failed pod's status."""
+        """What the kubelet merges into the failed pod's status: a container that cannot be
+        created leaves the pod Pending with the container waiting (as a kubelet reports
+        ErrImagePull), one that ran and failed makes it Failed."""
+        if self.reason in self.WAITING:
+            return {"phase": "Pending", "conditions": [], "containerStatuses": [
+                {"name": self.container or "", "ready": False, "started": False, "restartCount": 0,
+                 "image": self.image, "imageID": "", "lastState": {},
+                 "state": {"waiting": {"reason": self.reason, "message": self.message}}}]}
         status = {"reason": self.reason, "message": self.message}
         if self.statuses:
             status["initContainerStatuses"] = [
@@ -192,7 +202,11 @@ class PodRunner:
         return env
 
     def _start_container(self, pod, running, container, binds):
-        prefix, entrypoint, image_env = self.resolve_image(container["image"])
+        try:
+            prefix, entrypoint, image_env = self.resolve_image(container["image"])
+        except PodFailed as e:
+            e.container, e.image = container["name"], container["image"]
+            raise
         env = self._env(pod, container, image_env, running.address)
         env["PATH"] = f"{prefix}/bin:{env['PATH']}"
         # /dev is this machine's: the termination message goes where oggmhub's own override says
