@@ -77,7 +77,12 @@ def test_sign_up_pick_oggm_run_a_cell_stop_and_nothing_is_left(hub):
         assert any("uid 1000 oggm" in text for text in out), out
         screenshot(page, "deployment-notebook")
         [pod] = hub.api.objects("pods", "oggmhub")
-        address = pod["status"]["podIP"]
+        pids = set()  # the pod's processes (sandbox, mount sidecar, server, kernel) and their children
+        for running in hub.cluster.kubelet.runner.pods.values():
+            for proc in [running.pause, *running.processes.values()]:
+                top = psutil.Process(proc.pid)
+                pids |= {top.pid, *(child.pid for child in top.children(recursive=True))}
+        assert len(pids) >= 4 and pod["status"]["podIP"].startswith(hub.network.prefix)
 
         page.goto(f"{hub.url}/hub/home")
         page.locator("#stop").click()
@@ -85,5 +90,5 @@ def test_sign_up_pick_oggm_run_a_cell_stop_and_nothing_is_left(hub):
         while (hub.api.objects("pods", "oggmhub") or hub.cluster.kubelet.runner.pods) and time.monotonic() < deadline:
             time.sleep(0.5)
     assert hub.api.objects("pods", "oggmhub") == [] and hub.cluster.kubelet.runner.pods == {}
-    left = [p.info["cmdline"] for p in psutil.process_iter(["cmdline"]) if address in " ".join(p.info["cmdline"] or [])]
+    left = [p.info["cmdline"] for p in psutil.process_iter(["pid", "cmdline"]) if p.info["pid"] in pids]
     assert left == [], left

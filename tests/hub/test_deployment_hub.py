@@ -1,7 +1,8 @@
 """oggmhub as the zero-to-jupyterhub chart runs it (tests/support/deployment): the chart's
 own jupyterhub_config.py and z2jh.py with the chart's values under helm-values/oggmhub.yaml,
 the proxy as its own process, the emulated Kubernetes API, and a kubelet whose pods run
-(the OGGM environment built from images/oggm/, the home claim, the mount sidecar).
+(the OGGM environment built from images/oggm/, the home claim, the mount sidecar with
+OGGM's mirror read-only).
 
 One deployment for the module; a user starts OGGM, runs code in it through the proxy, stops.
 """
@@ -28,10 +29,11 @@ TOKEN = secrets.token_hex(16)
 TITLE = "OGGM (from hub.extraFiles)"
 NAMESPACE = "oggmhub"
 STALE_TAG = "r2d-000000000000"
+GCS_BUCKETS = {"oggm-mirror-k8s": {"mirror/MIRROR.txt": b"oggm mirror"}}  # the gcs fixture fills it
 
 
 @pytest.fixture(scope="module")
-def deployment(tmp_path_factory):
+def deployment(tmp_path_factory, gcs):
     root = tmp_path_factory.mktemp("deployment")
     data = yaml.safe_load(CATALOG.read_text())
     data["environments"]["oggm"]["display_name"] = TITLE  # the hub reads the mounted file, not the repository's
@@ -40,6 +42,8 @@ def deployment(tmp_path_factory):
     stale.update(display_name="OGGM (stale tag)", datasets=[], default=False)
     stale["image"]["tag"] = STALE_TAG
     data["environments"]["oggm-stale"] = stale
+    # OGGM's mirror in a bucket (OGGM's server cannot be reached from here): the GCS emulator
+    data["datasets"]["oggm-mirror"].update(source="gs://oggm-mirror-k8s/mirror", endpoint=gcs.url)
     catalog = root / "catalog.yaml"
     catalog.write_text(yaml.safe_dump(data, sort_keys=False))
     with Deployment(root, admin_service(TOKEN), catalog=catalog) as d:
@@ -49,6 +53,16 @@ def deployment(tmp_path_factory):
 def api(d, method, path, **kwargs):
     return requests.request(method, f"{d.url}/hub/api{path}", headers={"Authorization": f"token {TOKEN}"},
                             timeout=60, **kwargs)
+
+
+def pod_processes(d):
+    """Process ids of every process the kubelet runs for pods now, with their children."""
+    pids = set()
+    for running in d.cluster.kubelet.runner.pods.values():
+        for proc in [running.pause, *running.processes.values()]:
+            top = psutil.Process(proc.pid)
+            pids |= {top.pid, *(child.pid for child in top.children(recursive=True))}
+    return pids
 
 
 def wait_ready(d, name, timeout=400):
@@ -110,21 +124,29 @@ def test_start_oggm_run_code_through_the_proxy_and_stop(deployment):
         "print(os.getuid(), os.getcwd(), version('oggm'), os.environ['OGGMHUB_ENVIRONMENT'])\n"
         "print(sorted(os.listdir(os.path.expanduser('~/tutorials'))))\n"
         "from oggmhub.session.datasets import unavailable\n"
-        "print(unavailable())\n"), timeout=180))
+        "mirror = pathlib.Path(os.environ['OGGM_DOWNLOAD_CACHE'], 'cluster.klima.uni-bremen.de/~oggm')\n"
+        "print(unavailable(), (mirror / 'MIRROR.txt').read_text())\n"
+        "try:\n"
+        "    (mirror / 'mine.txt').write_text('x')\n"
+        "except OSError as e:\n"
+        "    print('refused:', e.strerror)\n"), timeout=180))
     lines = out.splitlines()
     assert lines[0].split() == ["1000", "/home/jovyan", "1.6.3", "oggm"], out
     assert lines[1] == "['oggm']", out  # the image's start script merged the tutorials into the home
-    # the mount sidecar ran its real command in the pod: OGGM's server cannot be reached from
-    # here, and the dataset is not required, so the session started and says why it lacks it
-    assert "oggm-mirror" in lines[2] and "cluster.klima.uni-bremen.de" in lines[2], out
+    # the mount sidecar ran its real command in the pod; the notebook container sees its mount,
+    # read-only
+    assert lines[2] == "{} oggm mirror", out
+    assert lines[3] == "refused: Read-only file system", out
 
+    pids = pod_processes(d)
+    assert len(pids) >= 4  # the pod's sandbox, the mount sidecar, the server and the kernel (at least)
     assert api(d, "DELETE", "/users/ada/server").status_code in (202, 204)
     deadline = time.monotonic() + 60
     while (d.api.objects("pods", NAMESPACE) or d.cluster.kubelet.runner.pods) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert d.api.objects("pods", NAMESPACE) == [] and d.cluster.kubelet.runner.pods == {}
-    left = [p.info["cmdline"] for p in psutil.process_iter(["cmdline"]) if address in " ".join(p.info["cmdline"] or [])]
-    assert left == [], left  # nothing of the pod runs on
+    left = [p.info["cmdline"] for p in psutil.process_iter(["pid", "cmdline"]) if p.info["pid"] in pids]
+    assert left == [], left  # nothing of the pod runs on (sidecar, server, kernels, sandbox)
     home = os.path.join(d.root, "node", "volumes", NAMESPACE, "home-ada")
     assert open(os.path.join(home, "kept.txt")).read() == "from the notebook"  # the claim outlives the pod
 
