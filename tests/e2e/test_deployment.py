@@ -4,8 +4,9 @@ own hub config with helm-values/oggmhub.yaml, the proxy, the API emulator, pods 
 A site's values add sign-up with approval (the hub's NativeAuthenticator subclass, as the
 local hub has it; helm-values/oggmhub.yaml leaves the authenticator to the site). Then: the
 welcome page lists the catalog's environments, ada signs up, the admin approves, ada picks
-OGGM, JupyterLab opens through the proxy, a cell runs in the pod, and stopping leaves
-nothing behind in the API or among processes. Screenshots go to artifacts/.
+OGGM, JupyterLab opens through the proxy, a cell runs in the pod; a DOI launch link opens
+OGGM's mirror (a bucket, mounted by the sidecar); stopping leaves nothing behind in the API
+or among processes. Screenshots go to artifacts/.
 """
 
 import os
@@ -16,9 +17,11 @@ import time
 import psutil
 import pytest
 import requests
+import yaml
 
 from support.browser import chromium, login, new_notebook, run_cell, screenshot, start_from_picker
 from support.deployment import Deployment, admin_service
+from support.paths import CATALOG
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="pods need mount namespaces and system accounts: run as root")
 
@@ -31,10 +34,38 @@ SITE = {"hub": {"config": {
 }}}
 
 
+OGGM_DOI = "10.5194/gmd-12-909-2019"  # the catalog's OGGM mirror
+GCS_BUCKETS = {"oggm-mirror-e2e": {"mirror/MIRROR.txt": b"oggm mirror"}}  # the gcs fixture fills it
+
+
 @pytest.fixture(scope="module")
-def hub(tmp_path_factory):
-    with Deployment(tmp_path_factory.mktemp("deployment"), SITE, admin_service(TOKEN)) as d:
+def hub(tmp_path_factory, gcs):
+    root = tmp_path_factory.mktemp("deployment")
+    # OGGM's mirror in a bucket (OGGM's server cannot be reached from here): the GCS emulator
+    data = yaml.safe_load(CATALOG.read_text())
+    data["datasets"]["oggm-mirror"].update(source="gs://oggm-mirror-e2e/mirror", endpoint=gcs.url)
+    catalog = root / "catalog.yaml"
+    catalog.write_text(yaml.safe_dump(data, sort_keys=False))
+    with Deployment(root, SITE, admin_service(TOKEN), catalog=catalog) as d:
         yield d
+
+
+def pod_processes(hub):
+    """Process ids of what the kubelet runs for pods now (sandbox, sidecar, server, kernels)."""
+    pids = set()
+    for running in hub.cluster.kubelet.runner.pods.values():
+        for proc in [running.pause, *running.processes.values()]:
+            top = psutil.Process(proc.pid)
+            pids |= {top.pid, *(child.pid for child in top.children(recursive=True))}
+    return pids
+
+
+def stop_and_wait(hub, page):
+    page.goto(f"{hub.url}/hub/home")
+    page.locator("#stop").click()
+    deadline = time.monotonic() + 90
+    while (hub.api.objects("pods", "oggmhub") or hub.cluster.kubelet.runner.pods) and time.monotonic() < deadline:
+        time.sleep(0.5)
 
 
 def admin_password(hub):
@@ -77,18 +108,20 @@ def test_sign_up_pick_oggm_run_a_cell_stop_and_nothing_is_left(hub):
         assert any("uid 1000 oggm" in text for text in out), out
         screenshot(page, "deployment-notebook")
         [pod] = hub.api.objects("pods", "oggmhub")
-        pids = set()  # the pod's processes (sandbox, mount sidecar, server, kernel) and their children
-        for running in hub.cluster.kubelet.runner.pods.values():
-            for proc in [running.pause, *running.processes.values()]:
-                top = psutil.Process(proc.pid)
-                pids |= {top.pid, *(child.pid for child in top.children(recursive=True))}
+        pids = pod_processes(hub)
         assert len(pids) >= 4 and pod["status"]["podIP"].startswith(hub.network.prefix)
+        stop_and_wait(hub, page)
 
-        page.goto(f"{hub.url}/hub/home")
-        page.locator("#stop").click()
-        deadline = time.monotonic() + 90
-        while (hub.api.objects("pods", "oggmhub") or hub.cluster.kubelet.runner.pods) and time.monotonic() < deadline:
-            time.sleep(0.5)
+        # a DOI launch link: the launch page, Start, JupyterLab at the dataset's files (the
+        # sidecar's read-only mount, linked at ~/datasets/oggm-mirror by the postStart hook)
+        page.goto(f"{hub.url}/hub/launch?dataset=https://doi.org/{OGGM_DOI}")
+        assert page.locator("#launch-dataset").inner_text() == "OGGM data server"
+        page.locator("#launch-start-button").click()
+        page.wait_for_url(re.compile(r".*/user/ada/lab/tree/datasets/oggm-mirror.*"), timeout=600_000)
+        page.locator(".jp-DirListing-content").get_by_text("MIRROR.txt").wait_for(timeout=120_000)
+        screenshot(page, "deployment-launch-doi")
+        pids |= pod_processes(hub)
+        stop_and_wait(hub, page)
     assert hub.api.objects("pods", "oggmhub") == [] and hub.cluster.kubelet.runner.pods == {}
     left = [p.info["cmdline"] for p in psutil.process_iter(["pid", "cmdline"]) if p.info["pid"] in pids]
     assert left == [], left

@@ -17,7 +17,7 @@ processes (test equipment, never a product backend).
   pod (``0.0.0.0`` in its arguments and environment becomes that address, since a pod's
   "all addresses" is its own);
 * init containers in order (to completion, or native sidecars until their startup probe
-  passes), exec/httpGet/tcpSocket probes, ready once every port answers; container
+  passes), postStart exec hooks, exec/httpGet/tcpSocket probes, ready once every port answers; container
   statuses with exit codes and termination messages (written to ``$OGGMHUB_TERMINATION_LOG``,
   oggmhub's override of ``/dev/termination-log``: ``/dev`` here is the machine's); deletion: SIGTERM, the pod's grace
   period (at most ``max_grace`` s), SIGKILL, then its folders go.
@@ -87,6 +87,7 @@ class RunningPod:
         self.grace = 30
         self.termination = None
         self.stopping = False
+        self.identity = {}  # container name -> uid, gid, groups (for its hooks and probes)
 
 
 class PodRunner:
@@ -226,6 +227,7 @@ class PodRunner:
         uid = csc.get("runAsUser", psc.get("runAsUser", 0 if prefix == sys.prefix else 1000))
         gid = csc.get("runAsGroup", psc.get("runAsGroup", uid))
         groups = [g for g in (psc.get("fsGroup"), *(psc.get("supplementalGroups") or [])) if g is not None]
+        running.identity[container["name"]] = {"uid": uid, "gid": gid, "groups": groups}
         cwd = container.get("workingDir") or (env.get("HOME") if uid else "/")
         log = open(os.path.join(running.folder, f"{container['name']}.log"), "wb")
         argv = container_argv(binds if running.pause is None else [], argv, cwd=cwd, env=env, uid=uid, gid=gid,
@@ -239,8 +241,8 @@ class PodRunner:
     async def _probe(self, pod, running, container, probe, env, uid):
         """True when ``probe`` (exec, httpGet, tcpSocket) passes once."""
         if "exec" in probe:
-            argv = container_argv([], probe["exec"]["command"], env=env, uid=uid, spec_dir=running.folder,
-                                  join=running.pause.pid)
+            argv = container_argv([], probe["exec"]["command"], env=env, spec_dir=running.folder,
+                                  join=running.pause.pid, **running.identity[container["name"]])
             proc = await asyncio.create_subprocess_exec(*argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             return await proc.wait() == 0
         if "httpGet" in probe:
@@ -322,6 +324,7 @@ class PodRunner:
                                 {container["name"]: self._terminated(running, container, code)})
         for container in pod["spec"]["containers"]:
             proc, env, uid = await asyncio.to_thread(self._start_container, pod, running, container, [])
+            await self._post_start(pod, running, container, env, uid)
             probe = container.get("readinessProbe") or ({"tcpSocket": {"port": container["ports"][0]["containerPort"]}}
                                                          if container.get("ports") else None)
             if probe:
@@ -329,6 +332,20 @@ class PodRunner:
                                   lambda: self._probe(pod, running, container, probe, env, uid), "readiness probe")
         asyncio.get_running_loop().create_task(self._watch_exits(pod, running))
         return {"podIP": running.address, "podIPs": [{"ip": running.address}]}
+
+    async def _post_start(self, pod, running, container, env, uid):
+        """The container's postStart exec hook, in the pod, as the container's user; a hook
+        that fails fails the pod (FailedPostStartHook), as a kubelet kills such a container."""
+        hook = ((container.get("lifecycle") or {}).get("postStart") or {}).get("exec")
+        if not hook:
+            return
+        argv = container_argv([], hook["command"], env=env, cwd=env.get("HOME", "/") if uid else "/",
+                              spec_dir=running.folder, join=running.pause.pid, **running.identity[container["name"]])
+        proc = await asyncio.create_subprocess_exec(*argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        out, _ = await proc.communicate()
+        if proc.returncode:
+            raise PodFailed("FailedPostStartHook", f"container {container['name']!r}: its postStart hook exited "
+                                                   f"{proc.returncode}: {out.decode(errors='replace')[-500:].strip()}")
 
     async def _until_paused(self, running):
         deadline = time.monotonic() + 30
