@@ -7,21 +7,11 @@ import pytest
 import yaml
 
 from oggmhub.catalog import load_catalog
+from support.deployment.chart import helm_merge
 from support.paths import CATALOG, REPO, SHARED
 
 Z2JH = SHARED / "z2jh"
 VALUES_FILES = sorted((REPO / "helm-values").glob("*.yaml"))
-
-
-def helm_merge(base, override):
-    """Merge values the way Helm does: maps merge recursively, everything else replaces."""
-    merged = copy.deepcopy(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = helm_merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
 
 
 def installed_values(values_file):
