@@ -104,10 +104,12 @@ class Deployment:
 
     ``values`` are more values files' contents, merged over helm-values/oggmhub.yaml as
     ``helm install --values`` would; ``catalog`` is the file ``--set-file`` passes;
-    ``env`` adds to the hub container's environment.
+    ``env`` adds to the hub container's environment; ``prepull`` names the catalog's
+    environments whose images are built before the hub starts.
     """
 
-    def __init__(self, root, *values, cluster=None, namespace="oggmhub", env=None, catalog=chart.CATALOG):
+    def __init__(self, root, *values, cluster=None, namespace="oggmhub", env=None, catalog=chart.CATALOG,
+                 prepull=("oggm",)):
         self.root = str(root)
         # the chart's cloud-metadata blocker is an init container running iptables as root:
         # here it would change this machine's firewall, so the harness turns it off
@@ -121,6 +123,7 @@ class Deployment:
         self.hub_address = self.network.address(2)
         self.proxy_address = self.network.address(3)
         self.hub = self.proxy = None
+        self.catalog, self.prepull = str(catalog), tuple(prepull)
         self.secret = chart.secret_data(self.values, namespace=namespace)
 
     def _kubelet(self, api):
@@ -129,6 +132,17 @@ class Deployment:
         kubelet = TestKubelet(api, on_start=runner.on_start, on_stop=runner.on_stop)
         kubelet.runner = runner
         return kubelet
+
+    def _prepull(self):
+        """Build the ``prepull`` environments' images before the hub starts, as the chart's
+        image puller hook pulls them before an upgrade: a first build (minutes) is then not
+        inside a user's start, which singleuser.startTimeout bounds."""
+        from oggmhub.catalog import load_catalog
+
+        catalog = load_catalog(self.catalog)
+        runner = getattr(self.cluster.kubelet, "runner", None)
+        for name in self.prepull if runner is not None else ():
+            runner.resolve_image(catalog.environments[name].image.ref)
 
     @property
     def url(self):
@@ -150,6 +164,7 @@ class Deployment:
     def start(self, timeout=120):
         if self.cluster is None:
             self.cluster = Cluster(self._kubelet).start()
+        self._prepull()
         net = self.network
         net.add_service("hub", self.hub_address, {8081: 8081, 10101: 10101})
         net.add_service("proxy-api", self.proxy_address, {8001: 8001})
