@@ -24,7 +24,8 @@ def configure_hub(c, window_check_interval=60, tasks=True):
     seconds; 0: not at all), the launch links' pages and API, and the ``tasks`` service
     (tool tasks as forms and REST jobs, :mod:`oggmhub.tasks.service`; ``tasks=False``:
     none; a dict: :func:`oggmhub.tasks.service.configure`'s arguments, e.g. ``url`` and
-    ``bind`` in a z2jh hub pod) to a hub's config ``c``."""
+    ``bind`` in a z2jh hub pod) to a hub's config ``c``. A ``tasks`` service registered
+    by the chart (``hub.services``; ``tasks=False`` here) is given ``c.Catalog.path``."""
     c.JupyterHub.template_paths = [TEMPLATES, *c.JupyterHub.get("template_paths", [])]
     c.JupyterHub.template_vars = {**c.JupyterHub.get("template_vars", {}), "oggmhub_running": describe_server}
     welcome.configure(c)  # the welcome page at / and on the login page (c.Welcome)
@@ -32,3 +33,5 @@ def configure_hub(c, window_check_interval=60, tasks=True):
     launch_handlers.configure(c)  # /hub/launch, /hub/datasets, /hub/api/datasets/resolve
     if tasks:
         tasks_service.configure(c, **(tasks if isinstance(tasks, dict) else {}))
+    else:  # registered by the chart's hub.services: it still reads the hub's catalog
+        tasks_service.pass_catalog(c)

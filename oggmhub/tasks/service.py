@@ -94,6 +94,15 @@ def configure(c, port=None, url=None, bind=None, session_url=None):
     c.JupyterHub.load_roles = roles
 
 
+def pass_catalog(c):
+    """Give a ``tasks`` service registered elsewhere (the chart's ``hub.services``) the hub's
+    one catalog setting, ``c.Catalog.path``, as ``$OGGMHUB_CATALOG``: the service is a process
+    of its own and reads no ``hub.config``, so the path is declared once, for the hub."""
+    for service in c.JupyterHub.get("services", []):
+        if service.get("name") == SERVICE:
+            service["environment"] = {**(service.get("environment") or {}), "OGGMHUB_CATALOG": catalog_path(c)}
+
+
 class _Base(HubOAuthenticated, web.RequestHandler):
     @property
     def app(self):

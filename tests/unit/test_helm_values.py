@@ -7,21 +7,11 @@ import pytest
 import yaml
 
 from oggmhub.catalog import load_catalog
+from support.deployment.chart import helm_merge
 from support.paths import CATALOG, REPO, SHARED
 
 Z2JH = SHARED / "z2jh"
 VALUES_FILES = sorted((REPO / "helm-values").glob("*.yaml"))
-
-
-def helm_merge(base, override):
-    """Merge values the way Helm does: maps merge recursively, everything else replaces."""
-    merged = copy.deepcopy(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = helm_merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
 
 
 def installed_values(values_file):
@@ -30,6 +20,30 @@ def installed_values(values_file):
     values = helm_merge(defaults, yaml.safe_load(values_file.read_text()))
     values["hub"]["extraFiles"]["oggmhub-catalog"]["stringData"] = CATALOG.read_text()
     return values
+
+
+def chart_services(values):
+    """The hub's services as the chart's jupyterhub_config.py leaves them: hub.services
+    registered, then hub.config loaded, then hub.extraConfig run (in that order)."""
+    from traitlets.config import Config
+
+    c = Config()
+    c.JupyterHub.services = [{"name": key, **copy.deepcopy(service)} for key, service in values["hub"]["services"].items()]
+    for section, cfg in values["hub"]["config"].items():
+        c[section].update(copy.deepcopy(cfg))
+    for _, code in sorted(values["hub"]["extraConfig"].items()):
+        exec(code, {"c": c})
+    return {service["name"]: service for service in c.JupyterHub.services}
+
+
+def test_the_catalog_path_is_declared_once():
+    """One Catalog.path (hub.config) beside the mountPath the chart puts the file at; every
+    other part (spawner, cohorts, welcome, launch links, the tasks service) reads it."""
+    values = installed_values(VALUES_FILES[0])
+    path = values["hub"]["config"]["Catalog"]["path"]
+    assert path == values["hub"]["extraFiles"]["oggmhub-catalog"]["mountPath"]
+    assert VALUES_FILES[0].read_text().count(path) == 2  # Catalog.path and the file's mountPath
+    assert chart_services(values)["tasks"]["environment"]["OGGMHUB_CATALOG"] == path
 
 
 @pytest.fixture(scope="module")
@@ -79,9 +93,29 @@ def test_values_select_the_spawner_and_the_catalog(tmp_path):
 def test_hub_image_installs_oggmhub():
     dockerfile = (REPO / "images" / "hub" / "Dockerfile").read_text()
     assert "FROM quay.io/jupyterhub/k8s-hub:" in dockerfile
-    assert "pip install --no-cache-dir /tmp/oggmhub" in dockerfile
+    assert "/tmp/oggmhub && rm -rf /tmp/oggmhub" in dockerfile  # pip install of the copied package
     values = yaml.safe_load(VALUES_FILES[0].read_text())
     assert values["hub"]["image"]["name"].endswith("/hub")
+
+
+def test_the_hub_and_the_environments_run_one_jupyterhub():
+    """The hub image's JupyterHub (the chart's k8s-hub, upgraded) is the version every
+    environment's jupyterhub-singleuser pins, and the one these tests run the hub with."""
+    import re
+
+    import jupyterhub
+
+    dockerfile = (REPO / "images" / "hub" / "Dockerfile").read_text()
+    [hub_version] = re.findall(r"^ARG JUPYTERHUB_VERSION=(\S+)$", dockerfile, re.M)
+    assert 'pip install --no-cache-dir "jupyterhub==${JUPYTERHUB_VERSION}"' in dockerfile
+    pins = {}
+    for requirements in sorted((REPO / "images").glob("*/requirements*")):
+        found = re.findall(r"^jupyterhub==(\S+)", requirements.read_text(), re.M)
+        assert len(found) == 1, f"{requirements} pins jupyterhub {len(found)} times"
+        pins[str(requirements.relative_to(REPO))] = found[0]
+    assert len(pins) >= 6  # oggm, slicer, fiji: .in and .txt
+    assert set(pins.values()) == {hub_version}, f"images/hub/Dockerfile has JupyterHub {hub_version}; {pins}"
+    assert jupyterhub.__version__ == hub_version  # the version the hub tests (and the chart's config) run on
 
 
 def test_hub_image_copies_what_exists_and_every_package():
@@ -127,7 +161,14 @@ def test_values_register_the_tasks_service_on_kubernetes(tmp_path, monkeypatch):
     config = hub["extraFiles"]["oggmhub-tasks-config"]
     assert tasks["environment"]["OGGMHUB_TASKS_CONFIG"] == config["mountPath"]
     (tmp_path / "tasks_config.py").write_text(config["stringData"])
+    assert "Catalog" not in config["stringData"]  # the catalog is declared once, in hub.config
     monkeypatch.setenv("OGGMHUB_TASKS_CONFIG", str(tmp_path / "tasks_config.py"))
+    monkeypatch.delenv("OGGMHUB_CATALOG", raising=False)
+    # JupyterHub starts the service with the environment the chart's hub config gives it
+    service = chart_services(values)["tasks"]
+    for key, value in service["environment"].items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("OGGMHUB_TASKS_CONFIG", str(tmp_path / "tasks_config.py"))  # its mountPath, here
     settings = TasksSettings()
     settings.initialize([])
     assert settings.backend == "kubernetes" and settings.catalog_path == hub["config"]["Catalog"]["path"]

@@ -120,3 +120,48 @@ def test_the_datasets_links_hook_is_a_choice_setting_over_the_configured_hooks(c
     assert without["lifecycle_hooks"]["preStop"] == {"exec": {"command": ["true"]}}
     assert "oggm-mirror" not in " ".join(without["lifecycle_hooks"]["postStart"]["exec"]["command"])
     assert configured["lifecycle_hooks"] == {"preStop": {"exec": {"command": ["true"]}}}  # the base is not changed
+
+
+def block_metadata():
+    """The init container the chart's hub config appends (singleuser.cloudMetadata), a model."""
+    from kubernetes_asyncio import client
+
+    return client.V1Container(name="block-cloud-metadata", image="quay.io/jupyterhub/k8s-network-tools:4",
+                              command=["iptables", "--append", "OUTPUT", "--jump", "DROP"],
+                              security_context=client.V1SecurityContext(privileged=True, run_as_user=0))
+
+
+def test_the_charts_dict_form_of_volumes_and_mounts_is_taken(catalog):
+    """The z2jh chart's hub config sets volumes and volume mounts as dicts (name -> item),
+    which kubespawner accepts: the home it declares is the home, once, at its mount path."""
+    configured = base(
+        volumes={"home": {"name": "home", "persistentVolumeClaim": {"claimName": "{pvc_name}"}}},
+        volume_mounts={"home": {"mountPath": "/home/jovyan", "name": "home", "subPath": None},
+                       "0-files": {"mountPath": "/etc/site.txt", "subPath": "site", "name": "files"}},
+        init_containers=[block_metadata()], tolerations=[{"key": "hub.jupyter.org/dedicated", "operator": "Equal"}],
+    )
+    s = choice_settings(resolve_choice(catalog, {"profile": "oggm"}), configured)
+    assert [v["name"] for v in s["volumes"]].count("home") == 1
+    assert [m["name"] for m in s["volume_mounts"]][:2] == ["files", "home"]  # ordered by the chart's keys
+    assert {m["name"]: m["mountPath"] for m in s["volume_mounts"]}["home"] == "/home/jovyan"
+    blocker, sidecar = s["init_containers"]  # the chart's, as a manifest, then the mount sidecar
+    assert sidecar["name"] == "oggmhub-datasets"
+    assert blocker["name"] == "block-cloud-metadata" and blocker["securityContext"]["runAsUser"] == 0
+    assert blocker["command"][0] == "iptables" and "run_as_user" not in blocker["securityContext"]
+    assert s["tolerations"][0]["key"] == "hub.jupyter.org/dedicated"
+
+
+def test_a_pod_that_will_never_serve_is_named_in_one_sentence():
+    from oggmhub.backends.kubernetes.pod import pod_start_failure
+
+    waiting = {"status": {"phase": "Pending", "containerStatuses": [{"name": "notebook", "state": {"waiting": {
+        "reason": "ErrImagePull", "message": "image 'ghcr.io/oggmhub/oggm:r2d-0' not found."}}}]}}
+    assert pod_start_failure(waiting) == ("The server cannot start: container 'notebook' is stuck (ErrImagePull: "
+                                          "image 'ghcr.io/oggmhub/oggm:r2d-0' not found). Nothing was left running.")
+    failed = {"status": {"phase": "Failed", "reason": "Evicted", "message": "The node was low on memory."}}
+    assert pod_start_failure(failed) == ("The server's pod failed (Evicted: The node was low on memory). "
+                                         "Nothing was left running.")
+    for still_starting in ({"status": {"phase": "Pending", "containerStatuses": [
+                               {"name": "notebook", "state": {"waiting": {"reason": "ContainerCreating"}}}]}},
+                           {"status": {"phase": "Running"}}, {}, None):
+        assert pod_start_failure(still_starting) is None

@@ -56,6 +56,28 @@ def _with_home(volumes, mounts, home_mount_path):
     return volumes, mounts
 
 
+def as_list(value):
+    """A list-or-dict trait as a list of plain dicts: kubespawner accepts ``{key: item}``
+    for volumes, volume mounts, init containers and tolerations (the z2jh chart's hub config
+    sets volumes and mounts that way), the items ordered by their keys, and Kubernetes
+    client models as items (the chart appends a ``V1Container`` to init containers)."""
+    items = [item for _, item in sorted(value.items())] if isinstance(value, dict) else list(value or [])
+    return [as_manifest(item) for item in items if item is not None]
+
+
+def as_manifest(value):
+    """A Kubernetes client model (``V1Container``...) as its manifest dict (camelCase keys,
+    unset fields left out); anything else as it is, its lists and dicts converted inside."""
+    if hasattr(value, "openapi_types") and hasattr(value, "attribute_map"):
+        return {value.attribute_map[name]: as_manifest(getattr(value, name))
+                for name in value.openapi_types if getattr(value, name) is not None}
+    if isinstance(value, dict):
+        return {key: as_manifest(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [as_manifest(item) for item in value]
+    return value
+
+
 def _add_named(base, extra):
     """Append ``extra`` items to ``base`` unless an item of the same name is there."""
     names = {item.get("name") for item in base}
@@ -86,6 +108,8 @@ def choice_settings(choice, base, *, session, home_mount_path="/home/jovyan", mo
     and linked at ``~/datasets/<name>`` by a postStart hook added to the configured ones.
     """
     base = copy.deepcopy(base)
+    for trait in ("volumes", "volume_mounts", "init_containers", "tolerations"):
+        base[trait] = as_list(base[trait])
     env, size, gpu = choice.environment, choice.size, choice.gpu
     image = choice_image(choice)
 
@@ -190,4 +214,27 @@ def mount_sidecar_failure(pod):
             if ended.get("exitCode"):
                 message = (ended.get("message") or "").strip()
                 return message or f"the dataset mounts failed (exit code {ended['exitCode']}, {ended.get('reason')})"
+    return None
+
+
+# a container waiting for one of these will not start by waiting longer
+STUCK_REASONS = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull",
+                 "CreateContainerConfigError", "CreateContainerError", "RunContainerError")
+
+
+def pod_start_failure(pod):
+    """Why a starting pod will never serve (one sentence), or None while it still may: a
+    container stuck waiting (its image cannot be pulled, its configuration is wrong), or the
+    pod failed. The dataset mount sidecar's own failures: :func:`mount_sidecar_failure`."""
+    status = (pod or {}).get("status") or {}
+    for container in [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]:
+        waiting = (container.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") in STUCK_REASONS:
+            why = (waiting.get("message") or "").strip().rstrip(".")
+            return (f"The server cannot start: container {container.get('name')!r} is stuck ({waiting['reason']}"
+                    + (f": {why}" if why else "") + "). Nothing was left running.")
+    if status.get("phase") == "Failed":
+        why = (status.get("message") or "").strip().rstrip(".")
+        return f"The server's pod failed ({status.get('reason') or 'Error'}" + (f": {why}" if why else "") + \
+            "). Nothing was left running."
     return None

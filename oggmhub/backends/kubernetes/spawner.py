@@ -39,7 +39,7 @@ from oggmhub.backends.kubernetes import dask_template
 from oggmhub.backends.kubernetes import namespace as user_namespace
 from oggmhub.backends.base import SessionBackend
 from oggmhub.backends.kubernetes.pod import (CHOICE_TRAITS, check_user_container, choice_settings, literal, mount_sidecar_failure,
-                                             pod_session_environment)
+                                             pod_session_environment, pod_start_failure)
 
 
 def start_failure_message(error):
@@ -417,10 +417,11 @@ class OGGMHubSpawner(CatalogPickerMixin, SessionBackend, KubeSpawner):
 
     def is_pod_running(self, pod):
         """KubeSpawner's check, which its start polls; while starting, a failed dataset
-        mount sidecar (a 404, a refused permission: what only it can see) ends the start
-        at once with its one sentence, instead of waiting out start_timeout."""
+        mount sidecar (a 404, a refused permission: what only it can see), an image that
+        cannot be pulled or a failed pod ends the start at once with its one sentence,
+        instead of waiting out start_timeout."""
         if self._starting:
-            failure = mount_sidecar_failure(pod)
+            failure = mount_sidecar_failure(pod) or pod_start_failure(pod)
             if failure:
                 raise SpawnFailed(failure)
         return super().is_pod_running(pod)

@@ -23,6 +23,9 @@ Modules
 ``kubelet``    ``TestKubelet``: flips pending pods to ``Running``, emits v1
                Events, runs optional ``on_start``/``on_stop`` hooks,
                ``terminate()`` marks a pod's containers as exited.
+``pods``       ``PodRunner``: kubelet hooks that run a pod's containers as local
+               processes (images as the environments built from images/, volumes,
+               accounts, a loopback address per pod, probes, exit codes).
 ``spawners``   kubespawner glue: ``configure_kubespawner``,
                ``reset_kubespawner``, ``make_spawner``, ``FakeUser``,
                ``FakeOrmSpawner``, ``wait_until``.

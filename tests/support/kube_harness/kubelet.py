@@ -5,7 +5,8 @@ event), emits ``Scheduled``/``Pulled``/``Created``/``Started`` Events and marks
 pending pods ``Running`` (podIP/hostIP 127.0.0.1, ready containers, Ready
 conditions).  Hooks ``on_start(pod)`` / ``on_stop(pod)`` are where a later version can
 run the pod's command as a local process (``on_start`` may return status overrides
-such as ``{"podIP": ...}``).  ``terminate()`` marks a pod's containers as exited so
+such as ``{"podIP": ...}``; :class:`.pods.PodRunner`'s hooks run the pod's containers as
+local processes).  ``terminate()`` marks a pod's containers as exited so
 ``KubeSpawner.poll()`` sees an exit code.
 """
 
@@ -37,7 +38,8 @@ class TestKubelet:
 
     ``on_start(pod) -> dict | None`` (sync or async) runs before the pod is marked
     Running; a returned dict is merged into ``status`` (e.g. ``{"podIP": "127.0.0.2"}``).
-    If it raises, the pod is marked Failed (container terminated, exit code 1).
+    If it raises, the pod is marked Failed (container terminated, exit code 1, or the
+    exception's ``status`` dict merged in: see :class:`.pods.PodRunner`).
     ``on_stop(pod)`` runs when a pod this kubelet started is deleted.
     """
 
@@ -60,6 +62,7 @@ class TestKubelet:
         self.started_total = 0
         self.failed_total = 0
         self._tasks: dict[str, asyncio.Task] = {}  # uid -> starting task
+        self.gave_up: set[str] = set()  # uids whose start failed: not tried again (no back-off loop)
         self._main: asyncio.Task | None = None
         self._ready = asyncio.Event()
 
@@ -103,13 +106,15 @@ class TestKubelet:
             task = self._tasks.pop(uid, None)
             if task is not None:
                 task.cancel()
+            self.gave_up.discard(uid)
             if uid in self.started:
                 del self.started[uid]
                 if self.on_stop is not None:
                     asyncio.create_task(self._call_stop(pod))
             return
         phase = (pod.get("status") or {}).get("phase", "Pending")
-        if phase != "Pending" or meta.get("deletionTimestamp") or uid in self._tasks or uid in self.started:
+        if (phase != "Pending" or meta.get("deletionTimestamp") or uid in self._tasks or uid in self.started
+                or uid in self.gave_up):
             return
         node = (pod.get("spec") or {}).get("nodeName")
         if node and node != self.node_name:
@@ -172,12 +177,14 @@ class TestKubelet:
                     raise
                 except Exception as e:  # the "container" failed to start
                     failed = True
-                    extra = {"message": f"on_start hook failed: {e!r}"}
+                    # a hook's own account of the failure (reason, message, container statuses)
+                    extra = getattr(e, "status", None) or {"message": f"on_start hook failed: {e!r}"}
             now = _now()
             if failed:
                 status = self._failed_status(containers, now, 1, "Error")
                 status.update(extra or {})
                 self.failed_total += 1
+                self.gave_up.add(uid)
             else:
                 status = self._running_status(containers, now)
                 status.update(extra or {})
