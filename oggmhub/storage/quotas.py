@@ -47,6 +47,7 @@ def human(size):
     size = float(size)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if abs(size) < 1024 or unit == "TiB":
-            return f"{size:.0f} {unit}" if unit == "B" or size >= 100 else f"{size:.1f} {unit}"
+            text = f"{size:.0f}" if unit == "B" or size >= 100 else f"{size:.1f}".removesuffix(".0")
+            return f"{text} {unit}"
         size /= 1024
     return f"{size:.1f} TiB"  # not reached

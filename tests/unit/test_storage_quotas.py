@@ -94,8 +94,8 @@ def test_free_space_rule_refuses_in_one_sentence_naming_the_reason():
     assert space.start_refusal(10 * GiB, 3 * GiB, 2 * GiB, "/srv/oggmhub") is None
     refusal = space.start_refusal(4 * GiB, 3 * GiB, 2 * GiB, "/srv/oggmhub")
     assert ". " not in refusal and refusal.endswith("must free space.")  # one sentence
-    assert "(/srv/oggmhub) has 4.0 GiB free, homes may still grow by 3.0 GiB" in refusal
-    assert "keeps 2.0 GiB for its database and logs" in refusal
+    assert "(/srv/oggmhub) has 4 GiB free, homes may still grow by 3 GiB" in refusal
+    assert "keeps 2 GiB for its database and logs" in refusal
 
 
 def test_usage_scan_sums_allocated_bytes_largest_first_without_following_links(tmp_path):
@@ -111,4 +111,29 @@ def test_usage_scan_sums_allocated_bytes_largest_first_without_following_links(t
 
 
 def test_human_sizes():
-    assert [human(7), human(12 * 1024), human(1.5 * GiB), human(512 * MiB)] == ["7 B", "12.0 KiB", "1.5 GiB", "512 MiB"]
+    assert [human(7), human(12 * 1024), human(1.5 * GiB), human(512 * MiB)] == ["7 B", "12 KiB", "1.5 GiB", "512 MiB"]
+
+
+def test_min_free_space_option_refuses_starts_below_it(tmp_path):
+    from types import SimpleNamespace
+
+    from traitlets.config import Config
+
+    from oggmhub.backends.local.home_quota import HomeQuotas
+    from oggmhub.errors import SpawnFailed
+
+    class Probe(HomeQuotas):
+        data_dir = str(tmp_path)  # no home images in it: nothing may grow
+        user = SimpleNamespace(name="bob")
+
+    config = Config()
+    config.HomeQuotas.min_free_space = "100T"  # c.LocalEnvSpawner.min_free_space on a hub
+    with pytest.raises(SpawnFailed, match=r"New servers cannot start now: the disk holding the hub's data "
+                                          rf"\({tmp_path}\) has .* free, and the hub keeps 100 TiB"):
+        Probe(config=config).check_free_space()
+    config.HomeQuotas.min_free_space = 0  # no check
+    Probe(config=config).check_free_space()
+    assert Probe().min_free_space == 2 * GiB
+    Probe().check_free_space()  # this machine has 2 GiB free
+    with pytest.raises(SpawnFailed, match="homes may still grow by"):
+        Probe().check_free_space(growth=space.free_bytes(str(tmp_path)))

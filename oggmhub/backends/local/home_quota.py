@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 
 from jupyterhub.traitlets import ByteSpecification
+from traitlets.config import LoggingConfigurable
 
 from oggmhub.backends.local import home_images
 from oggmhub.cohorts import model as cohorts
@@ -21,7 +22,7 @@ from oggmhub.user_folders import folder_name
 RESCUE_VARIABLE = "OGGMHUB_HOME_RESCUE"  # "1" in a rescue start's session
 
 
-class HomeQuotas:
+class HomeQuotas(LoggingConfigurable):
     """Home quotas from the catalog's ``storage`` section, and the space kept for the hub."""
 
     min_free_space = ByteSpecification(
