@@ -62,8 +62,11 @@ def image_path(data_dir, folder):
     return os.path.join(data_dir, IMAGES, folder + ".img")
 
 
+_PATH = {**os.environ, "PATH": os.pathsep.join([os.environ.get("PATH", os.defpath), "/usr/sbin", "/sbin"])}
+
+
 def _run(*cmd, check=True):
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=_PATH)  # e2fsprogs live in sbin
     if check and result.returncode != 0:
         raise HomeImageError(f"{cmd[0]} failed", f"{' '.join(cmd)}: {result.stderr.strip() or result.stdout.strip()}")
     return result

@@ -15,11 +15,12 @@ from traitlets.config import LoggingConfigurable
 from oggmhub.backends.local import home_images
 from oggmhub.cohorts import model as cohorts
 from oggmhub.errors import SpawnFailed
-from oggmhub.storage import space, usage
+from oggmhub.storage import scratch, space, usage
 from oggmhub.storage.quotas import home_quota, human
 from oggmhub.user_folders import folder_name
 
 RESCUE_VARIABLE = "OGGMHUB_HOME_RESCUE"  # "1" in a rescue start's session
+SCRATCH_TTL_VARIABLE = "OGGMHUB_SCRATCH_TTL_DAYS"  # days a scratch file lives unchanged
 
 
 class HomeQuotas(LoggingConfigurable):
@@ -85,6 +86,9 @@ class HomeQuotas(LoggingConfigurable):
         """The session's variables for storage: a rescue start says so, and Jupyter's
         runtime files go to the private TMPDIR (a full home must not stop the server)."""
         env = {"JUPYTER_RUNTIME_DIR": os.path.join(self.tmp_dir, "jupyter-runtime")} if self.home_state else {}
+        ttl = scratch.ttl_days(self.catalog.storage)
+        if ttl:
+            env[SCRATCH_TTL_VARIABLE] = str(ttl)
         if self.rescue:
             env[RESCUE_VARIABLE] = "1"
         return env
@@ -102,4 +106,5 @@ class HomeQuotas(LoggingConfigurable):
         used = (st.f_blocks - st.f_bfree) * st.f_frsize
         return {"used": human(used), "quota": human(quota.bytes), "percent": round(100 * used / quota.bytes),
                 "level": usage.level(used, quota.bytes), "rescue": self.rescue,
+                "scratch_ttl_days": scratch.ttl_days(self.catalog.storage),
                 "largest": [(name, human(size)) for name, size in self.home_largest]}
