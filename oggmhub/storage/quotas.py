@@ -42,6 +42,14 @@ def home_quota(storage, username, cohort_names=()):
     return None
 
 
+def user_quota(catalog, user):
+    """The :class:`HomeQuota` of a hub ``user`` (with its cohorts, from its groups), or None."""
+    from oggmhub.cohorts import model as cohorts  # the hub's cohorts: groups with properties
+
+    names = [c.name for c in cohorts.user_cohorts(user)]
+    return home_quota(getattr(catalog, "storage", None), user.name, names)
+
+
 def human(size):
     """``size`` bytes as people read them: ``1.5 GiB``, ``512 MiB``, ``12 KiB``, ``7 B``."""
     size = float(size)

@@ -33,9 +33,10 @@ from oggmhub.cohorts import materials
 from oggmhub.session import dask_limits
 from oggmhub.session import env as session_vars
 from oggmhub.picker import CatalogPickerMixin
+from oggmhub.storage.quotas import user_quota
 
 from oggmhub.session import dask_kubernetes as dask_k8s
-from oggmhub.backends.kubernetes import dask_template
+from oggmhub.backends.kubernetes import dask_template, home_claim
 from oggmhub.backends.kubernetes import namespace as user_namespace
 from oggmhub.backends.base import SessionBackend
 from oggmhub.backends.kubernetes.pod import (CHOICE_TRAITS, check_user_container, choice_settings, literal, mount_sidecar_failure,
@@ -263,6 +264,12 @@ class OGGMHubSpawner(CatalogPickerMixin, SessionBackend, KubeSpawner):
                                    sidecar_env=self.sidecar_env())
         for name, value in settings.items():
             setattr(self, name, value)
+        if self._base_capacity is None:
+            self._base_capacity = self.storage_capacity
+        quota = user_quota(self.catalog, self.user)  # the home claim's size (home_claim.py)
+        self.storage_capacity = str(quota.bytes) if quota else self._base_capacity
+
+    _base_capacity = None
 
     # --- Dask, GPUs and the user namespace ------------------------------------------------
 
@@ -397,6 +404,9 @@ class OGGMHubSpawner(CatalogPickerMixin, SessionBackend, KubeSpawner):
         if self.choice.gpu is not None and self.gpu_node_check:
             await self._check_gpu_nodes()
         await self._check_datasets_resolve()
+        quota = user_quota(self.catalog, self.user)
+        if quota and self.storage_pvc_ensure:  # an existing smaller claim grows; a refusal is logged
+            await home_claim.follow_quota(self.api, self.namespace, self.pvc_name, quota.bytes, self.log)
         self._starting = True
         try:
             return await super()._start()

@@ -13,10 +13,9 @@ from jupyterhub.traitlets import ByteSpecification
 from traitlets.config import LoggingConfigurable
 
 from oggmhub.backends.local import home_images
-from oggmhub.cohorts import model as cohorts
 from oggmhub.errors import SpawnFailed
 from oggmhub.storage import scratch, space, usage
-from oggmhub.storage.quotas import home_quota, human
+from oggmhub.storage.quotas import human, user_quota
 from oggmhub.user_folders import folder_name
 
 RESCUE_VARIABLE = "OGGMHUB_HOME_RESCUE"  # "1" in a rescue start's session
@@ -39,8 +38,7 @@ class HomeQuotas(LoggingConfigurable):
 
     def user_home_quota(self):
         """This user's :class:`~oggmhub.storage.quotas.HomeQuota`, or None."""
-        names = [c.name for c in cohorts.user_cohorts(getattr(self, "user", None))]
-        return home_quota(self.catalog.storage, self.user.name, names)
+        return user_quota(self.catalog, self.user)
 
     def check_free_space(self, growth=0):
         """SpawnFailed if the hub's disk is too full for a new start (``min_free_space``)."""
