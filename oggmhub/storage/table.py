@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import subprocess
 
 from oggmhub.storage import usage
 from oggmhub.storage.quotas import human
@@ -19,14 +20,23 @@ COLUMNS = ("user", "home_used", "home_quota", "home_percent", "scratch_used", "l
 
 def used_bytes(path):
     """Bytes held under ``path``: its own filesystem's use if ``path`` is a mount point (a
-    home image), else a scan; 0 if it does not exist."""
+    home image), else ``du -sx`` (links never followed; 3x a Python walk), else a scan;
+    0 if it does not exist."""
     try:
         if os.path.ismount(path):
             st = os.statvfs(path)
             return (st.f_blocks - st.f_bfree) * st.f_frsize
-        return usage.scan(path, top=0).used
+        if not os.path.isdir(path):
+            return 0
     except OSError:
         return 0
+    try:
+        done = subprocess.run(["du", "-sxB1", "--", path], capture_output=True, text=True, timeout=600)
+        if done.stdout:  # du says what it could not read on stderr, and still sums the rest
+            return int(done.stdout.split()[0])
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        pass
+    return usage.scan(path, top=0).used
 
 
 def row(user, home, scratch, quota, last_activity):

@@ -1,6 +1,7 @@
 """Home quotas: where a user's quota comes from, how the catalog refuses absurd ones, the
 warnings' levels, the rescue rule and the hub's free-space rule (pure logic, no disk)."""
 
+import os
 import subprocess
 import sys
 
@@ -137,3 +138,22 @@ def test_min_free_space_option_refuses_starts_below_it(tmp_path):
     Probe().check_free_space()  # this machine has 2 GiB free
     with pytest.raises(SpawnFailed, match="homes may still grow by"):
         Probe().check_free_space(growth=space.free_bytes(str(tmp_path)))
+
+
+def test_usage_table_rows_and_csv(tmp_path):
+    from oggmhub.storage import table
+
+    home, scratch = tmp_path / "home", tmp_path / "scratch"
+    home.mkdir()
+    scratch.mkdir()
+    (home / "a.bin").write_bytes(os.urandom(2 * MiB))
+    (scratch / "b.bin").write_bytes(os.urandom(MiB))
+    row = table.row("ann", str(home), str(scratch), 4 * MiB, "2026-12-07T10:00:00Z")
+    assert 2 * MiB <= row["home_used"] < 2.2 * MiB and MiB <= row["scratch_used"] < 1.2 * MiB
+    assert 50 <= row["home_percent"] <= 55
+    assert table.row("bob", str(tmp_path / "none"), None, None, "")["home_used"] == 0
+    csv = table.to_csv([row]).splitlines()
+    assert csv[0] == "user,home_used,home_quota,home_percent,scratch_used,last_activity"
+    assert csv[1].startswith(f"ann,{row['home_used']},{4 * MiB},")
+    shown = table.for_people(row)
+    assert shown["home_quota"] == "4 MiB" and shown["level"] == "ok"

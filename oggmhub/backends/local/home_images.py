@@ -149,6 +149,9 @@ def _mount(image, home, log):
     if fsck.returncode:
         log.warning("home image %s was repaired by e2fsck: %s", image, fsck.stdout.strip())
     _run("mount", "-o", "loop,nodev,nosuid,noatime", image, home)
+    # direct I/O from the loop device to the image: no second copy in the page cache, and
+    # writes as fast as into a plain folder (benchmarks/storage.py); where refused, buffered
+    _run("losetup", "--direct-io=on", mount_source(home), check=False)
 
 
 def _can_resize_online():
