@@ -30,6 +30,7 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [REPO, os.path.join(REPO, "tests")]  # this checkout's oggmhub, and tests/support
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")]))  # the hub's too
 
 from oggmhub.backends.local import home_images  # noqa: E402
 from oggmhub.storage import table  # noqa: E402
