@@ -177,7 +177,9 @@ def _resize(image, home, size, log):
         log.info("home image %s not resized now: it is in use; the next start tries again", image)
         return False
     try:
-        _run("e2fsck", "-f", "-p", image)
+        fsck = _run("e2fsck", "-f", "-p", image, check=False)  # 1 and 2: fixed; 4 and up: not
+        if fsck.returncode >= 4:
+            raise HomeImageError("damaged", f"e2fsck -f -p {image} (exit {fsck.returncode}): {fsck.stdout.strip()}")
         if size > current:
             with open(image, "r+b") as f:
                 f.truncate(size)
