@@ -42,12 +42,9 @@ def home_quota(storage, username, cohort_names=()):
     return None
 
 
-def user_quota(catalog, user):
-    """The :class:`HomeQuota` of a hub ``user`` (with its cohorts, from its groups), or None."""
-    from oggmhub.cohorts import model as cohorts  # the hub's cohorts: groups with properties
-
-    names = [c.name for c in cohorts.user_cohorts(user)]
-    return home_quota(getattr(catalog, "storage", None), user.name, names)
+def user_quota(catalog, user, cohort_names=()):
+    """The :class:`HomeQuota` of a hub ``user`` (member of ``cohort_names``), or None."""
+    return home_quota(getattr(catalog, "storage", None), user.name, cohort_names)
 
 
 def human(size):

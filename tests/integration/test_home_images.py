@@ -142,3 +142,19 @@ def test_a_damaged_image_is_refused_in_one_sentence_and_kept(data_dir, caplog):
     assert "your files are kept and an administrator has been told" in message
     assert os.path.getsize(image) == size and not home_images.mount_source(h)
     assert "e2fsck" in caplog.text and image in caplog.text  # the admin reads what went wrong
+
+
+def test_a_cohorts_export_records_each_homes_use_and_deletion_removes_the_image(data_dir):
+    from oggmhub.cohorts import homes as cohort_homes
+
+    h = home(data_dir)
+    home_images.prepare(data_dir, "alice", h, 64 * MiB, (UID, GID), LOG)
+    with open(os.path.join(h, "results.bin"), "wb") as f:
+        f.write(os.urandom(10 * MiB))
+    homes_dir = os.path.dirname(h)
+    record = cohort_homes.export_homes(homes_dir, os.path.join(data_dir, "exports"), "glaciers", ["alice", "bo"])
+    assert record["members"] == ["alice"] and record["missing"] == ["bo"]
+    assert 10 * MiB <= record["usage"]["alice"] < 12 * MiB
+    image = home_images.image_path(data_dir, "alice")
+    assert cohort_homes.delete_homes(homes_dir, ["alice"]) == ["alice"]
+    assert not os.path.exists(h) and not os.path.exists(image) and not home_images.mounted_images(data_dir)

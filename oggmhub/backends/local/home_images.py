@@ -31,9 +31,9 @@ import subprocess
 from dataclasses import dataclass
 
 from oggmhub.storage import usage as home_usage
+from oggmhub.storage.images import IMAGES, image_path
 from oggmhub.storage.quotas import human
 
-IMAGES = "home-images"  # <data dir>/home-images
 BLOCK = 4096
 
 
@@ -56,10 +56,6 @@ class HomeState:
     used: int
     available: int
     rescue: bool
-
-
-def image_path(data_dir, folder):
-    return os.path.join(data_dir, IMAGES, folder + ".img")
 
 
 _PATH = {**os.environ, "PATH": os.pathsep.join([os.environ.get("PATH", os.defpath), "/usr/sbin", "/sbin"])}

@@ -13,6 +13,7 @@ from jupyterhub.traitlets import ByteSpecification
 from traitlets.config import LoggingConfigurable
 
 from oggmhub.backends.local import home_images
+from oggmhub.cohorts import model as cohorts
 from oggmhub.errors import SpawnFailed
 from oggmhub.storage import scratch, space, usage
 from oggmhub.storage.quotas import human, user_quota
@@ -38,7 +39,7 @@ class HomeQuotas(LoggingConfigurable):
 
     def user_home_quota(self):
         """This user's :class:`~oggmhub.storage.quotas.HomeQuota`, or None."""
-        return user_quota(self.catalog, self.user)
+        return user_quota(self.catalog, self.user, [c.name for c in cohorts.user_cohorts(self.user)])
 
     def check_free_space(self, growth=0):
         """SpawnFailed if the hub's disk is too full for a new start (``min_free_space``)."""
