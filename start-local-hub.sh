@@ -28,6 +28,8 @@ missing=()
 # fuse3 brings fusermount3 and libfuse3 (mounts read 1 MiB per kernel request; libfuse2: 128 KiB)
 { command -v fusermount3 >/dev/null && compgen -G '/usr/lib/*/libfuse3.so.3' >/dev/null; } || missing+=(fuse3)
 command -v npm >/dev/null || missing+=(nodejs npm)
+# home quotas (the catalog's storage section) are ext4 images: mkfs.ext4, e2fsck, resize2fs
+[ "$(id -u)" != 0 ] || PATH="$PATH:/usr/sbin:/sbin" command -v resize2fs >/dev/null || missing+=(e2fsprogs)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         echo "$me: installing ${missing[*]} with apt-get"

@@ -17,6 +17,7 @@
 #   OGGMHUB_SHARED_ACCOUNT   non-empty: every server runs as the hub's own system user (--shared-account);
 #                            otherwise, as root, each user's server runs as a system account of its own
 #   OGGMHUB_ACCOUNT_PREFIX   the start of those accounts' names (oggm-)
+#   OGGMHUB_SCRATCH_CLEAN_INTERVAL seconds between passes of the scratch-cleaner service (3600)
 #   OGGMHUB_CONFIG_EXTRA     config files loaded at the end of this one (--config-extra FILE, repeatable;
 #                            separated by ':'), e.g. c.Welcome.* or c.JupyterHub.public_url
 #
@@ -75,6 +76,12 @@ c.LocalEnvSpawner.images_dir = os.path.abspath(os.environ.get("OGGMHUB_IMAGES") 
 c.LocalEnvSpawner.shared_account = bool(os.environ.get("OGGMHUB_SHARED_ACCOUNT"))  # oggmhub hub --shared-account
 if os.environ.get("OGGMHUB_ACCOUNT_PREFIX"):
     c.LocalEnvSpawner.system_account_prefix = os.environ["OGGMHUB_ACCOUNT_PREFIX"]
+# scratch files older than the catalog's storage.scratch_ttl_days go (oggmhub/storage/scratch.py)
+c.JupyterHub.services = [*c.JupyterHub.get("services", []), {
+    "name": "scratch-cleaner",
+    "command": [sys.executable, "-m", "oggmhub.storage.scratch_service", "--data-dir", data_dir,
+                "--catalog", c.Catalog.path, "--interval", os.environ.get("OGGMHUB_SCRATCH_CLEAN_INTERVAL", "3600")],
+}]
 # the first start of an environment builds it (minutes); later starts take seconds
 c.Spawner.start_timeout = 1800
 c.Spawner.http_timeout = 120

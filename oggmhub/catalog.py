@@ -102,6 +102,7 @@ class Catalog:
     environments: dict
     datasets: dict
     cohorts: dict
+    storage: dict = field(default_factory=dict)  # home quotas, as written (oggmhub.storage.quotas)
 
     @property
     def default_environment(self):
@@ -307,6 +308,7 @@ def _rule_problems(data):
                 known = ", ".join(sorted(datasets)) or "none are declared"
                 problems.append((f"{where}.datasets[{i}]", f"unknown dataset {dataset!r}; the catalog's datasets: {known}"))
     problems += _dataset_problems(datasets)
+    problems += _quota_problems(_mapping(data.get("storage")))
     for name, cohort in _mapping(data.get("cohorts")).items():
         refs = _mapping(cohort).get("environments")
         for i, ref in enumerate(refs if isinstance(refs, list) else []):
@@ -324,6 +326,28 @@ def _rule_problems(data):
                     problems.append((f"cohorts.{name}.end", f"the window ends ({end}) before it starts ({start})"))
             except TimeError:
                 pass  # malformed: reported by the schema
+    return problems
+
+
+QUOTA_MIN, QUOTA_MAX = 16 * 1024**2, 1024**5  # a home image below 16Mi holds little but ext4's own
+
+
+def _quota_problems(storage):
+    """Home quotas out of bounds (16Mi to 1Pi); a cohort named may be one created on the hub alone."""
+    problems = []
+    entries = [("storage.home_quota", storage.get("home_quota"))]
+    for section in ("cohorts", "users"):
+        entries += [(f"storage.{section}.{k}", v) for k, v in _mapping(storage.get(section)).items()]
+    for where, value in entries:
+        if isinstance(value, float):  # 1e100 passes the schema's integer type
+            problems.append((where, f"{value!r} is invalid: a home quota is a whole number of bytes or a size such as 10Gi"))
+            continue
+        try:
+            size = parse_memory(value)
+        except (TypeError, ValueError):
+            continue  # missing or malformed: reported by the schema
+        if not QUOTA_MIN <= size <= QUOTA_MAX:
+            problems.append((where, f"{value!r} is out of bounds: a home quota is from 16Mi to 1Pi"))
     return problems
 
 
@@ -443,4 +467,5 @@ def _build(path, data):
             for name, spec in (data.get("datasets") or {}).items()
         },
         cohorts=dict(data.get("cohorts") or {}),
+        storage=dict(data.get("storage") or {}),
     )

@@ -13,6 +13,7 @@ from oggmhub import welcome
 from oggmhub.cohorts import routes as cohort_routes
 from oggmhub.launch import handlers as launch_handlers
 from oggmhub.running_session import describe_server
+from oggmhub.storage import handlers as storage_handlers
 from oggmhub.tasks import service as tasks_service
 
 TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
@@ -31,6 +32,7 @@ def configure_hub(c, window_check_interval=60, tasks=True):
     welcome.configure(c)  # the welcome page at / and on the login page (c.Welcome)
     cohort_routes.configure(c, window_check_interval=window_check_interval)
     launch_handlers.configure(c)  # /hub/launch, /hub/datasets, /hub/api/datasets/resolve
+    storage_handlers.configure(c)  # /hub/storage, /hub/api/storage/usage, the home page's use
     if tasks:
         tasks_service.configure(c, **(tasks if isinstance(tasks, dict) else {}))
     else:  # registered by the chart's hub.services: it still reads the hub's catalog

@@ -4,7 +4,9 @@ Homes live in ``<homes_dir>/<folder name>`` (:func:`oggmhub.user_folders.home_pa
 :func:`export_homes` writes one ``tar.gz`` holding ``<username>/...`` for every member,
 to a temporary name first, reads it back whole and records its SHA-256; only then is it
 an export. :func:`delete_homes` refuses unless such an export, still on disk with the same
-SHA-256, covers every member.
+SHA-256, covers every member. The export also records what each member's home held
+(``usage``, bytes: :func:`oggmhub.storage.table.used_bytes`); a home that is a quota image
+(docs/storage.md) is unmounted and its image removed with it.
 
 On Kubernetes a home is the member's PersistentVolumeClaim ``home-<username>``: the hub
 cannot read it, so it exports nothing and deletes nothing; closing a cohort keeps every
@@ -19,6 +21,8 @@ import shutil
 import tarfile
 
 from oggmhub.cohorts.model import CohortConflict, CohortError, format_time, now_utc
+from oggmhub.storage import images as home_images
+from oggmhub.storage.table import used_bytes
 from oggmhub.user_folders import home_path
 
 KUBERNETES_NOTE = (
@@ -50,7 +54,7 @@ def export_homes(homes_dir, exports_dir, cohort, usernames, by="", now=None):
     if os.path.exists(path):
         raise CohortConflict(f"an export of cohort {cohort!r} was made this second ({export_id}); try again")
     partial = path + ".part"
-    exported, missing = [], []
+    exported, missing, usage = [], [], {}
     try:
         with tarfile.open(partial, "w:gz") as archive:
             for username in usernames:
@@ -58,6 +62,7 @@ def export_homes(homes_dir, exports_dir, cohort, usernames, by="", now=None):
                 if os.path.isdir(home):
                     archive.add(home, arcname=username)  # symlinks are kept as links
                     exported.append(username)
+                    usage[username] = used_bytes(home)
                 else:
                     missing.append(username)
         with open(partial, "rb") as f:
@@ -71,7 +76,7 @@ def export_homes(homes_dir, exports_dir, cohort, usernames, by="", now=None):
             os.unlink(partial)
     return {
         "id": export_id, "at": format_time(now), "file": os.path.basename(path), "sha256": _sha256(path),
-        "bytes": os.path.getsize(path), "members": exported, "missing": missing, "by": by,
+        "bytes": os.path.getsize(path), "members": exported, "missing": missing, "by": by, "usage": usage,
     }
 
 
@@ -107,6 +112,12 @@ def delete_homes(homes_dir, usernames):
     for username in usernames:
         home = home_path(homes_dir, username)
         if os.path.isdir(home):
+            try:
+                image = home_images.release(home)  # a quota image: unmounted first
+            except OSError as e:
+                raise CohortConflict(f"the home of {username} was not deleted: {e}") from None
             shutil.rmtree(home)
+            if image:
+                os.unlink(image)
             deleted.append(username)
     return deleted

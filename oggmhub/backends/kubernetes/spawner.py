@@ -30,12 +30,14 @@ from traitlets import Bool, Unicode, default
 
 from oggmhub.errors import SpawnFailed
 from oggmhub.cohorts import materials
+from oggmhub.cohorts.model import user_cohorts
 from oggmhub.session import dask_limits
 from oggmhub.session import env as session_vars
 from oggmhub.picker import CatalogPickerMixin
+from oggmhub.storage.quotas import user_quota
 
 from oggmhub.session import dask_kubernetes as dask_k8s
-from oggmhub.backends.kubernetes import dask_template
+from oggmhub.backends.kubernetes import dask_template, home_claim
 from oggmhub.backends.kubernetes import namespace as user_namespace
 from oggmhub.backends.base import SessionBackend
 from oggmhub.backends.kubernetes.pod import (CHOICE_TRAITS, check_user_container, choice_settings, literal, mount_sidecar_failure,
@@ -263,6 +265,16 @@ class OGGMHubSpawner(CatalogPickerMixin, SessionBackend, KubeSpawner):
                                    sidecar_env=self.sidecar_env())
         for name, value in settings.items():
             setattr(self, name, value)
+        if self._base_capacity is None:
+            self._base_capacity = self.storage_capacity
+        quota = self._home_quota()  # the home claim's size (home_claim.py)
+        self.storage_capacity = str(quota.bytes) if quota else self._base_capacity
+
+    _base_capacity = None
+
+    def _home_quota(self):
+        """The user's home quota (the catalog's storage section, their cohorts'), or None."""
+        return user_quota(self.catalog, self.user, [c.name for c in user_cohorts(self.user)])
 
     # --- Dask, GPUs and the user namespace ------------------------------------------------
 
@@ -397,6 +409,9 @@ class OGGMHubSpawner(CatalogPickerMixin, SessionBackend, KubeSpawner):
         if self.choice.gpu is not None and self.gpu_node_check:
             await self._check_gpu_nodes()
         await self._check_datasets_resolve()
+        quota = self._home_quota()
+        if quota and self.storage_pvc_ensure:  # an existing smaller claim grows; a refusal is logged
+            await home_claim.follow_quota(self.api, self.namespace, self.pvc_name, quota.bytes, self.log)
         self._starting = True
         try:
             return await super()._start()

@@ -36,6 +36,7 @@ from oggmhub.errors import SpawnFailed
 from oggmhub.backends.local.lifecycle import ServerLifecycle, settle as _settle
 from oggmhub.backends.local import user_files
 from oggmhub.backends.local.environments import LocalEnvError, build_local_env
+from oggmhub.backends.local.home_quota import HomeQuotas
 from oggmhub.backends.local import machine as machine_fit
 from oggmhub.backends.local.run_as import SystemAccounts
 from oggmhub.backends.local.size_limits import SizeLimits
@@ -62,7 +63,7 @@ def data_dir_default():
 
 
 class LocalEnvSpawner(CatalogPickerMixin, SessionBackend, SystemAccounts, SizeLimits, ServerLifecycle,
-                      LocalProcessSpawner):
+                      HomeQuotas, LocalProcessSpawner):
     """Run the chosen environment as a local process with a persistent home."""
 
 
@@ -196,6 +197,7 @@ class LocalEnvSpawner(CatalogPickerMixin, SessionBackend, SystemAccounts, SizeLi
         try:
             try:
                 await self._loop.run_in_executor(None, self.prepare_account)  # refusals come first
+                await self._loop.run_in_executor(None, self.prepare_storage)  # free space, home quota
                 venv = self._venv = str(await self._loop.run_in_executor(None, self._build_env))
                 await self._loop.run_in_executor(None, self._pull_materials)
                 await self._loop.run_in_executor(None, self._merge_tutorials)
@@ -239,6 +241,8 @@ class LocalEnvSpawner(CatalogPickerMixin, SessionBackend, SystemAccounts, SizeLi
 
     def _pull_materials(self):
         """Sync the cohort's materials into the home (nbgitpuller from the environment if it has it)."""
+        if self.rescue:  # a full home: nothing more is written into it
+            return
         for item in self.cohort_materials:
             cohort_materials.pull(item, self.home_dir, search_path=os.path.join(self._venv, "bin"),
                                   progress=self._report, run_as=self.account)
@@ -253,7 +257,7 @@ class LocalEnvSpawner(CatalogPickerMixin, SessionBackend, SystemAccounts, SizeLi
         ours = self.default_url in ("/lab", self._tutorials_url)
         if ours and self._tutorials_url:
             self.default_url = "/lab"
-        if not self.tutorials_dir or not session_tutorials.tutorial_files(self.tutorials_dir, env):
+        if self.rescue or not self.tutorials_dir or not session_tutorials.tutorial_files(self.tutorials_dir, env):
             return
         dest = os.path.join(self.home_dir, "tutorials", env)
         try:  # as the user's account where there is one: root never writes through their links
@@ -329,6 +333,7 @@ class LocalEnvSpawner(CatalogPickerMixin, SessionBackend, SystemAccounts, SizeLi
         )
         if self._session:
             env[SESSION_MARKER] = self._session
+        env.update(self.storage_environment())
         return env
 
     def get_args(self):
