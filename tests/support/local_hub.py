@@ -258,6 +258,7 @@ class LocalHub:
                 pass
             time.sleep(0.3)
         else:
+            self._stop_hub(signal.SIGTERM, 10)  # nothing of a hub that never answered is left running
             raise RuntimeError(f"the hub did not answer within {timeout}s:\n{self.log()}")
         found = re.findall(r"password: (\S+)", self.log())
         if found:
@@ -290,8 +291,19 @@ class LocalHub:
                 self.stop_servers()
         finally:
             self._stop_hub(sig, timeout)
+            if servers:
+                self.unmount_homes()
             if servers and self.account_prefix:
                 remove_accounts(self.account_prefix)
+
+    def unmount_homes(self):
+        """Unmount the homes mounted from their quota images (they stay mounted across a
+        hub's restarts, as a real hub's do), so that a test leaves no loop device behind."""
+        homes = os.path.join(self.data_dir, "homes")
+        if os.path.isdir(homes):
+            for name in os.listdir(homes):
+                if os.path.ismount(os.path.join(homes, name)):
+                    subprocess.run(["umount", "--lazy", os.path.join(homes, name)], check=False)
 
     def account(self, username):
         """The system account of hub user ``username`` (accounts mode), or None."""

@@ -148,6 +148,16 @@ def _mount(image, home, log):
     # direct I/O from the loop device to the image: no second copy in the page cache, and
     # writes as fast as into a plain folder (benchmarks/storage.py); where refused, buffered
     _run("losetup", "--direct-io=on", mount_source(home), check=False)
+    _hide_lost_and_found(home)
+
+
+def _hide_lost_and_found(home):
+    """Remove mkfs's empty ``lost+found`` (root's, unreadable to the user, yet listed in
+    JupyterLab in every home); e2fsck makes it again should it ever need one."""
+    try:
+        os.rmdir(os.path.join(home, "lost+found"))
+    except OSError:
+        pass  # absent, or holding what e2fsck recovered: kept for the admin
 
 
 def _can_resize_online():
