@@ -102,6 +102,8 @@ class Catalog:
     environments: dict
     datasets: dict
     cohorts: dict
+    projects: dict = field(default_factory=dict)  # name -> {title, members} (oggmhub.usage.projects)
+    budgets: dict = field(default_factory=dict)  # name -> spec (oggmhub.usage.budgets)
 
     @property
     def default_environment(self):
@@ -442,4 +444,6 @@ def _build(path, data):
             for name, spec in (data.get("datasets") or {}).items()
         },
         cohorts=dict(data.get("cohorts") or {}),
+        projects=dict(data.get("projects") or {}),
+        budgets=dict(data.get("budgets") or {}),
     )

@@ -14,6 +14,7 @@ from oggmhub.cohorts import routes as cohort_routes
 from oggmhub.launch import handlers as launch_handlers
 from oggmhub.running_session import describe_server
 from oggmhub.tasks import service as tasks_service
+from oggmhub.usage import handlers as usage_handlers
 
 TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
 
@@ -30,5 +31,6 @@ def configure_hub(c, window_check_interval=60, tasks=True):
     welcome.configure(c)  # the welcome page at / and on the login page (c.Welcome)
     cohort_routes.configure(c, window_check_interval=window_check_interval)
     launch_handlers.configure(c)  # /hub/launch, /hub/datasets, /hub/api/datasets/resolve
+    usage_handlers.configure(c)  # /hub/usage, /hub/usage/admin, /hub/api/usage[/admin] (c.Usage)
     if tasks:
         tasks_service.configure(c, **(tasks if isinstance(tasks, dict) else {}))
