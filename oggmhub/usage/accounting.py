@@ -103,7 +103,8 @@ class UsageAccounting:
             then, cpu_then = self._usage_prev
             rate = (cpu - cpu_then) / max(now - then, 1e-6)
             record = self.usage.store.get(self._usage_id) or {}
-            busy = self.cpu_limit and rate >= self.usage.abuse_cpu_share * self.cpu_limit
+            limit = record.get("cpu_limit") or 0  # the record's: a spawner made after a hub restart has no choice yet
+            busy = limit and rate >= self.usage.abuse_cpu_share * limit
             busy_since = (record.get("busy_since") or then) if busy else None
         if cpu is not None:
             self._usage_prev = (now, cpu)
@@ -139,8 +140,8 @@ class UsageAccounting:
             self._usage_stopping = False
         return True
 
-    def _remove_cgroup(self):
-        if self._usage_id and getattr(self, "_cgroup", None) is not None:
+    def _remove_cgroup(self):  # at every stop (and before a start makes its cgroup)
+        if self._usage_id:
             try:
                 self._usage_close()
             except Exception:  # noqa: BLE001
