@@ -302,7 +302,8 @@ class CatalogPickerMixin(LoggingConfigurable):
         found = usage_budgets.catalog_budgets(self.catalog)
         if settings.enabled and found and user is not None:
             current = list(policy.cohorts) if policy is not None else []
-            usage_budgets.check_start(found, settings.store, user.name, current, project)
+            store = settings.store_in(getattr(self, "data_dir", None))  # the local spawner's, else c.Usage.db_path
+            usage_budgets.check_start(found, store, user.name, current, project)
         return project
 
     async def ensure_choice_applied(self):

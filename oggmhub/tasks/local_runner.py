@@ -120,7 +120,7 @@ class LocalRunner(Runner):
         """The run's usage record (:mod:`oggmhub.usage.tasks`), from its cgroup before it goes."""
         record = self.store.get(user, run_id)
         try:
-            usage_tasks.record_run(user, run_id, environment, cgroup, record.get("started"), time.time(), mem_limit)
+            usage_tasks.record_run(self.settings.data_dir, user, run_id, environment, cgroup, record.get("started"), time.time(), mem_limit)
         except Exception:  # noqa: BLE001 (accounting never fails a run)
             self.log.exception("tasks: usage of run %s not recorded", run_id)
 

@@ -125,7 +125,7 @@ class _Base(HubOAuthenticated, web.RequestHandler):
             names = await cohort_gate.cohort_names(self.username)
         except cohort_gate.HubUnreachable as e:
             raise web.HTTPError(503, f"cannot check your cohorts now ({e}); try again") from None
-        why = usage_tasks.refusal(self.app.catalog, self.username, names)
+        why = usage_tasks.refusal(self.app.settings.data_dir, self.app.catalog, self.username, names)
         if why:
             raise web.HTTPError(403, why)
 

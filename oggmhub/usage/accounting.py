@@ -39,6 +39,10 @@ class UsageAccounting:
             settings = self._usage_settings = usage_settings(self.config)
         return settings
 
+    @property
+    def _usage_store(self):
+        return self.usage.store_in(getattr(self, "data_dir", None))
+
     def _usage_measure(self):
         """(CPU seconds, memory peak in bytes) of the server's cgroup, or (None, None)."""
         cgroup = getattr(self, "_cgroup", None)
@@ -66,7 +70,7 @@ class UsageAccounting:
         choice, now = self.choice, time.time()
         key = getattr(self, "_session", None) or f"{now:.6f}"
         record_id = f"server:{self.user.name}:{self.name or ''}:{key}"
-        self.usage.store.open({
+        self._usage_store.open({
             "id": record_id, "kind": "server", "user": self.user.name, "cohort": self._usage_cohort(),
             "project": (self.user_options or {}).get("project") or "", "environment": choice.environment.name,
             "size": choice.size.name, "cpu_limit": self.cpu_limit or 0, "mem_limit": self.mem_limit or 0,
@@ -102,7 +106,7 @@ class UsageAccounting:
         if cpu is not None and self._usage_prev is not None:
             then, cpu_then = self._usage_prev
             rate = (cpu - cpu_then) / max(now - then, 1e-6)
-            record = self.usage.store.get(self._usage_id) or {}
+            record = self._usage_store.get(self._usage_id) or {}
             limit = record.get("cpu_limit") or 0  # the record's: a spawner made after a hub restart has no choice yet
             busy = limit and rate >= self.usage.abuse_cpu_share * limit
             busy_since = (record.get("busy_since") or then) if busy else None
@@ -111,11 +115,11 @@ class UsageAccounting:
         activity = getattr(getattr(self, "orm_spawner", None), "last_activity", None)
         last = activity.replace(tzinfo=activity.tzinfo or __import__("datetime").timezone.utc).timestamp() \
             if activity is not None else None
-        self.usage.store.sample(self._usage_id, cpu, peak, now, last_activity=last, busy_since=busy_since)
+        self._usage_store.sample(self._usage_id, cpu, peak, now, last_activity=last, busy_since=busy_since)
 
     async def _usage_tick(self):
         """Sample; write the day's summary; warn, then stop, a server over its budget. True if stopped."""
-        now, store = time.time(), self.usage.store
+        now, store = time.time(), self._usage_store
         self._usage_sample(now)
         reports.daily_summary(store, self.log, now)
         record = store.get(self._usage_id)
@@ -151,7 +155,7 @@ class UsageAccounting:
     def _usage_close(self, at_last_sample=False):
         """Sample a last time (the cgroup keeps its counters once its processes are gone) and close."""
         record_id, self._usage_id = self._usage_id, None
-        store, now = self.usage.store, time.time()
+        store, now = self._usage_store, time.time()
         cpu, peak = self._usage_measure()
         store.sample(record_id, cpu, peak, now if not at_last_sample else 0)
         record = store.get(record_id)

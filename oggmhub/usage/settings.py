@@ -44,6 +44,12 @@ class Usage(Configurable):
     def store(self):
         return store_at(self.db_path)
 
+    def store_in(self, data_dir):
+        """The store of a process that knows its hub's data directory (the local spawner, the
+        tasks service): ``<data_dir>/usage.sqlite`` unless db_path or $OGGMHUB_USAGE_DB says otherwise."""
+        configured = "db_path" in self.config.get("Usage", {}) or os.environ.get("OGGMHUB_USAGE_DB")
+        return self.store if configured or not data_dir else store_at(os.path.join(data_dir, "usage.sqlite"))
+
 
 def usage_settings(config):
     """:class:`Usage` from a hub's (or spawner's) config."""

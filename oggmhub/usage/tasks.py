@@ -3,8 +3,7 @@ run ends and before the cgroup is removed), and the budget check before a run.
 
 A run is charged to the user's cohort and project of their running server (the session
 that starts runs), else to none. The tasks service writes to the same records file as the
-hub: ``c.Usage.db_path``'s default (``$OGGMHUB_USAGE_DB``, else
-``$OGGMHUB_DATA_DIR/usage.sqlite``), read from its environment.
+hub: ``<data dir>/usage.sqlite`` (its ``c.TasksSettings.data_dir``), or ``$OGGMHUB_USAGE_DB``.
 """
 
 from __future__ import annotations
@@ -20,12 +19,12 @@ def _charged_to(store, user):
     return (open_servers[-1]["cohort"], open_servers[-1]["project"]) if open_servers else ("", "")
 
 
-def record_run(user, run_id, environment, cgroup, started, finished, mem_limit, cpu_limit=1):
-    """Write the record of one finished run (once: the run id keys it)."""
+def record_run(data_dir, user, run_id, environment, cgroup, started, finished, mem_limit, cpu_limit=1):
+    """Write the record of one finished run (once: the run id keys it), in ``data_dir``'s store."""
     settings = usage_settings(None)
     if not settings.enabled:
         return
-    store = settings.store
+    store = settings.store_in(data_dir)
     cohort, project = _charged_to(store, user)
     cpu = peak = None
     if cgroup is not None:
@@ -42,12 +41,13 @@ def record_run(user, run_id, environment, cgroup, started, finished, mem_limit, 
     store.close(record_id, finished)
 
 
-def refusal(catalog, user, cohort_names=()):
+def refusal(data_dir, catalog, user, cohort_names=()):
     """The budget sentence refusing a run of ``user`` now, or None."""
     settings = usage_settings(None)
     found = budgets.catalog_budgets(catalog)
     if not settings.enabled or not found:
         return None
-    _, project = _charged_to(settings.store, user)
-    over = budgets.exceeded(found, settings.store, user, list(cohort_names), project)
+    store = settings.store_in(data_dir)
+    _, project = _charged_to(store, user)
+    over = budgets.exceeded(found, store, user, list(cohort_names), project)
     return budgets.sentence(*over[0]) if over else None

@@ -100,6 +100,6 @@ def test_a_batch_of_runs_is_charged_to_the_users_session_and_its_cpu_measured(se
         # the interpreter's start-up is in the cgroup too: a little more than the tool measured
         assert cpu <= record["cpu_seconds"] <= cpu + 1.5, (record["cpu_seconds"], cpu)
     catalog = types.SimpleNamespace(budgets={"runs": {"project": "era5-grant", "unit": "core-hours", "amount": 0.0005}})
-    why = usage_tasks.refusal(catalog, "alice", ["glacier-101"])
+    why = usage_tasks.refusal(runner.settings.data_dir, catalog, "alice", ["glacier-101"])
     assert why.startswith("Budget 'runs' (0.0005 core-hours per member per day for project era5-grant) is used up: ")
-    assert usage_tasks.refusal(catalog, "bob", []) is None  # another user, charging no project
+    assert usage_tasks.refusal(runner.settings.data_dir, catalog, "bob", []) is None  # another user, charging no project

@@ -310,3 +310,12 @@ def test_usage_options_take_effect(tmp_path):
     sp._usage_sample(T0 + 3600)
     assert usage_settings(c).store.get(sp._usage_id)["busy_since"] == T0
     assert Usage(config=config(tmp_path, abuse_hours=5)).abuse_hours == 5
+
+
+def test_the_store_is_in_the_hubs_data_dir_unless_db_path_says_otherwise(tmp_path, monkeypatch):
+    monkeypatch.delenv("OGGMHUB_USAGE_DB", raising=False)
+    data = str(tmp_path / "data")
+    assert Usage(config=Config()).store_in(data).path == str(tmp_path / "data" / "usage.sqlite")
+    assert Usage(config=config(tmp_path)).store_in(data).path == str(tmp_path / "u.sqlite")  # c.Usage.db_path
+    monkeypatch.setenv("OGGMHUB_USAGE_DB", str(tmp_path / "env.sqlite"))
+    assert Usage(config=Config()).store_in(data).path == str(tmp_path / "env.sqlite")
