@@ -126,6 +126,8 @@ def test_cpu_burnt_in_a_notebook_is_in_its_record_and_a_hub_restart_doubles_noth
                "ada's server found again")
     resumed = usage(hub, ada)["running"]
     assert len(resumed) == 1 and resumed[0]["since"] == before[0]["since"]  # the same record, not a second
+    # the home page says which project the server charges (resolved again from its stored options)
+    assert 'id="oggmhub-running-project">era5-grant<' in ada.get(f"{hub.url}/hub/home").text
     # what ran while the hub was down is counted (the cgroup's counter went on)
     wait_until(lambda: usage(hub, ada)["running"][0]["cpu_seconds"] >= recorded + 2.9, 90, "the burn counted")
     assert hub.api(ada, "DELETE", "/users/ada/server").status_code in (202, 204)

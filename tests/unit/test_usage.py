@@ -319,3 +319,13 @@ def test_the_store_is_in_the_hubs_data_dir_unless_db_path_says_otherwise(tmp_pat
     assert Usage(config=config(tmp_path)).store_in(data).path == str(tmp_path / "u.sqlite")  # c.Usage.db_path
     monkeypatch.setenv("OGGMHUB_USAGE_DB", str(tmp_path / "env.sqlite"))
     assert Usage(config=Config()).store_in(data).path == str(tmp_path / "env.sqlite")
+
+
+def test_the_home_page_says_which_project_a_running_server_charges(catalog):
+    from oggmhub.running_session import describe_server
+
+    spawner = types.SimpleNamespace(active=True, choice=None, catalog=catalog,
+                                    user_options={"profile": "oggm", "project": "era5-grant"})
+    assert describe_server(types.SimpleNamespace(spawner=spawner))["project"] == "era5-grant"
+    spawner.user_options = {"profile": "oggm"}
+    assert describe_server(types.SimpleNamespace(spawner=spawner))["project"] is None
