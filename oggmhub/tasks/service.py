@@ -67,7 +67,7 @@ def configure(c, port=None, url=None, bind=None, session_url=None):
     env = {k: os.environ[k] for k in ("OGGMHUB_DATA_DIR", "OGGMHUB_CATALOG", "OGGMHUB_IMAGES", "OGGMHUB_ENV_CACHE",
                                       "OGGMHUB_TASKS_CONFIG", "PYTHONPATH", "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT",
                                       "KUBECONFIG", "POD_NAMESPACE", "OGGMHUB_SHARED_ACCOUNT",
-                                      "OGGMHUB_ACCOUNT_PREFIX")
+                                      "OGGMHUB_ACCOUNT_PREFIX", "OGGMHUB_USAGE_DB")
            if k in os.environ}
     if bind:
         env["OGGMHUB_TASKS_BIND"] = bind
