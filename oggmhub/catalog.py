@@ -103,6 +103,8 @@ class Catalog:
     datasets: dict
     cohorts: dict
     storage: dict = field(default_factory=dict)  # home quotas, as written (oggmhub.storage.quotas)
+    projects: dict = field(default_factory=dict)  # name -> {title, members} (oggmhub.usage.projects)
+    budgets: dict = field(default_factory=dict)  # name -> spec (oggmhub.usage.budgets)
 
     @property
     def default_environment(self):
@@ -468,4 +470,6 @@ def _build(path, data):
         },
         cohorts=dict(data.get("cohorts") or {}),
         storage=dict(data.get("storage") or {}),
+        projects=dict(data.get("projects") or {}),
+        budgets=dict(data.get("budgets") or {}),
     )

@@ -23,7 +23,9 @@ from oggmhub.limits import MAX_OPTION_CHARS, TRUNCATED, quote
 from oggmhub.session import env as session_vars
 
 NO_GPU = "none"
-OPTION_FIELDS = ("profile", "size", "gpu", "datasets")
+# "project" is the usage project a session charges: checked against who belongs to it by the
+# picker (oggmhub.usage.projects), passed over here, so that stored options resolve again
+OPTION_FIELDS = ("profile", "size", "gpu", "datasets", "project")
 # Form fields JupyterHub itself adds to a spawn form.
 _HUB_FORM_FIELDS = {"_xsrf"}
 

@@ -15,6 +15,7 @@ from oggmhub.launch import handlers as launch_handlers
 from oggmhub.running_session import describe_server
 from oggmhub.storage import handlers as storage_handlers
 from oggmhub.tasks import service as tasks_service
+from oggmhub.usage import handlers as usage_handlers
 
 TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
 
@@ -33,6 +34,7 @@ def configure_hub(c, window_check_interval=60, tasks=True):
     cohort_routes.configure(c, window_check_interval=window_check_interval)
     launch_handlers.configure(c)  # /hub/launch, /hub/datasets, /hub/api/datasets/resolve
     storage_handlers.configure(c)  # /hub/storage, /hub/api/storage/usage, the home page's use
+    usage_handlers.configure(c)  # /hub/usage, /hub/usage/admin, /hub/api/usage[/admin] (c.Usage)
     if tasks:
         tasks_service.configure(c, **(tasks if isinstance(tasks, dict) else {}))
     else:  # registered by the chart's hub.services: it still reads the hub's catalog

@@ -27,6 +27,8 @@ from oggmhub.choice import options_from_form, profile_list, resolve_choice
 from oggmhub.launch.config import launch_settings
 from oggmhub.launch.resolution import on_demand_resolver
 from oggmhub.limits import cap_options, install_option_cap
+from oggmhub.usage import budgets as usage_budgets, projects as usage_projects
+from oggmhub.usage.settings import usage_settings
 
 
 def _applying_choice_first(start):
@@ -215,14 +217,24 @@ class CatalogPickerMixin(LoggingConfigurable):
         catalog = self.catalog
         included = {name: [(e.name, e.display_name) for e in catalog.environments.values() if name in e.datasets]
                     for name in catalog.datasets}
-        return render_picker(self.picker_profile_list(), self.user_options, list(catalog.datasets.values()), included)
+        projects = usage_projects.picker_html(self.user_projects(), (self.user_options or {}).get("project", ""))
+        return projects + render_picker(self.picker_profile_list(), self.user_options, list(catalog.datasets.values()),
+                                        included)
+
+    def user_projects(self):
+        """The projects this user may charge a session to (:mod:`oggmhub.usage.projects`)."""
+        names = [c.name for c in cohorts.user_cohorts(getattr(self, "user", None))]
+        return usage_projects.user_projects(self.catalog, getattr(getattr(self, "user", None), "name", ""), names)
 
     @default("options_from_form")
     def _default_options_from_form(self):
         return self._catalog_options_from_form
 
     def _catalog_options_from_form(self, formdata):
-        return options_from_form(self.catalog, formdata, self.allowed_environments(), self.max_gpus())
+        formdata = dict(formdata)
+        project = formdata.pop(usage_projects.OPTION, None)
+        options = options_from_form(self.catalog, formdata, self.allowed_environments(), self.max_gpus())
+        return {**options, usage_projects.OPTION: project[-1]} if project else options
 
     @default("apply_user_options")
     def _default_apply_user_options(self):
@@ -257,23 +269,42 @@ class CatalogPickerMixin(LoggingConfigurable):
     async def _validate_and_apply(self, user_options):
         policy = self.cohort_policy()
         self.check_cohort_access(policy)
+        options = dict(user_options) if isinstance(user_options, dict) else user_options
+        requested = options.pop(usage_projects.OPTION, None) if isinstance(options, dict) else None
         choice = resolve_choice(
-            self.catalog, user_options,
+            self.catalog, options,
             None if policy is None else policy.environments,
             None if policy is None else policy.limits["gpus"],
             on_demand=self.on_demand_datasets(),
         )
+        project = self.check_usage(choice, requested, policy)
+        canonical = {**choice.user_options, **({usage_projects.OPTION: project} if project else {})}
         # store the canonical form, so that the picker pre-selects it next time
-        if user_options != choice.user_options:
-            self.user_options = choice.user_options
+        if user_options != canonical:
+            self.user_options = canonical
             if getattr(self, "orm_spawner", None) is not None:
-                self.orm_spawner.user_options = choice.user_options
+                self.orm_spawner.user_options = canonical
         self.choice = choice
         self.apply_choice(choice)
         self.cohort_materials = ()
         if policy is not None:
             self.apply_cohort(policy)
         self._applied_options = dict(self.user_options)
+
+    def check_usage(self, choice, requested_project, policy):
+        """The project this session charges (400 if it is not the user's), after checking
+        that no budget of the user's is used up (403 with the budget's sentence): before
+        anything is created (:mod:`oggmhub.usage`)."""
+        user = getattr(self, "user", None)
+        names = [c.name for c in cohorts.user_cohorts(user)]
+        project = usage_projects.choose_project(self.catalog, getattr(user, "name", ""), names, requested_project)
+        settings = usage_settings(self.config)
+        found = usage_budgets.catalog_budgets(self.catalog)
+        if settings.enabled and found and user is not None:
+            current = list(policy.cohorts) if policy is not None else []
+            store = settings.store_in(getattr(self, "data_dir", None))  # the local spawner's, else c.Usage.db_path
+            usage_budgets.check_start(found, store, user.name, current, project)
+        return project
 
     async def ensure_choice_applied(self):
         """Apply the choice if the hub did not run apply_user_options (e.g. direct start());

@@ -12,7 +12,7 @@ from oggmhub.choice import ChoiceError, resolve_choice
 
 
 def describe_server(user):
-    """``{"environment", "size", "gpu", "datasets"}`` of ``user``'s running default server
+    """``{"environment", "size", "gpu", "datasets", "project"}`` of ``user``'s running default server
     (display names), or None."""
     spawner = getattr(user, "spawner", None) if user is not None else None
     if spawner is None or not getattr(spawner, "active", False):
@@ -31,4 +31,5 @@ def describe_server(user):
         "size": choice.size.display_name,
         "gpu": choice.gpu.display_name if choice.gpu else None,
         "datasets": [getattr(d, "display_name", None) or d.name for d in choice.datasets],
+        "project": (getattr(spawner, "user_options", None) or {}).get("project") or None,  # usage (#25)
     }

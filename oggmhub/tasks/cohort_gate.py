@@ -42,6 +42,20 @@ async def _get(path):
     return json.loads(response.body)
 
 
+async def cohort_names(username):
+    """The names of ``username``'s open cohorts (none when not under a hub)."""
+    if not os.environ.get("JUPYTERHUB_API_URL"):
+        return []
+    user = await _get(f"/users/{quote(username, safe='')}")
+    names = []
+    for name in user.get("groups") or ():
+        if cohort_name(name):
+            group = await _get(f"/groups/{quote(name, safe='')}")
+            cohorts = user_cohorts(SimpleNamespace(groups=[SimpleNamespace(name=name, properties=group.get("properties") or {})]))
+            names += [c.name for c in cohorts if c.is_open()]
+    return names
+
+
 async def refusal(username):
     """Why ``username``'s cohorts refuse a run now (a sentence), or None."""
     if not os.environ.get("JUPYTERHUB_API_URL"):

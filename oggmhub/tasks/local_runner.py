@@ -27,6 +27,7 @@ from oggmhub.tasks import execution, isolation
 from oggmhub.tasks.cluster import budget_for
 from oggmhub.tasks.parameters import TaskInputError
 from oggmhub.tasks.runs import Runner
+from oggmhub.usage import tasks as usage_tasks
 from oggmhub.user_folders import folder_name, home_path
 
 
@@ -72,9 +73,9 @@ class LocalRunner(Runner):
             return
         plan = self.plan(record, task, locations, python)
         key = (user, record["id"])
-        self.runs[key] = asyncio.ensure_future(self._run(user, record["id"], plan, budget))
+        self.runs[key] = asyncio.ensure_future(self._run(user, record["id"], plan, budget, task.environment))
 
-    async def _run(self, user, run_id, plan, budget):
+    async def _run(self, user, run_id, plan, budget, environment=""):
         loop = asyncio.get_running_loop()
         key = (user, run_id)
         try:
@@ -96,6 +97,8 @@ class LocalRunner(Runner):
                     result = await loop.run_in_executor(self.pool, execution.execute, plan, preexec, started)
                 finally:
                     self.cgroups.pop(key, None)
+                    await loop.run_in_executor(self.pool, self._record_usage, user, run_id, environment, cgroup,
+                                               budget.memory_per_worker)
                     if cgroup is not None:
                         await loop.run_in_executor(self.pool, cgroup.end)  # nothing of the run outlives it
             status = result["status"]
@@ -112,6 +115,14 @@ class LocalRunner(Runner):
             self.store.update(user, run_id, status=status, finished=time.time(), error=status == "failed" and str(e) or "")
         finally:
             self.runs.pop(key, None)
+
+    def _record_usage(self, user, run_id, environment, cgroup, mem_limit):
+        """The run's usage record (:mod:`oggmhub.usage.tasks`), from its cgroup before it goes."""
+        record = self.store.get(user, run_id)
+        try:
+            usage_tasks.record_run(self.settings.data_dir, user, run_id, environment, cgroup, record.get("started"), time.time(), mem_limit)
+        except Exception:  # noqa: BLE001 (accounting never fails a run)
+            self.log.exception("tasks: usage of run %s not recorded", run_id)
 
     def prepare_account(self, user):
         """With ``system_accounts``: make sure ``user`` has their account and home (0700), as

@@ -38,6 +38,7 @@ from oggmhub.session import env as session_vars
 from oggmhub.session.dask_limits import DaskLimitError
 from oggmhub.tasks import pages
 from oggmhub.tasks import cohort_gate
+from oggmhub.usage import tasks as usage_tasks
 from oggmhub.tasks.cluster import UserSlots
 from oggmhub.tasks.discovery import discover
 from oggmhub.tasks.parameters import TaskInputError
@@ -66,7 +67,7 @@ def configure(c, port=None, url=None, bind=None, session_url=None):
     env = {k: os.environ[k] for k in ("OGGMHUB_DATA_DIR", "OGGMHUB_CATALOG", "OGGMHUB_IMAGES", "OGGMHUB_ENV_CACHE",
                                       "OGGMHUB_TASKS_CONFIG", "PYTHONPATH", "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT",
                                       "KUBECONFIG", "POD_NAMESPACE", "OGGMHUB_SHARED_ACCOUNT",
-                                      "OGGMHUB_ACCOUNT_PREFIX")
+                                      "OGGMHUB_ACCOUNT_PREFIX", "OGGMHUB_USAGE_DB")
            if k in os.environ}
     if bind:
         env["OGGMHUB_TASKS_BIND"] = bind
@@ -127,6 +128,13 @@ class _Base(HubOAuthenticated, web.RequestHandler):
             why = await cohort_gate.refusal(self.username)
         except cohort_gate.HubUnreachable as e:
             raise web.HTTPError(503, f"cannot check your cohorts now ({e}); try again") from None
+        if why:
+            raise web.HTTPError(403, why)
+        try:  # a usage budget used up refuses runs too (oggmhub.usage.budgets)
+            names = await cohort_gate.cohort_names(self.username)
+        except cohort_gate.HubUnreachable as e:
+            raise web.HTTPError(503, f"cannot check your cohorts now ({e}); try again") from None
+        why = usage_tasks.refusal(self.app.settings.data_dir, self.app.catalog, self.username, names)
         if why:
             raise web.HTTPError(403, why)
 

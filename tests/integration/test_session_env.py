@@ -24,7 +24,8 @@ HUB_PROCESS = {"OGGMHUB_CATALOG", "OGGMHUB_IMAGES", "OGGMHUB_DATA_DIR", "OGGMHUB
                "OGGMHUB_TASKS_BIND",  # the tasks service's listening address
                "OGGMHUB_SHARED_ACCOUNT", "OGGMHUB_ACCOUNT_PREFIX",  # oggmhub hub --shared-account; accounts' prefix
                "OGGMHUB_STOP_SERVERS_ON_EXIT", "OGGMHUB_MACHINE",  # oggmhub hub's own settings
-               "OGGMHUB_CONFIG_EXTRA"}  # oggmhub hub --config-extra FILE
+               "OGGMHUB_CONFIG_EXTRA",  # oggmhub hub --config-extra FILE
+               "OGGMHUB_USAGE_DB"}  # the usage records' file (c.Usage.db_path), for the hub and the tasks service
 
 
 def _literals(path):

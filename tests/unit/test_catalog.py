@@ -108,7 +108,7 @@ def test_rules_beyond_the_schema(tmp_path):
         (lambda d: d["environments"]["slicer"]["gpus"]["t4"].update({"count": 0}), "environments.slicer.gpus.t4.count: 0 is invalid: a GPU count"),
         (lambda d: d["environments"]["oggm"]["env"].update({"1BAD": "x"}), "environments.oggm.env.1BAD: invalid name '1BAD'"),
         (lambda d: d["environments"]["oggm"]["sizes"]["small"]["cpu"].update({"limit": "two"}), "environments.oggm.sizes.small.cpu.limit: 'two' is invalid: a CPU amount"),
-        (lambda d: d.update({"extras": 1}), "extras: unknown field 'extras'; allowed: cohorts, datasets, environments, storage, version"),
+        (lambda d: d.update({"extras": 1}), "extras: unknown field 'extras'; allowed: budgets, cohorts, datasets, environments, projects, storage, version"),
     ],
 )
 def test_schema_errors_are_specific(tmp_path, mutate, expected):

@@ -190,6 +190,16 @@ class SessionCgroup:
             return int(stat["usage_usec"]) / 1e6
         return int(_read(os.path.join(self.dirs["cpuacct"], "cpuacct.usage"))) / 1e9
 
+    def memory_peak(self):
+        """The most memory the session has held at once, in bytes (None where not told:
+        cgroup v2 before Linux 5.19 has no ``memory.peak``)."""
+        path = self.dirs.get("unified") or self.dirs["memory"]
+        name = "memory.peak" if self.kind == "v2" else "memory.max_usage_in_bytes"
+        try:
+            return int(_read(os.path.join(path, name)))
+        except (OSError, ValueError):
+            return None
+
     def oom_kills(self):
         """How many processes the OOM killer ended in this cgroup (None if not told)."""
         path = self.dirs.get("unified") or self.dirs["memory"]

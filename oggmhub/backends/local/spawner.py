@@ -41,6 +41,7 @@ from oggmhub.backends.local import machine as machine_fit
 from oggmhub.backends.local.run_as import SystemAccounts
 from oggmhub.backends.local.size_limits import SizeLimits
 from oggmhub.picker import CatalogPickerMixin
+from oggmhub.usage.accounting import UsageAccounting
 from oggmhub.user_folders import folder_name, home_path
 
 # Every process of one server session carries this variable, with a value of its own:
@@ -62,7 +63,7 @@ def data_dir_default():
     return os.path.abspath(os.environ.get("OGGMHUB_DATA_DIR") or "data")
 
 
-class LocalEnvSpawner(CatalogPickerMixin, SessionBackend, SystemAccounts, SizeLimits, ServerLifecycle,
+class LocalEnvSpawner(UsageAccounting, CatalogPickerMixin, SessionBackend, SystemAccounts, SizeLimits, ServerLifecycle,
                       HomeQuotas, LocalProcessSpawner):
     """Run the chosen environment as a local process with a persistent home."""
 
