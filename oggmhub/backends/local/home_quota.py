@@ -42,22 +42,29 @@ class HomeQuotas(LoggingConfigurable):
         return user_quota(self.catalog, self.user, [c.name for c in cohorts.user_cohorts(self.user)])
 
     def check_free_space(self, growth=0):
-        """SpawnFailed if the hub's disk is too full for a new start (``min_free_space``)."""
+        """SpawnFailed if the hub's disk is too full for a new start (``min_free_space``).
+
+        Home images are sparse and their quotas may add up to more than the disk (as
+        quotas on any shared disk do): what they may still grow is logged for the admin,
+        not held against a start, or a hub with a few users would refuse everyone."""
         if not self.min_free_space:
             return
-        may_grow = home_images.may_grow(self.data_dir, growth) if os.geteuid() == 0 else growth
-        refusal = space.start_refusal(space.free_bytes(self.data_dir), may_grow, self.min_free_space, self.data_dir)
+        free = space.free_bytes(self.data_dir)
+        refusal = space.start_refusal(free, growth, self.min_free_space, self.data_dir)
         if refusal:
             self.log.error("Start of %s refused: %s", self.user.name, refusal)
             raise SpawnFailed(refusal)
+        may_grow = home_images.may_grow(self.data_dir) if os.geteuid() == 0 else 0
+        if may_grow > free - self.min_free_space:
+            self.log.warning("Home quotas are overcommitted: mounted homes may still grow by %s, the disk holding "
+                             "%s has %s free and %s is kept for the hub; starts are refused once less than that "
+                             "is free", human(may_grow), self.data_dir, human(free), human(self.min_free_space))
 
     def prepare_storage(self):
         """In a thread, after ``prepare_account``: the free-space rule, then the home quota."""
         self.home_state, self.home_largest = None, ()
         quota = self.user_home_quota()
-        image = home_images.image_path(self.data_dir, folder_name(self.user.name))
-        growth = quota.bytes if quota and self.account is not None and not os.path.exists(image) else 0
-        self.check_free_space(growth)
+        self.check_free_space()
         if quota is None:
             return
         if self.account is None:
