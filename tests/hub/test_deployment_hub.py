@@ -27,9 +27,10 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="pods need mount names
 
 TOKEN = secrets.token_hex(16)
 TITLE = "OGGM (from hub.extraFiles)"
-NAMESPACE = "oggmhub"
+NAMESPACE = "oggmhub"  # the hub's; each user's pods run in their own, oggmhub-<name>
 STALE_TAG = "r2d-000000000000"
-GCS_BUCKETS = {"oggm-mirror-k8s": {"mirror/MIRROR.txt": b"oggm mirror"}}  # the gcs fixture fills it
+# a mirror as `oggmhub datasets mirror` fills it (OGGM's download-cache layout: <host>/<path>)
+GCS_BUCKETS = {"oggm-mirror-k8s": {"mirror/cluster.klima.uni-bremen.de/~oggm/MIRROR.txt": b"oggm mirror"}}
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +47,10 @@ def deployment(tmp_path_factory, gcs):
     data["datasets"]["oggm-mirror"].update(source="gs://oggm-mirror-k8s/mirror", endpoint=gcs.url)
     catalog = root / "catalog.yaml"
     catalog.write_text(yaml.safe_dump(data, sort_keys=False))
-    with Deployment(root, admin_service(TOKEN), catalog=catalog) as d:
+    # Dask on Kubernetes (the operator installed, user namespaces, oggmhub's pod policy)
+    dask = {"hub": {"config": {"KubeSpawner": {"enable_user_namespaces": True},
+                               "OGGMHubSpawner": {"dask_kubernetes": True}}}}
+    with Deployment(root, admin_service(TOKEN), dask, catalog=catalog, dask_operator=True) as d:
         yield d
 
 
@@ -101,7 +105,9 @@ def test_start_oggm_run_code_through_the_proxy_and_stop(deployment):
     r = api(d, "POST", "/users/ada/server", json={"profile": "oggm"})
     assert r.status_code in (201, 202), r.text
     wait_ready(d, "ada")
-    [pod] = d.api.objects("pods", NAMESPACE)
+    [pod] = [p for p in d.api.objects("pods") if p["metadata"]["name"] == "jupyter-ada"]
+    ns = pod["metadata"]["namespace"]
+    assert ns == f"{NAMESPACE}-ada", ns  # the user's own namespace (KubeSpawner.enable_user_namespaces)
     assert pod["metadata"]["labels"]["helm.sh/chart"].startswith("jupyterhub-")  # the chart's common labels
     assert pod["metadata"]["labels"]["oggmhub.org/environment"] == "oggm"
     assert pod["spec"]["securityContext"]["fsGroup"] == 100  # singleuser.fsGid
@@ -138,16 +144,48 @@ def test_start_oggm_run_code_through_the_proxy_and_stop(deployment):
     assert lines[2] == "{} oggm mirror", out
     assert lines[3] == "refused: Read-only file system", out
 
+    # Dask: cluster(workers=2) from the notebook; the operator makes the scheduler and two
+    # worker pods, which run real `dask scheduler`/`dask worker` processes of the image
+    out = asyncio.run(execute(ws, token, (
+        "import os, socket\n"
+        "from oggmhub.session.dask import cluster\n"
+        "c, client = cluster(workers=2, timeout=240)\n"
+        "client.wait_for_workers(2, timeout=240)\n"
+        "futures = client.map(lambda x: (x * x, socket.gethostname(), os.getpid()), range(40))\n"
+        "results = client.gather(futures)\n"
+        "print('sum', sum(r[0] for r in results), len({r[2] for r in results}), len(client.scheduler_info()['workers']))\n"
+        "print('kernel', os.getpid())\n"), timeout=400))
+    lines = [" ".join(line.split()[1:]) for line in out.splitlines() if line.split()[:1] in (["sum"], ["kernel"])]
+    assert lines[0].split()[0] == str(sum(x * x for x in range(40))), out
+    assert lines[0].split()[2] == "2", out  # two workers joined the scheduler
+    [dask_cluster] = d.api.objects("daskclusters", ns)
+    dask_pods = [p for p in d.api.objects("pods", ns) if "dask.org/cluster-name" in p["metadata"]["labels"]]
+    components = sorted(p["metadata"]["labels"]["dask.org/component"] for p in dask_pods)
+    assert components == ["scheduler", "worker", "worker"], components
+    assert all(p["status"]["phase"] == "Running" for p in dask_pods)
+    commands = sorted(p["spec"]["containers"][0]["args"][:2] for p in dask_pods)
+    assert commands == [["dask", "scheduler"], ["dask", "worker"], ["dask", "worker"]], commands
+    assert int(lines[0].split()[1]) >= 1  # the work ran in worker processes, not the kernel
+    kernel_pid = int(lines[1])
+    worker_pids = set()
+    for p in dask_pods:
+        running = d.cluster.kubelet.runner.pods[p["metadata"]["uid"]]
+        worker_pids |= {proc.pid for proc in running.processes.values()}
+    assert kernel_pid not in worker_pids
+
     pids = pod_processes(d)
-    assert len(pids) >= 4  # the pod's sandbox, the mount sidecar, the server and the kernel (at least)
+    assert len(pids) >= 4 + 3  # the pod's sandbox, sidecar, server, kernel; the Dask pods (at least)
     assert api(d, "DELETE", "/users/ada/server").status_code in (202, 204)
     deadline = time.monotonic() + 60
-    while (d.api.objects("pods", NAMESPACE) or d.cluster.kubelet.runner.pods) and time.monotonic() < deadline:
+    while (d.api.objects("pods", ns) or d.cluster.kubelet.runner.pods) and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert d.api.objects("pods", NAMESPACE) == [] and d.cluster.kubelet.runner.pods == {}
+    # stopping the server removed its DaskCluster, and with it the Dask pods and processes
+    assert d.api.objects("daskclusters", ns) == [] and d.api.objects("daskworkergroups", ns) == []
+    assert d.api.objects("pods", ns) == [] and d.cluster.kubelet.runner.pods == {}
+    assert [s["metadata"]["name"] for s in d.api.objects("services", ns)] == []
     left = [p.info["cmdline"] for p in psutil.process_iter(["pid", "cmdline"]) if p.info["pid"] in pids]
     assert left == [], left  # nothing of the pod runs on (sidecar, server, kernels, sandbox)
-    home = os.path.join(d.root, "node", "volumes", NAMESPACE, "home-ada")
+    home = os.path.join(d.root, "node", "volumes", ns, "home-ada")
     assert open(os.path.join(home, "kept.txt")).read() == "from the notebook"  # the claim outlives the pod
 
 
@@ -168,4 +206,4 @@ def test_an_image_that_cannot_be_had_ends_the_start_in_one_sentence(deployment):
     [failed] = [e for e in events if e.get("failed")]
     message = failed["message"]
     assert f"oggm:{STALE_TAG}" in message and "ErrImagePull" in message and "Nothing was left running" in message, message
-    assert d.api.objects("pods", NAMESPACE) == [] and d.cluster.kubelet.runner.pods == {}
+    assert d.api.objects("pods", f"{NAMESPACE}-bob") == [] and d.cluster.kubelet.runner.pods == {}
