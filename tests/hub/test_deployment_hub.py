@@ -81,6 +81,15 @@ def wait_ready(d, name, timeout=400):
     raise AssertionError(f"{name}'s server not ready within {timeout} s:\n{d.hub_log()[-4000:]}")
 
 
+def new_kernel(d, name):
+    """A kernel in ``name``'s server, through the proxy: its channels' URL and a token."""
+    token = api(d, "POST", f"/users/{name}/tokens", json={"note": "test"}).json()["token"]
+    r = requests.post(f"{d.url}/user/{name}/api/kernels", headers={"Authorization": f"token {token}"},
+                      json={"name": "python3"}, timeout=60)
+    assert r.status_code == 201, r.text
+    return f"ws://{d.proxy_address}:8000/user/{name}/api/kernels/{r.json()['id']}/channels", token
+
+
 def test_the_hub_runs_the_charts_config_and_mounts(deployment):
     log = deployment.hub_log()
     assert "Loading pass-through config section hub.config.Catalog" in log  # z2jh's hub.config, from the secret
@@ -118,11 +127,7 @@ def test_start_oggm_run_code_through_the_proxy_and_stop(deployment):
     address = pod["status"]["podIP"]
     assert address.startswith(d.network.prefix + ".")
 
-    token = api(d, "POST", "/users/ada/tokens", json={"note": "test"}).json()["token"]
-    r = requests.post(f"{d.url}/user/ada/api/kernels", headers={"Authorization": f"token {token}"},
-                      json={"name": "python3"}, timeout=60)
-    assert r.status_code == 201, r.text
-    ws = f"ws://{d.proxy_address}:8000/user/ada/api/kernels/{r.json()['id']}/channels"
+    ws, token = new_kernel(d, "ada")
     out = asyncio.run(execute(ws, token, (
         "import os, pathlib\n"
         "from importlib.metadata import version\n"
@@ -207,3 +212,35 @@ def test_an_image_that_cannot_be_had_ends_the_start_in_one_sentence(deployment):
     message = failed["message"]
     assert f"oggm:{STALE_TAG}" in message and "ErrImagePull" in message and "Nothing was left running" in message, message
     assert d.api.objects("pods", f"{NAMESPACE}-bob") == [] and d.cluster.kubelet.runner.pods == {}
+
+
+def test_without_the_dask_operator_the_notebook_reads_one_sentence(deployment):
+    """The operator not installed (no DaskCluster resource in the API): cluster() ends at
+    once with one sentence, and nothing is created."""
+    d = deployment
+    api(d, "POST", "/users/cleo")
+    assert api(d, "POST", "/users/cleo/server", json={"profile": "oggm"}).status_code in (201, 202)
+    wait_ready(d, "cleo")
+    # the API answers for DaskClusters and DaskWorkerGroups as one without their CRDs: 404
+    for resource in ("daskclusters", "daskworkergroups"):
+        d.api.inject(None, f"kubernetes.dask.org/v1/{resource}", status=404, times=None,
+                     namespace=f"{NAMESPACE}-cleo", reason="NotFound", message="the server could not find the requested resource")
+    try:
+        ws, token = new_kernel(d, "cleo")
+        out = asyncio.run(execute(ws, token, (
+            "import time\n"
+            "from oggmhub.session.dask import cluster, DaskStartError\n"
+            "began = time.monotonic()\n"
+            "try:\n"
+            "    cluster(workers=2, timeout=120)\n"
+            "except DaskStartError as e:\n"
+            "    print('error', round(time.monotonic() - began), '|', e)\n"), timeout=180))
+    finally:
+        d.api.clear_faults()
+    [line] = [line for line in out.splitlines() if line.startswith("error ")] or [out]
+    seconds, message = line[len("error "):].split(" | ", 1)
+    assert int(seconds) < 30, line  # not after the 120 s timeout
+    assert message.count(". ") == 0 and message.endswith(".") and "no Dask operator" in message, message
+    ns = f"{NAMESPACE}-cleo"
+    assert d.api.objects("daskclusters", ns) == [] and d.api.objects("daskworkergroups", ns) == []
+    assert api(d, "DELETE", "/users/cleo/server").status_code in (202, 204)
