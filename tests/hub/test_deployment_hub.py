@@ -97,6 +97,9 @@ def test_the_hub_runs_the_charts_config_and_mounts(deployment):
     # the welcome (login) page, through the proxy, lists the catalog mounted from hub.extraFiles
     page = requests.get(f"{deployment.url}/hub/login", timeout=30).text
     assert TITLE in page and "3D Slicer" in page and "Fiji" in page
+    # the values' authenticator (oggmhub.accounts.LocalHubAuthenticator): sign-up with approval
+    assert 'href="/hub/signup"' in page, page[-2000:]
+    assert "oggmhub.accounts.LocalHubAuthenticator" in log or "LocalHubAuthenticator" in log, log[-3000:]
     # the tasks service the chart registers (hub.services) answers through the proxy: it sends
     # visitors to log in with the hub, so it started with the hub's catalog and settings
     deadline = time.monotonic() + 60  # its route is added once it answers
