@@ -45,6 +45,13 @@ def deployment(tmp_path_factory, gcs):
     data["environments"]["oggm-stale"] = stale
     # OGGM's mirror in a bucket (OGGM's server cannot be reached from here): the GCS emulator
     data["datasets"]["oggm-mirror"].update(source="gs://oggm-mirror-k8s/mirror", endpoint=gcs.url)
+    # an environment needing a dataset whose bucket does not exist (required: the session
+    # cannot start without it)
+    missing = copy.deepcopy(data["environments"]["oggm"])
+    missing.update(display_name="OGGM (missing data)", datasets=["missing-data"], default=False)
+    data["environments"]["oggm-missing"] = missing
+    data["datasets"]["missing-data"] = {"title": "Missing data", "source": "gs://oggm-no-such-bucket/data",
+                                        "endpoint": gcs.url, "mount_path": "/data/missing", "required": True}
     catalog = root / "catalog.yaml"
     catalog.write_text(yaml.safe_dump(data, sort_keys=False))
     # Dask on Kubernetes (the operator installed, user namespaces, oggmhub's pod policy)
@@ -247,3 +254,30 @@ def test_without_the_dask_operator_the_notebook_reads_one_sentence(deployment):
     ns = f"{NAMESPACE}-cleo"
     assert d.api.objects("daskclusters", ns) == [] and d.api.objects("daskworkergroups", ns) == []
     assert api(d, "DELETE", "/users/cleo/server").status_code in (202, 204)
+
+
+def failure_message(d, name):
+    """The failed start's message on the spawn page (its progress events)."""
+    progress = requests.get(f"{d.url}/hub/api/users/{name}/server/progress",
+                            headers={"Authorization": f"token {TOKEN}"}, timeout=30).text
+    events = [json.loads(line[5:]) for line in progress.splitlines() if line.startswith("data:")]
+    [failed] = [e for e in events if e.get("failed")]
+    return failed["message"]
+
+
+def test_a_required_dataset_that_is_missing_ends_the_start_in_one_sentence(deployment):
+    """The mount sidecar cannot mount a required dataset (its bucket does not exist): the
+    pod fails, the user reads why, naming the dataset, and nothing is left."""
+    d = deployment
+    api(d, "POST", "/users/dora")
+    began = time.monotonic()
+    assert api(d, "POST", "/users/dora/server", json={"profile": "oggm-missing"}).status_code in (201, 202)
+    while api(d, "GET", "/users/dora").json()["servers"].get("", {}).get("pending") and time.monotonic() - began < 300:
+        time.sleep(0.5)
+    assert time.monotonic() - began < 120  # singleuser.startTimeout is 600 s
+    assert api(d, "GET", "/users/dora").json()["servers"] == {}
+    message = failure_message(d, "dora")
+    assert "missing-data" in message and "oggm-no-such-bucket" in message, message
+    assert "does not exist" in message and message.endswith("Nothing was started."), message  # the sidecar's words
+    assert d.api.objects("pods", f"{NAMESPACE}-dora") == [] and d.cluster.kubelet.runner.pods == {}
+    assert not [line for line in open("/proc/mounts") if "/data/missing" in line]
