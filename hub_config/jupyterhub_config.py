@@ -57,7 +57,7 @@ shutdown.register(os.path.join(data_dir, "jupyterhub.sqlite"), c.JupyterHub.clea
 c.JupyterHub.service_check_interval = 0
 
 # --- accounts: sign-up with admin approval; the first admin's password is printed once -----
-c.JupyterHub.authenticator_class = "oggmhub.backends.local.accounts.LocalHubAuthenticator"
+c.JupyterHub.authenticator_class = "oggmhub.accounts.LocalHubAuthenticator"
 c.Authenticator.admin_users = {os.environ.get("OGGMHUB_ADMIN", "admin")}
 c.Authenticator.allow_all = True  # NativeAuthenticator's approval is the gate
 c.NativeAuthenticator.open_signup = False

@@ -171,8 +171,13 @@ class KubernetesBackend:
         import kr8s
         from dask_kubernetes.operator._objects import DaskCluster, DaskWorkerGroup
 
-        clusters = [o.raw for o in kr8s.get(DaskCluster, namespace=self.namespace)]
-        groups = [o.raw for o in kr8s.get(DaskWorkerGroup, namespace=self.namespace)]
+        try:
+            clusters = [o.raw for o in kr8s.get(DaskCluster, namespace=self.namespace)]
+            groups = [o.raw for o in kr8s.get(DaskWorkerGroup, namespace=self.namespace)]
+        except Exception as e:
+            if isinstance(e, kr8s.NotFoundError) or getattr(getattr(e, "response", None), "status_code", None) == 404:
+                raise _no_operator() from None
+            raise
         return self.k8s.usage(clusters, groups)
 
     def request(self, workers, worker_cores, worker_memory, gpu_workers, limits, usage):
@@ -199,6 +204,8 @@ class KubernetesBackend:
             cluster = _kube_cluster_class()(custom_cluster_spec=spec, namespace=self.namespace,
                                             resource_timeout=timeout, shutdown_on_close=True, quiet=True)
         except Exception as e:
+            if "Custom Resource Definitions" in str(e):  # dask-kubernetes: the API has no DaskCluster
+                raise _no_operator() from None
             raise DaskStartError(
                 f"Kubernetes did not start Dask cluster {name} in namespace {self.namespace} "
                 f"(after {time.monotonic() - started:.0f} s): {e}. Nothing was left behind.") from e
@@ -211,6 +218,13 @@ class KubernetesBackend:
                 raise DaskStartError(f"the GPU workers of Dask cluster {name} could not be created: {e}. "
                                      "Nothing was left behind.") from e
         return cluster
+
+
+def _no_operator():
+    return DaskStartError(
+        "Dask clusters cannot start on this hub because its Kubernetes cluster has no Dask operator "
+        "(the API has no DaskCluster resource): ask the hub's admins to install the dask-kubernetes operator; "
+        "nothing was created.")
 
 
 async def _create(manifest, namespace):

@@ -68,7 +68,9 @@ def _cpu(cores):
 
 
 def worker_command(cores, memory, gpu=None):
-    command = ["dask-worker", "--nthreads", str(max(1, math.floor(cores))), "--memory-limit", str(int(memory))]
+    # ``dask worker``: distributed no longer installs the ``dask-worker`` script (nor
+    # ``dask-scheduler``), which dask-kubernetes' make_cluster_spec still names
+    command = ["dask", "worker", "--nthreads", str(max(1, math.floor(cores))), "--memory-limit", str(int(memory))]
     if gpu:
         command += ["--resources", f"GPU={gpu['count']}"]
     return command
@@ -134,6 +136,7 @@ def cluster_spec(name, template, *, workers, owner, worker_cores=None, worker_me
     scheduler = spec["spec"]["scheduler"]
     container = scheduler["spec"]["containers"][0]
     container["resources"] = copy.deepcopy(SCHEDULER_RESOURCES)
+    container["args"] = ["dask", "scheduler", *container["args"][1:]]  # see worker_command
     scheduler["spec"] = _pod_spec(template, container, datasets=False)
     return spec
 

@@ -151,7 +151,7 @@ def test_cluster_spec_runs_the_notebook_image_with_the_datasets_owned_by_the_pod
         check_user_container(as_pod(pod_spec), main["name"])  # uid 1000, no privileges
     [main] = worker["spec"]["containers"]
     assert main["resources"]["limits"] == {"cpu": "2000m", "memory": str(8 * 1024**3)}  # the session's size
-    assert main["args"][:5] == ["dask-worker", "--nthreads", "2", "--memory-limit", str(8 * 1024**3)]
+    assert main["args"][:6] == ["dask", "worker", "--nthreads", "2", "--memory-limit", str(8 * 1024**3)]
     env = {e["name"]: e["value"] for e in main["env"]}
     assert env["OGGM_DOWNLOAD_CACHE"] == "/data/oggm-mirror"
     assert json.loads(env["OGGMHUB_DATASETS_JSON"])[0]["name"] == "oggm-mirror"
@@ -161,6 +161,8 @@ def test_cluster_spec_runs_the_notebook_image_with_the_datasets_owned_by_the_pod
     [mount] = main["volumeMounts"]
     assert (mount["name"], mount["mountPath"], mount["readOnly"]) == (worker["spec"]["volumes"][0]["name"], posixpath.dirname(catalog.datasets["oggm-mirror"].mount_path), True)
     assert "initContainers" not in scheduler["spec"]
+    # the commands the image has (distributed installs ``dask``, not ``dask-scheduler``)
+    assert scheduler["spec"]["containers"][0]["args"] == ["dask", "scheduler", "--host", "0.0.0.0"]
     assert worker["spec"]["nodeSelector"] == {"pool": "users"}
 
 

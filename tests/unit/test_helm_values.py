@@ -176,3 +176,20 @@ def test_values_register_the_tasks_service_on_kubernetes(tmp_path, monkeypatch):
     dockerfile = (REPO / "images" / "hub" / "Dockerfile").read_text()
     for env in ("slicer", "fiji"):
         assert f"COPY images/{env}/tasks {settings.images_dir}/{env}/tasks" in dockerfile
+
+
+def test_values_set_the_hubs_accounts_and_the_old_path_still_works():
+    """Sign-up with approval on Kubernetes too: the authenticator lives in oggmhub.accounts
+    (no backend's), and configurations naming its old path keep working."""
+    from jupyterhub.auth import Authenticator
+
+    from oggmhub.accounts import LocalHubAuthenticator
+    from oggmhub.backends.local import accounts as old_path
+
+    config = installed_values(VALUES_FILES[0])["hub"]["config"]
+    assert config["JupyterHub"]["authenticator_class"] == "oggmhub.accounts.LocalHubAuthenticator"
+    assert config["Authenticator"]["allow_all"] is True  # approval is the gate
+    assert config["NativeAuthenticator"]["open_signup"] is False
+    assert old_path.LocalHubAuthenticator is LocalHubAuthenticator and issubclass(LocalHubAuthenticator, Authenticator)
+    local = (REPO / "hub_config" / "jupyterhub_config.py").read_text()
+    assert 'authenticator_class = "oggmhub.accounts.LocalHubAuthenticator"' in local  # one class, both hubs

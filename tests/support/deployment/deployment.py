@@ -21,15 +21,19 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
 
 from support.kube_harness import KubeAPI, TestKubelet
+from support.kube_harness.dask_operator import DaskOperator
 from support.kube_harness.pods import PodRunner
+from support.kube_harness.service_dns import ServiceHosts
 from support.local_hub import env_cache
 from support.paths import REPO
 
@@ -38,14 +42,17 @@ from .container import container_argv
 from .network import Network
 
 PROXY = REPO / "node_modules" / ".bin" / "configurable-http-proxy"
+SERVICE_ACCOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
 NETWORK_FILE = f"{chart.HUB_ETC}/jupyterhub_config.d/00-test-cluster-network.py"
 
 
 class Cluster:
     """The emulated API and a kubelet, run in a thread of their own (one per deployment)."""
 
-    def __init__(self, kubelet_factory=None):
+    def __init__(self, kubelet_factory=None, controllers=None):
         self.kubelet_factory = kubelet_factory or (lambda api: TestKubelet(api))
+        self.controllers_factory = controllers  # async (api) -> [objects with stop()], started before the kubelet
+        self.controllers = []
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="test-cluster", daemon=True)
         self.api = self.kubelet = None
@@ -59,6 +66,8 @@ class Cluster:
 
         async def start():
             self.api = await KubeAPI().start()
+            if self.controllers_factory is not None:
+                self.controllers = await self.controllers_factory(self.api)
             self.kubelet = await self.kubelet_factory(self.api).start()
 
         self.call(start())
@@ -71,6 +80,8 @@ class Cluster:
                 await runner.stop_all()
             if self.kubelet is not None:
                 await self.kubelet.stop()
+            for controller in self.controllers:
+                await controller.stop()
             if self.api is not None:
                 await self.api.close()
 
@@ -105,12 +116,15 @@ class Deployment:
     ``values`` are more values files' contents, merged over helm-values/oggmhub.yaml as
     ``helm install --values`` would; ``catalog`` is the file ``--set-file`` passes;
     ``env`` adds to the hub container's environment; ``prepull`` names the catalog's
-    environments whose images are built before the hub starts.
+    environments whose images are built before the hub starts; ``dask_operator`` installs
+    the Dask operator (its CRDs and :class:`~support.kube_harness.dask_operator.DaskOperator`)
+    and oggmhub's pod admission policy.
     """
 
     def __init__(self, root, *values, cluster=None, namespace="oggmhub", env=None, catalog=chart.CATALOG,
-                 prepull=("oggm",)):
+                 prepull=("oggm",), dask_operator=False):
         self.root = str(root)
+        self.dask_operator = dask_operator
         # the chart's cloud-metadata blocker is an init container running iptables as root:
         # here it would change this machine's firewall, so the harness turns it off
         harness = {"singleuser": {"cloudMetadata": {"blockWithIptables": False}}}
@@ -126,9 +140,38 @@ class Deployment:
         self.catalog, self.prepull = str(catalog), tuple(prepull)
         self.secret = chart.secret_data(self.values, namespace=namespace)
 
+    async def _controllers(self, api):
+        """Services by name in pods (an /etc/hosts file) and, with ``dask_operator``, the
+        Dask operator's CRDs, controller and the admission policy oggmhub's Dask mode needs."""
+        from support.kube_harness.oggmhub import DASK_GROUPS, declare, install_pod_policy
+
+        hosts = ServiceHosts(api, os.path.join(self.root, "hosts"), extra={
+            **{name: address for name, (address, _) in self.network.services.items()},
+            **{f"{name}.{self.namespace}.svc.cluster.local": address
+               for name, (address, _) in self.network.services.items()}})
+        controllers = [await hosts.start()]
+        # kr8s (dask-kubernetes' client) asks for /version/ with a slash; kmock answers /version
+        api.emulator["get /version/"] << {"major": "1", "minor": "32", "gitVersion": "v1.32.0"}
+        if self.dask_operator:
+            declare(api, DASK_GROUPS, "DaskWorkerGroup")
+            await install_pod_policy(api)
+            controllers.append(await DaskOperator(api).start())
+        return controllers
+
     def _kubelet(self, api):
         """A kubelet whose pods run as processes, on this deployment's addresses."""
-        runner = PodRunner(api, os.path.join(self.root, "node"), self.network.allocate, env_cache=env_cache("accounts"))
+        # pods' users (uid 1000) read their kubeconfig by its path: a folder they can reach
+        # (the test's own tmp folder is root's only)
+        self.kubeconfigs = tempfile.mkdtemp(prefix="oggmhub-kubeconfigs-")
+        os.chmod(self.kubeconfigs, 0o755)
+
+        def kubeconfig(ns):
+            path = api.write_kubeconfig(os.path.join(self.kubeconfigs, ns), ns)
+            os.chmod(path, 0o644)
+            return path
+
+        runner = PodRunner(api, os.path.join(self.root, "node"), self.network.allocate, env_cache=env_cache("accounts"),
+                           hosts=os.path.join(self.root, "hosts"), kubeconfig=kubeconfig)
         kubelet = TestKubelet(api, on_start=runner.on_start, on_stop=runner.on_stop)
         kubelet.runner = runner
         return kubelet
@@ -162,13 +205,13 @@ class Deployment:
             return f.read()
 
     def start(self, timeout=120):
-        if self.cluster is None:
-            self.cluster = Cluster(self._kubelet).start()
-        self._prepull()
         net = self.network
         net.add_service("hub", self.hub_address, {8081: 8081, 10101: 10101})
         net.add_service("proxy-api", self.proxy_address, {8001: 8001})
         net.add_service("proxy-public", self.proxy_address, {80: 8000})
+        if self.cluster is None:
+            self.cluster = Cluster(self._kubelet, self._controllers).start()
+        self._prepull()
         self._start_proxy()
         self._start_hub()
         self._wait(timeout)
@@ -187,6 +230,11 @@ class Deployment:
     def _start_hub(self):
         files = chart.hub_files(self.values, self.secret)
         files[NETWORK_FILE] = (self.network.cluster_network_config(self.hub_address), 0o644)
+        # the hub pod's service account, as Kubernetes mounts it: kubespawner names user
+        # namespaces after the namespace read there ({hubnamespace}-{username}); the API
+        # itself is reached through KUBECONFIG (no KUBERNETES_SERVICE_HOST: kmock is plain HTTP)
+        files[f"{SERVICE_ACCOUNT}/namespace"] = (self.namespace, 0o644)
+        files[f"{SERVICE_ACCOUNT}/token"] = ("kmock-test-token", 0o644)
         fs = os.path.join(self.root, "hub-pod")
         chart.write_files(fs, files)
         pvc = os.path.join(self.root, "hub-db-dir")  # the hub's PersistentVolumeClaim
@@ -240,6 +288,8 @@ class Deployment:
                 getattr(self, log).close()
         if self.own_cluster and self.cluster is not None:
             self.cluster.stop()
+        if getattr(self, "kubeconfigs", None):
+            shutil.rmtree(self.kubeconfigs, ignore_errors=True)
 
     def __enter__(self):
         try:

@@ -26,6 +26,10 @@ Modules
 ``pods``       ``PodRunner``: kubelet hooks that run a pod's containers as local
                processes (images as the environments built from images/, volumes,
                accounts, a loopback address per pod, probes, exit codes).
+``dask_operator`` ``DaskOperator``: the dask-kubernetes operator's behaviour
+               (DaskCluster -> scheduler pod, Service, default DaskWorkerGroup;
+               groups -> worker pods; deletion cascades).
+``service_dns`` ``ServiceHosts``: Services by name for pods, as an /etc/hosts file.
 ``spawners``   kubespawner glue: ``configure_kubespawner``,
                ``reset_kubespawner``, ``make_spawner``, ``FakeUser``,
                ``FakeOrmSpawner``, ``wait_until``.

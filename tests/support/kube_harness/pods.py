@@ -22,6 +22,11 @@ processes (test equipment, never a product backend).
   oggmhub's override of ``/dev/termination-log``: ``/dev`` here is the machine's); deletion: SIGTERM, the pod's grace
   period (at most ``max_grace`` s), SIGKILL, then its folders go.
 
+``hosts``: a file bound at every pod's ``/etc/hosts`` (Services by name);
+``kubeconfig(namespace)``: the file a pod with ``automountServiceAccountToken`` reads the
+API through (``KUBECONFIG``). ``$(VAR)`` in ``command``/``args`` is expanded from the
+container's environment.
+
 Not emulated: resource limits as cgroups, restarts (a container that exits stays
 exited), graceful deletion in the API (kmock removes pods at once, so the processes are
 stopped just after the object is gone), image pulls (the build happens at start).
@@ -97,11 +102,13 @@ class PodRunner:
     """
 
     def __init__(self, api, root, allocate, *, catalog=CATALOG, env_cache=None, mounter_images=MOUNTER_IMAGES,
-                 start_timeout=180, max_grace=10):
+                 start_timeout=180, max_grace=10, hosts=None, kubeconfig=None):
         self.api, self.root, self.allocate = api, str(root), allocate
+        self.hosts, self.kubeconfig = hosts, kubeconfig
         self.catalog, self.env_cache = str(catalog), env_cache
         self.mounter_images, self.start_timeout, self.max_grace = tuple(mounter_images), start_timeout, max_grace
         self.pods = {}  # uid -> RunningPod
+        self._pod_binds = {}  # uid -> its sandbox's binds
 
     # -- images --
 
@@ -193,6 +200,7 @@ class PodRunner:
             elif "fieldRef" in (var.get("valueFrom") or {}):
                 path = var["valueFrom"]["fieldRef"]["fieldPath"]
                 env[var["name"]] = {"metadata.name": pod["metadata"]["name"], "status.podIP": address,
+                                    "metadata.uid": pod["metadata"]["uid"],
                                     "metadata.namespace": pod["metadata"]["namespace"],
                                     "spec.nodeName": "kmock-node"}.get(path, "")
             elif "secretKeyRef" in (var.get("valueFrom") or {}):
@@ -214,13 +222,17 @@ class PodRunner:
         env["PATH"] = f"{prefix}/bin:{env['PATH']}"
         # /dev is this machine's: the termination message goes where oggmhub's own override says
         env.setdefault("OGGMHUB_TERMINATION_LOG", running.termination)
+        if pod["spec"].get("automountServiceAccountToken") and self.kubeconfig:
+            # the pod's account reaches the API: kmock speaks plain HTTP, so a kubeconfig
+            # (for the pod's namespace) stands in for the mounted service-account token
+            env.setdefault("KUBECONFIG", self.kubeconfig(pod["metadata"]["namespace"]))
         if container.get("command"):
             argv = [*container["command"], *(container.get("args") or [])]
         else:
             argv = [*entrypoint, *(container.get("args") or [])]
         if not argv:
             raise PodFailed("CreateContainerError", f"container {container['name']!r}: no command")
-        argv = [a.replace("0.0.0.0", running.address) for a in argv]
+        argv = [_expand(a, env).replace("0.0.0.0", running.address) for a in argv]  # $(VAR), as a kubelet does
         argv[0] = shutil.which(argv[0], path=env["PATH"]) or argv[0]
         psc = pod["spec"].get("securityContext") or {}
         csc = container.get("securityContext") or {}
@@ -229,6 +241,9 @@ class PodRunner:
         groups = [g for g in (psc.get("fsGroup"), *(psc.get("supplementalGroups") or [])) if g is not None]
         running.identity[container["name"]] = {"uid": uid, "gid": gid, "groups": groups}
         cwd = container.get("workingDir") or (env.get("HOME") if uid else "/")
+        if not container.get("workingDir") and not os.path.isdir(cwd) and not any(
+                cwd == b[1] or cwd.startswith(b[1] + "/") for b in binds or self._pod_binds.get(running.uid, [])):
+            cwd = "/"  # no home volume in this pod (a Dask scheduler's): the image's root
         log = open(os.path.join(running.folder, f"{container['name']}.log"), "wb")
         argv = container_argv(binds if running.pause is None else [], argv, cwd=cwd, env=env, uid=uid, gid=gid,
                               groups=groups, spec_dir=running.folder, join=running.pause.pid if running.pause else None)
@@ -302,11 +317,14 @@ class PodRunner:
     async def _run(self, pod, running):
         paths = await self._volumes(pod, running.folder)
         binds = self._binds(pod, paths)
+        if self.hosts:  # Services by name (support.kube_harness.service_dns), as cluster DNS would
+            binds.append((self.hosts, "/etc/hosts", True))
         termination = os.path.join(running.folder, "termination-log")
         open(termination, "w").close()
         os.chmod(termination, 0o666)
         running.termination = termination
         # the pod's mount namespace, held by a pause process (as a pod's sandbox)
+        self._pod_binds[running.uid] = binds
         running.pause = subprocess.Popen(container_argv(binds, ["sleep", "infinity"], spec_dir=running.folder),
                                          start_new_session=True)
         await self._until_paused(running)
@@ -427,11 +445,17 @@ class PodRunner:
             if proc is not None:
                 await asyncio.to_thread(proc.wait)
         shutil.rmtree(running.folder, ignore_errors=True)
+        self._pod_binds.pop(running.uid, None)
         self.pods.pop(running.uid, None)
 
     async def stop_all(self):
         for running in list(self.pods.values()):
             await self._stop(running)
+
+
+def _expand(value, env):
+    """``$(NAME)`` replaced by the container's variable ``NAME`` where it has one."""
+    return re.sub(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", lambda m: env.get(m[1], m[0]), value)
 
 
 def _port(container, port):
