@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import errno
+import logging
 import os
 import stat
 import threading
@@ -23,6 +24,8 @@ from oggmhub.mounts import block_memory
 from oggmhub.mounts.open_files import ReadAheadFile, WholeFile
 from oggmhub.mounts.options import DatasetMounts
 from oggmhub.mounts.source_links import LocalSource
+
+log = logging.getLogger(__name__)
 
 
 def load_fuse():
@@ -88,6 +91,9 @@ class ReadOnlyOperations:
     FuseOSError = FuseOSError  # mfusepy's, in the class make_operations_class() returns
 
     use_ns = True
+    # st_blksize: programs read this much at a time (Python's open() buffers this much), so
+    # the kernel asks the mount for it in one read; libfuse3's largest read (libfuse2: 128 KiB)
+    io_size = 128 * 1024
 
     def __init__(self, fs, root, dataset, options=None, on_ready=None, owner=None, prefix=""):
         self.fs, self.dataset, self.options = fs, dataset, options if options is not None else DatasetMounts()
@@ -104,7 +110,7 @@ class ReadOnlyOperations:
         self._listings = {}  # directory (store path) -> (time, {name: info}, [names])
         self._lock = threading.Lock()
         self._handles, self._next = {}, 1
-        self._prefetched = {}  # store path of a small file -> Future of its bytes
+        self._prefetched = {}  # store path of a small file -> (its listed size, Future of its bytes)
         self._scans = {}  # directory (store path) -> index of the file opened last
         self._pool = ThreadPoolExecutor(8, thread_name_prefix="oggmhub-fetch")
         from fsspec.implementations.local import LocalFileSystem
@@ -188,7 +194,7 @@ class ReadOnlyOperations:
             "st_mode": mode, "st_nlink": nlink, "st_size": size,
             "st_uid": self.uid, "st_gid": self.gid,
             "st_mtime": mtime, "st_ctime": ctime, "st_atime": mtime,
-            "st_blksize": 128 * 1024, "st_blocks": (size + 511) // 512,
+            "st_blksize": self.io_size, "st_blocks": (size + 511) // 512,
         }
 
     # small files read one after the other, in listing order: fetch the next ones
@@ -204,11 +210,12 @@ class ReadOnlyOperations:
                 return
             for next_name in names[index + 1:index + 1 + self.options.prefetch_files]:
                 info, store = entries[next_name], f"{directory}/{next_name}"
-                size = int(info.get("size") or 0)
-                if info["type"] == "file" and size <= self.options.small_file_size and store not in self._prefetched:
-                    self._prefetched[store] = self._fetch(store, 0, size)
+                size = info.get("size")  # None: not known yet (an HTTP listing), not fetched
+                if info["type"] == "file" and size is not None and int(size) <= self.options.small_file_size \
+                        and store not in self._prefetched:
+                    self._prefetched[store] = (int(size), self._fetch(store, 0, int(size)))
             while len(self._prefetched) > 4 * self.options.prefetch_files:
-                self._prefetched.pop(next(iter(self._prefetched))).cancel()
+                self._prefetched.pop(next(iter(self._prefetched)))[1].cancel()
 
     # reading
     def init(self, path):
@@ -238,6 +245,26 @@ class ReadOnlyOperations:
         _, names = self._listing(self._store(path))
         return [".", "..", *(names or ())]
 
+    def readdir_attrs(self, path, offset=0):
+        """``(name, attributes or None)`` of the entries of a folder from the ``offset``-th on,
+        lazily: :meth:`readdir` with attributes from the same listing, for the kernel's
+        READDIRPLUS (then it asks no LOOKUP per file)."""
+        inner, above = self._inner(path)
+        if above:
+            entries, names = {above: {"type": "directory"}}, [above]
+        elif self._info(inner)["type"] != "directory":
+            raise self.FuseOSError(errno.ENOTDIR)
+        else:
+            entries, names = self._listing(self._store(inner))
+            names = names or ()
+        for index in range(offset, len(names) + 2):
+            if index < 2:
+                yield ("." if index == 0 else ".."), None
+                continue
+            entry = entries[names[index - 2]]
+            known = entry.get("type") == "directory" or entry.get("size") is not None  # HTTP: no sizes
+            yield names[index - 2], self._stat(entry) if known else None
+
     def access(self, path, amode):
         if amode & os.W_OK:
             raise self.FuseOSError(errno.EROFS)
@@ -259,8 +286,11 @@ class ReadOnlyOperations:
         fetch = partial(self._fetch, store)
         if size <= self.options.small_file_size:
             with self._lock:
-                prefetched = self._prefetched.pop(store, None)
-            handle = WholeFile(fetch, size, prefetched, self.options.read_timeout)
+                listed, prefetched = self._prefetched.pop(store, (None, None))
+            if prefetched is not None and listed != size:  # fetched for a listing since renewed
+                prefetched.cancel()
+                prefetched = None
+            handle = WholeFile(fetch, size, prefetched, self.options.read_timeout, name=store)
             self._prefetch_after(path)
         else:
             handle = ReadAheadFile(fetch, size, self.options)
@@ -276,6 +306,11 @@ class ReadOnlyOperations:
         except FileNotFoundError:
             raise self.FuseOSError(errno.ENOENT) from None
         except OSError as e:
+            if e.errno == errno.ESTALE:  # the object changed: its listing (and sizes) is stale too
+                log.warning("dataset %s: %s", self.dataset, e.strerror)
+                with self._lock:
+                    self._listings.clear()
+                self.fs.invalidate_cache()  # fsspec's own listings
             raise self.FuseOSError(e.errno or errno.EIO) from None
 
     def read(self, path, size, offset, fh):
@@ -321,7 +356,12 @@ def make_operations_class():
     """:class:`ReadOnlyOperations` as mfusepy ``Operations``, raising mfusepy's ``FuseOSError``
     (loads libfuse: called in the mount process only)."""
     fuse = load_fuse()
-    return type("ReadOnlyOperations", (ReadOnlyOperations, fuse.Operations), {"FuseOSError": fuse.FuseOSError})
+    io_size = 2**20 if fuse.fuse_version_major >= 3 else 128 * 1024
+    return type("ReadOnlyOperations", (ReadOnlyOperations, fuse.Operations),
+                {"FuseOSError": fuse.FuseOSError, "io_size": io_size})
+
+
+READDIR_PLUS, FILL_DIR_PLUS = 1, 2  # libfuse3's FUSE_READDIR_PLUS and FUSE_FILL_DIR_PLUS
 
 
 def make_fuse_class():
@@ -329,11 +369,28 @@ def make_fuse_class():
 
     mfusepy's own ``read`` takes the operation's return value (a new ``bytes`` slice)
     and copies it into libfuse's buffer; this one asks :meth:`locate` where the bytes
-    are and copies once, from there.
+    are and copies once, from there. Its ``readdir`` answers the kernel's READDIRPLUS
+    with every entry's attributes (mfusepy's gives names only), so reading the files of
+    a folder just listed costs no LOOKUP round trip per file.
     """
     fuse = load_fuse()
 
     class _FUSE(fuse.FUSE):
+        def readdir_fuse_3(self, path, buf, filler, offset, fip, flags):
+            plus = FILL_DIR_PLUS if flags & READDIR_PLUS else 0
+            st = fuse.c_stat()
+            entries = self.operations.readdir_attrs(path.decode(self.encoding, self.errors), offset)
+            # offsets (an entry's index + 1) in every call: libfuse3 passes attributes on to
+            # the kernel only then, and a listing read in several calls stays one numbering
+            for index, (name, attrs) in enumerate(entries, offset):
+                if attrs:
+                    ctypes.memset(ctypes.byref(st), 0, ctypes.sizeof(st))
+                    fuse.set_st_attrs(st, attrs, use_ns=True)
+                if filler(buf, name.encode(self.encoding, self.errors), st if attrs else None, index + 1,
+                          plus if attrs else 0):
+                    break
+            return 0
+
         def read(self, path, buf, size, offset, fip):
             data, start, n = self.operations.locate(fip.contents.fh, size, offset)
             if n:

@@ -16,18 +16,23 @@ import threading
 
 
 class WholeFile:
-    """A small file, fetched in one request on first read (or prefetched)."""
+    """A small file, fetched in one request on first read (or prefetched). A fetch of
+    another length than the listing said (the object changed) raises ``ESTALE``."""
 
-    def __init__(self, fetch, size, prefetched=None, timeout=None):
-        self.fetch, self.size, self.future, self.timeout = fetch, size, prefetched, timeout
+    def __init__(self, fetch, size, prefetched=None, timeout=None, name="the object"):
+        self.fetch, self.size, self.future, self.timeout, self.name = fetch, size, prefetched, timeout, name
         self.data, self.lock = None, threading.Lock()
 
     def locate(self, size, offset):
         with self.lock:
             if self.data is None:
-                self.data = _result(self.future) if self.future is not None else None
-                if self.data is None or len(self.data) != self.size:
-                    self.data = wait(self.fetch(0, self.size), self.timeout)
+                data = _prefetched(self.future, self.timeout) if self.future is not None else None
+                if data is None:  # none, or it failed: fetched now (a failure, again, raises)
+                    data = wait(self.fetch(0, self.size), self.timeout)
+                if len(data) != self.size:
+                    raise OSError(errno.ESTALE, f"{self.name} changed since it was listed ({self.size} bytes "
+                                                f"then, {len(data)} now)")
+                self.data = data
         n = max(0, min(size, len(self.data) - offset))
         return self.data, offset, n
 
@@ -88,9 +93,14 @@ def wait(future, timeout):
         raise OSError(errno.ETIMEDOUT, f"the source did not answer within {timeout:g} s") from None
 
 
-def _result(future):
-    """A prefetch's bytes, or None if it failed or was cancelled (then fetch again)."""
+def _prefetched(future, timeout):
+    """A prefetch's bytes, or None if it failed or was cancelled (then fetch again); it
+    too is waited for ``timeout`` seconds at most (``OSError(ETIMEDOUT)``)."""
     try:
-        return future.result()
+        return wait(future, timeout)
+    except OSError as e:
+        if e.errno == errno.ETIMEDOUT:
+            raise
+        return None
     except BaseException:  # noqa: BLE001 - cancelled, or the fetch failed
         return None

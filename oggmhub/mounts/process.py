@@ -9,7 +9,8 @@ every write with ``EROFS`` itself as well, tuned for read-mostly scientific data
 
 * directory listings come from the store once per directory and are kept
   ``listings_ttl`` seconds; a file's attributes come from its directory's listing, so
-  ``ls -l`` of 1,000 files is one request, and the kernel keeps attributes and entries
+  ``ls -l`` of 1,000 files is one request, and reach the kernel with the listing
+  (READDIRPLUS: no LOOKUP per file); the kernel keeps attributes and entries
   (``attr_timeout``/``entry_timeout``) and file pages across opens (``kernel_cache``);
 * files up to ``small_file_size`` are fetched whole on first read (one request each);
   larger files are read in ``block_size`` blocks, the next ``readahead`` blocks fetched

@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -32,7 +33,8 @@ FILES = {
     "mirror/many/" + "f000.txt": b"0",
 }
 FILES.update({f"mirror/many/f{i:03d}.txt": str(i).encode() for i in range(1, 40)})
-GCS_BUCKETS = {"oggm-data": FILES}  # conftest's gcs fixture fills them
+WIDE = {f"series/{i:04d}-a-slice-of-a-long-series.dcm": b"d" * (i % 13) for i in range(1500)}
+GCS_BUCKETS = {"oggm-data": FILES, "wide-data": WIDE, "changing-data": {"a.txt": b"first version\n", "b.txt": b"b"}}  # conftest's gcs fixture fills them
 OPTIONS = mounts.DatasetMounts(block_size=2**20, small_file_size=2**20, readahead=2, timeout=10)
 
 
@@ -89,6 +91,69 @@ def test_listing_is_served_from_the_listing_cache(mounted, gcs):
     mark = gcs.mark()
     sizes = [os.stat(os.path.join(folder, n)).st_size for n in os.listdir(folder)]
     assert len(sizes) == 40 and gcs.requests(mark) == []
+
+
+def test_a_listed_folders_attributes_come_with_the_listing(gcs, tmp_path):
+    """A folder of 1,500 files lists whole (libfuse asks in many calls); sizes, modes and
+    the I/O size come with the listing (READDIRPLUS): with the mount process stopped,
+    every file of the listed folder still stats, with no round trip to it."""
+    live = mounts.mount_datasets([dataset(gcs, name="wide", source="gs://wide-data")], str(tmp_path), OPTIONS)
+    top = os.path.join(live[0].mountpoint, "series")
+    try:
+        names = os.listdir(top)
+        assert sorted(names) == sorted(n.split("/")[1] for n in WIDE) and len(names) == 1500
+        stats = {}
+
+        def stat_all():
+            for name in names:
+                stats[name] = os.stat(os.path.join(top, name))
+
+        os.kill(live[0].pid, signal.SIGSTOP)
+        try:
+            probe = threading.Thread(target=stat_all, daemon=True)
+            probe.start()
+            probe.join(10)
+            answered = len(stats)
+        finally:
+            os.kill(live[0].pid, signal.SIGCONT)
+        probe.join(30)
+        assert answered == 1500, f"{answered} stat calls answered: the others waited for a LOOKUP by the mount process"
+        assert {n: st.st_size for n, st in stats.items()} == {n.split("/")[1]: len(v) for n, v in WIDE.items()}
+        st = stats[names[0]]
+        assert oct(st.st_mode & 0o777) == "0o444" and st.st_mtime > time.time() - 3600
+        assert st.st_blksize == 2**20  # programs read 1 MiB at a time (libfuse3's largest read)
+        ls = subprocess.run(["ls", "-l", top], capture_output=True, text=True, check=True).stdout.splitlines()
+        assert len(ls) == 1501 and all(line.startswith("-r--r--r--") for line in ls[1:])
+    finally:
+        mounts.unmount_datasets(live)
+
+
+def test_an_object_changed_since_listed_fails_clearly_then_is_served_anew(gcs, tmp_path):
+    """An object replaced by one of another size while its listing is kept: the read fails
+    with ESTALE ("Stale file handle", the mount's log names the object), not a silently
+    cut or mixed file; once the kernel's attributes expire, the new object is served. One
+    deleted since listed: FileNotFoundError."""
+    fs = gcs.filesystem()
+    options = mounts.DatasetMounts(timeout=10, kernel_ttl=0.5, listings_ttl=600)
+    live = mounts.mount_datasets([dataset(gcs, name="changing", source="gs://changing-data")],
+                                 str(tmp_path), options)
+    path = os.path.join(live[0].mountpoint, "a.txt")
+    try:
+        assert os.path.getsize(path) == 14
+        fs.pipe("changing-data/a.txt", b"v2\n")
+        with pytest.raises(OSError) as info:
+            with open(path, "rb") as f:
+                f.read()
+        assert info.value.errno == errno.ESTALE, info.value
+        time.sleep(1)  # the kernel's attributes expire; the mount lists the folder again
+        with open(path, "rb") as f:
+            assert f.read() == b"v2\n"
+        fs.rm("changing-data/b.txt")  # listed, never read, then deleted
+        with pytest.raises(FileNotFoundError):
+            with open(os.path.join(live[0].mountpoint, "b.txt"), "rb") as f:
+                f.read()
+    finally:
+        mounts.unmount_datasets(live)
 
 
 def test_every_write_fails_with_erofs_and_the_bucket_is_unchanged(mounted, gcs):

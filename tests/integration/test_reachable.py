@@ -51,8 +51,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send_header("Location", "/slow/")
             self.send_header("Content-Length", "0")
             return self.end_headers()
-        files = {"/slow/fast.txt": b"quick\n", "/slow/hangs.txt": b"x" * 100}
-        body = b'<html><a href="fast.txt">fast.txt</a><a href="hangs.txt">hangs.txt</a></html>' \
+        files = {"/slow/early.txt": b"first\n", "/slow/fast.txt": b"quick\n", "/slow/hangs.txt": b"x" * 100}
+        body = b'<html><a href="early.txt">early.txt</a><a href="fast.txt">fast.txt</a>' \
+               b'<a href="hangs.txt">hangs.txt</a></html>' \
             if self.path == "/slow/" else files.get(self.path)
         if body is None:
             return self.send_error(404)
@@ -152,7 +153,7 @@ def test_a_source_that_hangs_on_a_read_fails_that_read_in_read_timeout_and_the_m
     live = mounts.mount_datasets([dataset], str(tmp_path / "mounts"), mounts.DatasetMounts(read_timeout=2))
     try:
         top = live[0].mountpoint
-        assert sorted(os.listdir(top)) == ["fast.txt", "hangs.txt"]
+        assert sorted(os.listdir(top)) == ["early.txt", "fast.txt", "hangs.txt"]
         start = time.monotonic()
         with pytest.raises(OSError) as info:
             with open(os.path.join(top, "hangs.txt"), "rb") as f:
@@ -161,5 +162,29 @@ def test_a_source_that_hangs_on_a_read_fails_that_read_in_read_timeout_and_the_m
         assert info.value.errno == errno.ETIMEDOUT and 1.5 < took < 10, (info.value, took)
         with open(os.path.join(top, "fast.txt"), "rb") as f:  # the mount is not frozen
             assert f.read() == b"quick\n"
+    finally:
+        mounts.unmount_datasets(live)
+
+
+def test_a_prefetched_file_whose_source_hangs_fails_in_read_timeout_too(tmp_path, server):
+    """Small files opened in listing order are fetched ahead (prefetch_files); a prefetch
+    that hangs fails the read in read_timeout as a fetch does, never waits for ever."""
+    import errno
+
+    dataset = Dataset(name="slow", title="Slow", source=f"{server}/slow/", mount_path="/data/slow")
+    live = mounts.mount_datasets([dataset], str(tmp_path / "mounts"), mounts.DatasetMounts(read_timeout=2))
+    try:
+        top = live[0].mountpoint
+        names = sorted(os.listdir(top))
+        assert [os.path.getsize(os.path.join(top, n)) for n in names] == [6, 6, 100]  # sizes known: prefetched
+        assert open(os.path.join(top, "early.txt"), "rb").read() == b"first\n"
+        start = time.monotonic()
+        assert open(os.path.join(top, "fast.txt"), "rb").read() == b"quick\n"  # the next one: hangs.txt, ahead
+        with pytest.raises(OSError) as info:
+            with open(os.path.join(top, "hangs.txt"), "rb") as f:
+                f.read()
+        took = time.monotonic() - start
+        assert info.value.errno == errno.ETIMEDOUT and 1.5 < took < 10, (info.value, took)
+        assert open(os.path.join(top, "fast.txt"), "rb").read() == b"quick\n"  # the mount goes on
     finally:
         mounts.unmount_datasets(live)
