@@ -1,5 +1,5 @@
 """A Jupyter server extension: tells oggmhub's JupyterLab extension where the session's
-tutorials are.
+tutorials are, and sets up jupyter-resource-usage for the session (:mod:`.lab_usage`).
 
 Enabled in every environment by ``etc/jupyter/jupyter_server_config.d/oggmhub.json``
 (installed with oggmhub's wheel). It adds ``oggmhubTutorials`` (the folder
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 
+from oggmhub.session import lab_usage
 from oggmhub.session.tutorials import FOLDER, environment_name
 
 PAGE_CONFIG_KEY = "oggmhubTutorials"
@@ -29,6 +30,13 @@ def tutorials_folder(root_dir, environ=None):
 
 def _jupyter_server_extension_points():
     return [{"module": "oggmhub.session.lab"}]
+
+
+def _link_jupyter_server_extension(serverapp):
+    # linking precedes every extension's loading: jupyter-resource-usage reads this when it loads
+    applied = lab_usage.configure(serverapp)
+    serverapp.log.info("oggmhub: the status bar shows usage against %s", ", ".join(
+        f"{name}={applied[name]}" for name in ("mem_limit", "cpu_limit", "disk_path") if name in applied) or "no limits")
 
 
 def _load_jupyter_server_extension(serverapp):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 
+from oggmhub.session import budget_notice
 from oggmhub.session import env as session_vars
 
 STATE = "oom-kills.json"
@@ -93,7 +94,8 @@ def notice(environ=None, cgroup=None):
 
 
 def load_ipython_extension(ipython):
-    """Show :func:`notice` before the first cell this kernel runs."""
+    """Show :func:`notice` before the first cell this kernel runs, and a used-up budget's
+    notice (:mod:`.budget_notice`) before any cell."""
     def before_first_cell(*_):
         ipython.events.unregister("pre_run_cell", before_first_cell)
         try:
@@ -104,6 +106,7 @@ def load_ipython_extension(ipython):
             print(text, flush=True)
 
     ipython.events.register("pre_run_cell", before_first_cell)
+    budget_notice.register(ipython)  # the other notice a kernel shows before a cell: a budget used up
 
 
 # a guarded line rather than an extension: an environment whose oggmhub predates this module

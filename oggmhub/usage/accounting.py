@@ -5,8 +5,9 @@ mixins in :class:`~oggmhub.backends.local.spawner.LocalEnvSpawner`'s bases).
   so a server found again after a hub restart is the same record, never a second one);
 - every poll of the hub (``c.Spawner.poll_interval``) samples the server's cgroup: its
   CPU time (``cpuacct.usage`` / ``cpu.stat``) and memory peak, cumulative counters the
-  store only ever raises; the same poll checks the user's budgets (warned, then stopped
-  after ``c.Usage.grace_seconds``) and writes the day's summary line once a day;
+  store only ever raises; the same poll checks the user's budgets (warned, on the hub's
+  home page and inside JupyterLab through :meth:`UsageAccounting.budget_notice`, then
+  stopped after ``c.Usage.grace_seconds``) and writes the day's summary line once a day;
 - the stop samples the cgroup a last time, once its processes are gone and before it is
   removed, and closes the record; a server that died while the hub was down is closed at
   its last sample.
@@ -66,7 +67,18 @@ class UsageAccounting:
                 self.log.exception("%s: usage record not opened", self._log_name)
         return result
 
+    def budget_notice(self, text):
+        """Show ``text`` inside the running session (None: take it back). The backend's;
+        the local spawner leaves it in the session's scratch for its kernels."""
+
+    def _usage_lab_notice(self, text):
+        try:
+            self.budget_notice(text)
+        except Exception:  # noqa: BLE001 (a notice never fails the accounting)
+            self.log.exception("%s: the budget notice was not left in the session", self._log_name)
+
     def _usage_open(self):
+        self._usage_lab_notice(None)  # a previous server's
         choice, now = self.choice, time.time()
         key = getattr(self, "_session", None) or f"{now:.6f}"
         record_id = f"server:{self.user.name}:{self.name or ''}:{key}"
@@ -131,6 +143,7 @@ class UsageAccounting:
         if record["warned_at"] is None:
             store.set_warned(self._usage_id, now)
             self.log.warning("%s: %s The server stops in %ds.", self._log_name, message, self.usage.grace_seconds)
+            self._usage_lab_notice(budgets.lab_notice(over[0][0], over[0][1], now + self.usage.grace_seconds))
             if self.usage.grace_seconds > 0:
                 return False
         elif now - record["warned_at"] < self.usage.grace_seconds:
@@ -155,6 +168,7 @@ class UsageAccounting:
     def _usage_close(self, at_last_sample=False):
         """Sample a last time (the cgroup keeps its counters once its processes are gone) and close."""
         record_id, self._usage_id = self._usage_id, None
+        self._usage_lab_notice(None)
         store, now = self._usage_store, time.time()
         cpu, peak = self._usage_measure()
         store.sample(record_id, cpu, peak, now if not at_last_sample else 0)

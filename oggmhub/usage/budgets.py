@@ -113,6 +113,13 @@ def sentence(budget, spent, resets_at):
             f"used this {budget.window}; it resets at {_utc(resets_at)}.")
 
 
+def lab_notice(budget, spent, stops_at):
+    """The one sentence shown inside JupyterLab: the budget used up and when the server stops."""
+    return (f"oggmhub: your usage budget {budget.name!r} ({budget.describe()}) is used up "
+            f"({spent:.2f} {UNIT_TEXT[budget.unit]} this {budget.window}), so this server will be stopped "
+            f"at {_utc(stops_at)}: save your work now.")
+
+
 def check_start(budgets, store, user, cohorts, project, now=None):
     """Raise :class:`BudgetExceeded` (before anything is created) if a budget is used up."""
     over = exceeded(budgets, store, user, cohorts, project, now)

@@ -13,6 +13,7 @@ import json
 import os
 
 from jupyterhub.apihandlers.base import APIHandler
+from jupyterhub.app import JupyterHub
 from jupyterhub.handlers.base import BaseHandler
 from tornado import web
 
@@ -110,7 +111,10 @@ def configure(c):
                                    (r"/api/usage", UserUsageAPIHandler), (r"/api/usage/admin", AdminUsageAPIHandler)]
     c.JupyterHub.template_paths = [*c.JupyterHub.get("template_paths", []), TEMPLATES]
     def notice(user):
-        settings = usage_settings(c)  # read when the page is made: settings set after this call count
+        # read when the page is made, from the running hub's whole config: settings set after
+        # this call count, also those of a file that load_subconfig()s the one that called it
+        # (a sub-file's `c` is not the final config)
+        settings = usage_settings(JupyterHub.instance().config if JupyterHub.initialized() else c)
         if user is None or not settings.enabled:
             return None
         try:

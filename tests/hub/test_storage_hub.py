@@ -5,11 +5,13 @@ A notebook writing in a loop gets ENOSPC at its quota (+-5%) while another user 
 server and the hub's API keeps answering in under 2 s; `df` in the session shows the
 quota; the admins' table, CSV and JSON show the figures written (others get 403); the
 full home's next start is a rescue start showing the largest folders; after deleting, a
-normal start.
+normal start; JupyterLab's status bar (Chromium) shows memory against the size's limit
+and the home's disk use against its quota, warning from 80% of it.
 """
 
 import json
 import os
+import re
 import subprocess
 import threading
 import time
@@ -19,6 +21,7 @@ import requests
 import yaml
 
 from oggmhub.backends.local import home_images
+from support.browser import chromium, login, screenshot
 from support.kernels import kernel, run
 from support.local_hub import LocalHub, accounts_folder, env_cache
 
@@ -220,3 +223,66 @@ def test_scratch_files_past_the_ttl_are_removed_by_the_service_and_the_rest_stay
     assert not os.path.exists(os.path.join(scratch, "stale.bin"))
     assert os.path.getsize(os.path.join(scratch, "cache.bin")) == 5 * MiB  # inside the TTL: kept
     assert "scratch of filler: removed 1 older than 7 days" in hub.log() and "stale.bin" in hub.log()
+
+
+STATUS = '[title="Current resource usage"]'  # jupyter-resource-usage's status bar item
+UNITS = {"B": 1, "KB": 1024, "MB": MiB, "GB": 1024**3, "TB": 1024**4}
+WRITE = """
+import os
+with open(os.path.join(os.environ["HOME"], "{name}"), "wb") as f:
+    f.write(b"x" * {size})
+    os.fsync(f.fileno())
+print("written")
+"""
+
+
+def status_bar(page, pattern, timeout=60):
+    """The status bar's usage text once it matches ``pattern`` (the item polls every 5 s)."""
+    item, text = page.locator(STATUS).first, ""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if item.count():
+            text = item.inner_text()
+            if re.search(pattern, text):
+                return text, item
+        time.sleep(1)
+    screenshot(page, "status-bar-usage")
+    raise AssertionError(f"the status bar never showed {pattern!r}; last: {text!r}")
+
+
+def figures(text, label):
+    """(used, limit) in bytes from e.g. ``Disk: 64.23 / 250.00 MB``."""
+    used, limit, unit = re.search(rf"{label}: ([\d.]+) / ([\d.]+) (\w+)", text).groups()
+    return float(used) * UNITS[unit], float(limit) * UNITS[unit]
+
+
+def test_jupyterlab_status_bar_shows_memory_against_the_size_and_disk_against_the_quota(filled, hub, users):
+    token, _, ws = kernel(hub, users["other"], "other")  # running since `filled`, quota 256 MiB
+    assert "written" in run(ws, token, WRITE.format(name="model-output.bin", size=64 * MiB))
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        login(page, hub, "other", PASSWORD)
+        page.goto(f"{hub.url}/user/other/lab")
+        text, item = status_bar(page, r"Disk: .* / .*Mem: .* / ")
+        screenshot(page, "status-bar-usage")
+        disk_used, disk_total = figures(text, "Disk")
+        assert abs(disk_total - 256 * MiB) <= 0.05 * 256 * MiB, text  # the quota, not the machine's disk
+        assert 64 * MiB <= disk_used < 0.5 * 256 * MiB, text
+        mem_used, mem_limit = figures(text, "Mem")
+        assert mem_limit == 4 * 1024**3 and 0 < mem_used < mem_limit, text  # OGGM's Small: 4Gi
+        assert re.search(r"CPU: [\d.]+ %", text), text
+        calm = item.evaluate("e => getComputedStyle(e).backgroundColor")
+        # past 80% of the quota (storage's first warning) the item turns red
+        more = {}  # Playwright's sync API holds this thread's event loop: the kernel is driven from another
+        writer = threading.Thread(target=lambda: more.update(
+            out=run(ws, token, WRITE.format(name="more-output.bin", size=150 * MiB))))
+        writer.start()
+        writer.join()
+        assert "written" in more.get("out", ""), more
+        deadline = time.monotonic() + 60
+        while item.evaluate("e => getComputedStyle(e).backgroundColor") == calm and time.monotonic() < deadline:
+            time.sleep(1)
+        screenshot(page, "status-bar-usage-warning")
+        text = item.inner_text()
+        assert item.evaluate("e => getComputedStyle(e).backgroundColor") == "rgb(255, 210, 210)", (calm, text)
+        assert figures(text, "Disk")[0] >= 0.8 * 256 * MiB, text

@@ -2,8 +2,8 @@
 admin's side: a notebook burning CPU shows that CPU time in its record; a hub restart
 mid-session neither loses nor doubles it; an unknown project or one the user does not
 belong to is a 400; a member over their cohort's budget is refused at start with the
-budget's sentence, and a running server over a budget is warned on the home page then
-stopped; the admin's CSV sums to the page's totals; a bad date range is a 400.
+budget's sentence, and a running server over a budget is warned on the home page and in
+its notebook's next cell, then stopped; the admin's CSV sums to the page's totals; a bad date range is a 400.
 
 Figures come from the servers' cgroups (cgroup v1 here). The machine has 2 cores shared
 with other work, so the notebook burns 2 processes for 20 s and the record is compared
@@ -27,7 +27,7 @@ WINDOW = {"start": (NOW - timedelta(hours=1)).isoformat(), "end": (NOW + timedel
 EXTRA = """
 load_subconfig({main!r})  # noqa: F821 (the hub's own config, then this module's settings)
 c.Spawner.poll_interval = 2        # a sample every ~2 s
-c.Usage.grace_seconds = 6          # warned, then stopped 6 s later
+c.Usage.grace_seconds = 15         # warned, then stopped 15 s later (time to run a cell meanwhile)
 """
 BURN = """
 import os, resource, time
@@ -173,14 +173,24 @@ def test_a_member_over_their_cohort_budget_is_refused_at_start_with_the_sentence
 def test_a_running_server_over_a_budget_is_warned_then_stopped(hub):
     cy = hub.new_user("cy", PASSWORD)
     start(hub, cy, "cy", {"profile": "oggm", "size": "small"})
+    token, _, ws = kernel(hub, cy, "cy")  # a notebook open in JupyterLab
+    assert "no notice" in run(ws, token, "print('no notice')")
     set_budgets(hub, {"cy-cpu": {"user": "cy", "unit": "gib-hours", "amount": 0.0001, "window": "week"}})
     try:
         wait_until(lambda: "oggmhub-usage-notice" in cy.get(f"{hub.url}/hub/home").text, 30, "cy warned")
         home = cy.get(f"{hub.url}/hub/home").text
         assert "A usage budget of yours is used up: your oggm server stops at" in home
+        stops = re.search(r"server stops at (\d\d:\d\d) UTC", home)[1]
+        # inside JupyterLab: the next cell's output starts with the sentence, once
+        out = run(ws, token, "print('next cell')") + run(ws, token, "print('and the one after')")
+        assert re.search(r"^oggmhub: your usage budget 'cy-cpu' \(0\.0001 GiB-hours per week for user cy\) is used "
+                         rf"up \([\d.]+ GiB-hours this week\), so this server will be stopped at [\d-]+ {stops} UTC: "
+                         r"save your work now\.\nnext cell\nand the one after$", out.strip()), out
         assert hub.api(cy, "GET", "/users/cy").json()["servers"]  # still running: the grace
         wait_until(lambda: not hub.api(cy, "GET", "/users/cy").json()["servers"], 60, "cy's server stopped")
-        assert "Its grace of 6s is over: stopping the server" in hub.log()
+        assert "Its grace of 15s is over: stopping the server" in hub.log()
+        scratch = os.path.join(hub.data_dir, "scratch", "cy")
+        assert not [n for n in os.listdir(scratch) if n.startswith("budget-notice")]  # taken back at the stop
         assert not usage(hub, cy)["running"]
     except Exception:
         open("/tmp/usage-hub-debug.log", "w").write(hub.log())

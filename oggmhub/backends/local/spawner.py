@@ -270,6 +270,10 @@ class LocalEnvSpawner(UsageAccounting, CatalogPickerMixin, SessionBackend, Syste
         if ours and not self.cohort_materials:
             self.default_url = self._tutorials_url = f"/lab/tree/tutorials/{env}"
 
+    def budget_notice(self, text):
+        """A used-up budget's warning for this server's kernels (UsageAccounting's hook)."""
+        user_files.write_budget_notice(self.scratch_dir, self.name, text)
+
     _mounts = ()
     _mounting = None  # the future of the mount thread of the current start
 

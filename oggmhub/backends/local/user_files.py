@@ -10,7 +10,8 @@
 - :func:`private_tmp`: the server's ``TMPDIR``, a folder of its own in the user's scratch
   space, mode 0700, the user's (made without following links, :mod:`.safe_files`).
 - :func:`write_unavailable`: the notice of the session's datasets that could not be
-  mounted, in the user's scratch space (a link there is replaced, never written through).
+  mounted, in the user's scratch space (a link there is replaced, never written through);
+  :func:`write_budget_notice`: a used-up budget's warning for the server's kernels, the same way.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import subprocess
 import tempfile
 
 from oggmhub.backends.local import safe_files
+from oggmhub.session import budget_notice as session_budget_notice
 from oggmhub.session import datasets as datasets_api
 from oggmhub.session import tutorials as session_tutorials
 
@@ -86,17 +88,27 @@ def private_tmp(scratch, server, owner=None):
 
 def write_unavailable(scratch, reasons):
     """Record ``{name: why}`` for the session's :func:`oggmhub.session.datasets.unavailable`
-    (the spawner's side, as root); none: remove it. ``scratch`` is the user's: a link they
-    put at the notice's name (or at any temporary name) is replaced or removed, never
-    written through (:mod:`.safe_files`); the notice is the folder owner's."""
+    (the spawner's side, as root); none: remove it (see :func:`write_notice`)."""
+    write_notice(scratch, datasets_api.UNAVAILABLE_FILE, reasons or None)
 
-    if not reasons:
+
+def write_budget_notice(scratch, server_name, text):
+    """Leave ``text`` (a used-up budget, see :mod:`oggmhub.session.budget_notice`) for the
+    kernels of server ``server_name``; None: remove it."""
+    write_notice(scratch, session_budget_notice.file_name(server_name), {"text": text} if text else None)
+
+
+def write_notice(scratch, name, data):
+    """``data`` as JSON at ``scratch/name``, the folder owner's, readable; None: remove it.
+    ``scratch`` is the user's: a link they put at the notice's name (or at any temporary
+    name) is replaced or removed, never written through (:mod:`.safe_files`)."""
+    if data is None:
         try:
             fd = safe_files.open_dir(scratch)
         except FileNotFoundError:
             return
         try:
-            os.unlink(datasets_api.UNAVAILABLE_FILE, dir_fd=fd)
+            os.unlink(name, dir_fd=fd)
         except (FileNotFoundError, IsADirectoryError, PermissionError):
             pass
         finally:
@@ -104,5 +116,5 @@ def write_unavailable(scratch, reasons):
         return
     os.makedirs(scratch, exist_ok=True)
     owner = os.lstat(scratch)
-    safe_files.write_atomic(scratch, datasets_api.UNAVAILABLE_FILE, json.dumps(reasons, indent=1), mode=0o644,
+    safe_files.write_atomic(scratch, name, json.dumps(data, indent=1), mode=0o644,
                             owner=(owner.st_uid, owner.st_gid) if os.geteuid() == 0 else None)
