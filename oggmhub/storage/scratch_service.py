@@ -45,11 +45,15 @@ def main(argv=None):
     parser.add_argument("--once", action="store_true", help="one pass, then exit")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(levelname)1.1s %(asctime)s scratch-cleaner] %(message)s")
-    while True:
-        run_once(args.data_dir, args.catalog)
-        if args.once:
-            return 0
-        time.sleep(max(60, args.interval))
+    try:
+        while True:
+            run_once(args.data_dir, args.catalog)
+            if args.once:
+                return 0
+            time.sleep(max(60, args.interval))
+    except KeyboardInterrupt:  # the hub (or Ctrl-C) stopping it: a normal end, no traceback
+        log.info("stopping")
+        return 0
 
 
 if __name__ == "__main__":

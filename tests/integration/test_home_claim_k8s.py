@@ -66,8 +66,23 @@ async def test_claim_size_follows_the_catalog_and_the_cohort(api, tmp_path):
         await spawner.stop()
 
 
-async def test_no_storage_section_keeps_the_configured_capacity(api):
-    spawner = spawner_for("dee", CATALOG)
+def catalog_without_storage(tmp_path):
+    data = yaml.safe_load(CATALOG.read_text())
+    data.pop("storage", None)
+    path = tmp_path / "catalog.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+async def test_the_shipped_catalogs_quota_is_the_claims_size(api):
+    spawner = spawner_for("cal", CATALOG)
+    await hub_start(spawner, {"profile": "oggm"})
+    assert claim_size(api, "home-cal") == str(10 * 2**30)  # storage.home_quota: 10Gi
+    await spawner.stop()
+
+
+async def test_no_storage_section_keeps_the_configured_capacity(api, tmp_path):
+    spawner = spawner_for("dee", catalog_without_storage(tmp_path))
     await hub_start(spawner, {"profile": "oggm"})
     assert claim_size(api, "home-dee") == "10Gi"
     await spawner.stop()

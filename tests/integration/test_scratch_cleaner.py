@@ -75,7 +75,11 @@ def test_service_reads_the_ttl_from_the_catalog_and_logs_what_it_removed(tmp_pat
 
 def test_no_ttl_in_the_catalog_removes_nothing(tmp_path):
     user, files, _, _ = make_scratch(tmp_path)
+    catalog = yaml.safe_load(CATALOG.read_text())
+    catalog["storage"].pop("scratch_ttl_days")  # the shipped catalog's 7 days, left out
+    (tmp_path / "catalog.yaml").write_text(yaml.safe_dump(catalog))
     result = subprocess.run([sys.executable, "-m", "oggmhub.storage.scratch_service", "--data-dir", str(tmp_path),
-                             "--catalog", str(CATALOG), "--once"], capture_output=True, text=True, timeout=60)
+                             "--catalog", str(tmp_path / "catalog.yaml"), "--once"], capture_output=True, text=True,
+                            timeout=60)
     assert result.returncode == 0 and result.stderr == ""
     assert all(path.exists() for path in files.values())

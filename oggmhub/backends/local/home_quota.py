@@ -15,12 +15,13 @@ from traitlets.config import LoggingConfigurable
 from oggmhub.backends.local import home_images
 from oggmhub.cohorts import model as cohorts
 from oggmhub.errors import SpawnFailed
+from oggmhub.session import env as session_env
 from oggmhub.storage import scratch, space, usage
 from oggmhub.storage.quotas import human, user_quota
 from oggmhub.user_folders import folder_name
 
-RESCUE_VARIABLE = "OGGMHUB_HOME_RESCUE"  # "1" in a rescue start's session
-SCRATCH_TTL_VARIABLE = "OGGMHUB_SCRATCH_TTL_DAYS"  # days a scratch file lives unchanged
+RESCUE_VARIABLE = session_env.HOME_RESCUE  # "1" in a rescue start's session
+SCRATCH_TTL_VARIABLE = session_env.SCRATCH_TTL_DAYS  # days a scratch file lives unchanged
 
 
 class HomeQuotas(LoggingConfigurable):
