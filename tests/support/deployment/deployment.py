@@ -30,6 +30,8 @@ import threading
 import time
 import urllib.request
 
+import psutil
+
 from support.kube_harness import KubeAPI, TestKubelet
 from support.kube_harness.dask_operator import DaskOperator
 from support.kube_harness.pods import PodRunner
@@ -272,6 +274,9 @@ class Deployment:
         raise RuntimeError(f"the hub did not answer through the proxy within {timeout} s:\n{self.hub_log()[-4000:]}")
 
     def stop(self):
+        # everything of the hub pod goes with it, as with a pod: the hub starts its managed
+        # services (idle culler, tasks) in sessions of their own, out of its process group
+        pod = _descendants(self.hub)
         for proc in (self.hub, self.proxy):
             if proc is not None and proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
@@ -283,6 +288,11 @@ class Deployment:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+        for child in pod:
+            try:
+                child.kill()
+            except psutil.Error:
+                pass  # already gone
         for log in ("_hub_log", "_proxy_log"):
             if hasattr(self, log):
                 getattr(self, log).close()
@@ -300,3 +310,13 @@ class Deployment:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+def _descendants(proc):
+    """The processes below ``proc`` (a Popen), to end with it; none once it has gone."""
+    if proc is None or proc.poll() is not None:
+        return []
+    try:
+        return psutil.Process(proc.pid).children(recursive=True)
+    except psutil.Error:
+        return []
