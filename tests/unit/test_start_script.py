@@ -101,3 +101,17 @@ def test_relative_data_dir_is_the_callers(tmp_path):
         os.chdir, os.execve = real
     assert seen["cwd"] == str(tmp_path / "data")
     assert seen["env"]["OGGMHUB_DATA_DIR"] == str(tmp_path / "data")
+
+
+def test_a_data_dir_too_long_for_the_desktops_socket_is_named_at_start_up(tmp_path, capsys):
+    """TigerVNC refuses a socket path over 107 bytes ("socket path is too long"); the
+    desktop's socket is made in each server's TMPDIR under the data directory. Seen for real
+    with a 5-character user under a 49-character data directory (a 113-byte path)."""
+    from oggmhub.backends.local.user_files import desktop_socket_warning
+
+    long_dir = "/tmp/pytest-of-root/pytest-293/popen-gw1/hub0/data"  # 49 characters
+    said = desktop_socket_warning(long_dir, username_length=5)
+    assert said and "6 bytes over the 107 a Unix socket's path may have" in said and long_dir in said
+    assert desktop_socket_warning("/tmp/pytest-of-root/pytest-293/hub0/data", username_length=5) is None
+    assert desktop_socket_warning("/srv/oggmhub") is None  # room for 16-character usernames
+    assert desktop_socket_warning("/srv/" + "d" * 60) is not None

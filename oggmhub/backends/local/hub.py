@@ -62,6 +62,11 @@ def start_hub(args):
 
     for line in environments_lacking_packages(catalog):  # its servers fail until then: say it now
         print(f"oggmhub: {line}", flush=True)
+    from oggmhub.backends.local.user_files import desktop_socket_warning
+
+    socket_line = desktop_socket_warning(args.data_dir)  # TigerVNC's socket must fit 107 bytes
+    if socket_line:
+        print(f"oggmhub: {socket_line}", flush=True)
     accounts = os.geteuid() == 0 and not args.shared_account
     envs = os.environ.get("OGGMHUB_ENV_CACHE") or os.path.join(args.data_dir, "envs")
     if accounts:  # users' accounts must reach their homes and the environments

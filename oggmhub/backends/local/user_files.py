@@ -28,6 +28,9 @@ from oggmhub.session import datasets as datasets_api
 from oggmhub.session import tutorials as session_tutorials
 
 TMP_FOLDER = "tmp"  # <scratch>/tmp/<server>: each server's TMPDIR
+UNIX_SOCKET_MAX = 107  # bytes a Unix socket's path may have (sun_path's 108, less its NUL)
+DESKTOP_SOCKET = "jupyter-server-proxy-xxxxxxxx/socket"  # the desktop's VNC socket, made in TMPDIR
+USERNAME_ROOM = 16  # the username length the start-up check keeps room for
 
 
 class UserFilesError(RuntimeError):
@@ -118,3 +121,19 @@ def write_notice(scratch, name, data):
     owner = os.lstat(scratch)
     safe_files.write_atomic(scratch, name, json.dumps(data, indent=1), mode=0o644,
                             owner=(owner.st_uid, owner.st_gid) if os.geteuid() == 0 else None)
+
+
+def desktop_socket_warning(data_dir, username_length=USERNAME_ROOM):
+    """One line for the hub's start-up when the desktop's VNC socket (in each server's
+    TMPDIR, ``<data dir>/scratch/<user>/tmp/<server>``) would be longer than a Unix socket's
+    path may be for a user of ``username_length`` characters (TigerVNC then refuses to
+    start: "socket path is too long"); None when there is room."""
+    path = os.path.join(os.path.abspath(data_dir), "scratch", "u" * username_length, TMP_FOLDER, "default",
+                        DESKTOP_SOCKET)
+    over = len(path.encode()) - UNIX_SOCKET_MAX
+    if over <= 0:
+        return None
+    return (f"the desktop (Slicer's and Fiji's TigerVNC) cannot start for users with names of {username_length} or "
+            f"more characters: its socket under {data_dir}/scratch/<user>/tmp/ would be {over} bytes over the "
+            f"{UNIX_SOCKET_MAX} a Unix socket's path may have; use a --data-dir path at least {over} characters "
+            f"shorter (e.g. /srv/oggmhub)")
