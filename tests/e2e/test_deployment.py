@@ -19,7 +19,7 @@ import pytest
 import requests
 import yaml
 
-from support.browser import chromium, login, new_notebook, run_cell, screenshot, start_from_picker
+from support.browser import chromium, login, new_notebook, run_cell, screenshot, sign_up, start_from_picker
 from support.deployment import Deployment, admin_service
 from support.paths import CATALOG
 
@@ -85,12 +85,7 @@ def test_sign_up_pick_oggm_run_a_cell_stop_and_nothing_is_left(hub):
         assert [e.split(" GPU")[0].strip() for e in environments] == ["OGGM", "3D Slicer", "Fiji"]
         screenshot(page, "deployment-welcome")
 
-        page.goto(f"{hub.url}/hub/signup")
-        page.fill("#username_input", "ada")
-        page.fill("#password_input", PASSWORD)
-        page.fill("#password_confirmation_input", PASSWORD)
-        page.locator("#signup_submit").click()
-        page.get_by_text("Your information has been sent to the admin").wait_for()
+        sign_up(page, hub, "ada", PASSWORD)
 
         admin = browser.new_page()
         login(admin, hub, "admin", admin_password(hub))

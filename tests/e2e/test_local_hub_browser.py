@@ -14,6 +14,7 @@ from support.browser import (
     new_notebook,
     run_cell,
     screenshot,
+    sign_up,
     start_from_picker,
     stop_and_open_picker,
 )
@@ -35,12 +36,7 @@ def test_sign_up_approve_pick_oggm_and_keep_the_home_across_environments(hub):
     with chromium() as browser:
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         # sign up
-        page.goto(f"{hub.url}/hub/signup")
-        page.fill("#username_input", "ada")
-        page.fill("#password_input", PASSWORD)
-        page.fill("#password_confirmation_input", PASSWORD)
-        page.locator("#signup_submit").click()
-        page.get_by_text("Your information has been sent to the admin").wait_for()
+        sign_up(page, hub, "ada", PASSWORD)
         screenshot(page, "signup")
 
         # not approved yet: login refused with the reason

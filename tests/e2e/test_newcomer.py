@@ -33,7 +33,7 @@ import psutil
 import pytest
 import requests
 
-from support.browser import chromium, login, new_notebook, run_cell, screenshot
+from support.browser import chromium, login, new_notebook, run_cell, screenshot, sign_up
 from support.local_hub import (
     REPO,
     SALEM_DATA,
@@ -180,12 +180,7 @@ def readme_path(tmp_path, clone, prefix):
 
         with chromium() as browser:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.goto(f"{hub.url}/hub/signup")
-            page.fill("#username_input", "ada")
-            page.fill("#password_input", PASSWORD)
-            page.fill("#password_confirmation_input", PASSWORD)
-            page.locator("#signup_submit").click()
-            page.get_by_text("Your information has been sent to the admin").wait_for()
+            sign_up(page, hub, "ada", PASSWORD)
             admin = browser.new_page()
             login(admin, hub, "admin", password)
             admin.goto(f"{hub.url}/hub/authorize/ada")

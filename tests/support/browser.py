@@ -100,3 +100,13 @@ def stop_and_open_picker(page, hub, tries=60):
             return
         page.wait_for_timeout(1000)
     raise AssertionError(f"the picker did not come back within {tries} s of stopping: {page.url}")
+
+
+def sign_up(page, hub, username, password):
+    """Sign up on the hub's form, as a newcomer does, until it says the admin was asked."""
+    page.goto(f"{hub.url}/hub/signup")
+    page.fill("#username_input", username)
+    page.fill("#password_input", password)
+    page.fill("#password_confirmation_input", password)
+    page.locator("#signup_submit").click()
+    page.get_by_text("Your information has been sent to the admin").wait_for()
